@@ -1,0 +1,225 @@
+"""The result file and its journal: every returned element is written exactly once.
+
+Commit = append the mini-batch's bytes to the result file, then journal (id, end offset).
+The journal is flushed in groups, always after the result bytes it covers are on disk, so a
+journaled offset never points past data. Resume truncates the result file to the last
+journaled offset and skips journaled mini-batches.
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Optional
+
+from .config import ConfigError, JobConfig, fingerprint_fields
+from .logs import Layout
+
+JOURNAL = "journal.jsonl"
+STATE = "state.json"
+LOCK = "lock"
+FLUSH_EVERY_S = 1.0
+FLUSH_EVERY_N = 256
+CSV_COLUMNS = ["id", "input", "items", "attempts", "status", "succeeded", "failed", "seconds", "rank",
+               "error_class", "error"]
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What decides a job's output: its configuration, its entry script and its inputs."""
+
+    config: dict[str, Any]
+    script: str
+    inputs: str
+
+    @staticmethod
+    def of(config: JobConfig, input_digests: list[str]) -> "Fingerprint":
+        script = hashlib.sha256(config.script_path.read_bytes()).hexdigest()
+        inputs = hashlib.sha256("\n".join(input_digests).encode()).hexdigest()
+        return Fingerprint(fingerprint_fields(config), script, inputs)
+
+    def difference(self, other: "Fingerprint") -> Optional[str]:
+        """Why `other` (the earlier run) is not the same job, or None."""
+        if other.script != self.script:
+            return "the entry script changed"
+        if other.inputs != self.inputs:
+            return "the inputs changed"
+        for key in sorted(set(self.config) | set(other.config)):
+            if self.config.get(key) != other.config.get(key):
+                return f"configuration key '{key}' changed (was {other.config.get(key)!r}, now {self.config.get(key)!r})"
+        return None
+
+
+@dataclass
+class JournalEntry:
+    """One final mini-batch: committed (its bytes end at `end`) or failed after all tries."""
+
+    id: int
+    end: int
+    status: str
+    ok: int
+    fail: int
+    attempts: int
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """An output folder ready for this run: locked, truncated, with what earlier runs committed."""
+
+    lock_fd: int
+    entries: list[JournalEntry]
+    reuse: bool = False
+
+
+def _read_journal(path: Path) -> list[JournalEntry]:
+    entries = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                entries.append(JournalEntry(**json.loads(line)))
+            except (ValueError, TypeError):
+                break  # a torn last line from a killed run: everything after it is uncommitted
+    return entries
+
+
+def _lock(layout: Layout) -> int:
+    fd = os.open(layout.state_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise ConfigError(f"output '{layout.output}' is in use by another running job ({holder})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+def prepare_output(config: JobConfig, layout: Layout, fingerprint: Fingerprint) -> Prepared:
+    """Lock the output and decide: fresh start, resume, reuse, or refuse (ConfigError)."""
+    existed = layout.output.exists()
+    if existed and not layout.output.is_dir():
+        raise ConfigError(f"output: '{layout.output}' exists and is not a folder")
+    had_results = layout.result_file.exists()
+    layout.make_dirs()
+    lock_fd = _lock(layout)
+    try:
+        state_file = layout.state_dir / STATE
+        if not state_file.exists():
+            if had_results:
+                raise ConfigError(f"output: '{layout.output}' already holds {layout.result_file.name} "
+                                  "from another run; choose another output folder")
+            _write_state(layout, fingerprint, "Running")
+            return Prepared(lock_fd, [])
+        state = json.loads(state_file.read_text())
+        earlier = Fingerprint(**state["fingerprint"])
+        why = fingerprint.difference(earlier)
+        if config.allow_reuse and state.get("status") == "Completed" and why is None:
+            return Prepared(lock_fd, [], reuse=True)
+        if not config.resume:
+            raise ConfigError(f"output: '{layout.output}' already holds a run (status {state.get('status')}); "
+                              "pass --resume to continue it or choose another output folder")
+        if why is not None:
+            raise ConfigError(f"resume refused: {why} since the run in '{layout.output}'")
+        entries = _read_journal(layout.state_dir / JOURNAL)
+        end = entries[-1].end if entries else 0
+        if layout.result_file.exists():
+            with open(layout.result_file, "r+b") as fh:
+                fh.truncate(end)
+        elif end:
+            raise ConfigError(f"resume refused: '{layout.result_file}' is missing")
+        _rewrite_journal(layout.state_dir / JOURNAL, entries)
+        _write_state(layout, fingerprint, "Running")
+        return Prepared(lock_fd, entries)
+    except BaseException:
+        os.close(lock_fd)
+        raise
+
+
+def _rewrite_journal(path: Path, entries: list[JournalEntry]) -> None:
+    """Drop a torn tail so that new entries follow whole lines."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(asdict(e)) + "\n" for e in entries))
+    os.replace(tmp, path)
+
+
+def _write_state(layout: Layout, fingerprint: Fingerprint, status: str) -> None:
+    tmp = layout.state_dir / (STATE + ".tmp")
+    tmp.write_text(json.dumps({"status": status, "fingerprint": asdict(fingerprint),
+                               "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+    os.replace(tmp, layout.state_dir / STATE)
+
+
+class ResultStore:
+    """Rank 0's writer of the result file, the journal and logs/sys/mini_batches.csv."""
+
+    def __init__(self, config: JobConfig, layout: Layout, prepared: Prepared, fingerprint: Fingerprint) -> None:
+        self.layout = layout
+        self.fingerprint = fingerprint
+        self.lock_fd = prepared.lock_fd
+        self.append_rows = config.output_action == "append_row"
+        self.result: Optional[IO[bytes]] = open(layout.result_file, "ab") if self.append_rows else None
+        self.offset = self.result.tell() if self.result else 0
+        self.journal = open(layout.state_dir / JOURNAL, "a")
+        new_csv = not layout.mini_batches_csv.exists()
+        self.csv_file = open(layout.mini_batches_csv, "a", newline="")
+        self.csv = csv.writer(self.csv_file)
+        if new_csv:
+            self.csv.writerow(CSV_COLUMNS)
+        self._pending: list[str] = []
+        self._first_pending = 0.0
+
+    def commit(self, outcome: Any, attempts: int, errors: dict[str, int]) -> None:
+        """Append a succeeded attempt's bytes, then journal it (exactly once: the caller never repeats an id)."""
+        if self.result is not None:
+            if self.offset == 0 and outcome.header:
+                self.result.write(outcome.header)
+                self.offset += len(outcome.header)
+            self.result.write(outcome.payload)
+            self.offset += len(outcome.payload)
+        self._journal(JournalEntry(outcome.batch_id, self.offset, "succeeded", outcome.succeeded,
+                                   outcome.failed, attempts, errors))
+
+    def record_failed(self, batch_id: int, n_items: int, attempts: int, errors: dict[str, int]) -> None:
+        self._journal(JournalEntry(batch_id, self.offset, "failed", 0, n_items, attempts, errors))
+
+    def add_csv_row(self, row: list[Any]) -> None:
+        self.csv.writerow(row)
+
+    def _journal(self, entry: JournalEntry) -> None:
+        if not self._pending:
+            self._first_pending = time.monotonic()
+        self._pending.append(json.dumps(asdict(entry), separators=(",", ":")) + "\n")
+        if len(self._pending) >= FLUSH_EVERY_N:
+            self.flush()
+
+    def maybe_flush(self) -> None:
+        if self._pending and time.monotonic() - self._first_pending >= FLUSH_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        """Result bytes reach the disk before the journal lines that cover them."""
+        if self.result is not None:
+            self.result.flush()
+            os.fsync(self.result.fileno())
+        self.csv_file.flush()
+        if self._pending:
+            self.journal.write("".join(self._pending))
+            self.journal.flush()
+            os.fsync(self.journal.fileno())
+            self._pending.clear()
+
+    def close(self, status: str) -> None:
+        self.flush()
+        for fh in (self.result, self.journal, self.csv_file):
+            if fh is not None:
+                fh.close()
+        _write_state(self.layout, self.fingerprint, status)
+        os.close(self.lock_fd)

@@ -1,0 +1,327 @@
+"""Rank 0: hands out mini-batches with credits, retries failures elsewhere, enforces the error
+thresholds, commits results exactly once, reports progress and stops cleanly on signals."""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+from .commit import JournalEntry, ResultStore
+from .config import JobConfig
+from .logs import FirstError, Layout, write_job_result
+from .polling import Backoff
+from .progress import Progress
+from .records import ERROR_CLASSES, MiniBatch, Outcome, Task
+from .signals import StopSignals
+from .worker import TAG, Worker
+
+HOUSEKEEPING_EVERY_S = 0.2
+
+
+@dataclass
+class Tally:
+    """Counts over the whole job, earlier (resumed) runs included."""
+
+    batches_total: int = 0
+    batches_ok: int = 0
+    batches_failed: int = 0
+    retried: int = 0
+    items_total: int = 0
+    items_ok: int = 0
+    items_failed: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+    @property
+    def batches_final(self) -> int:
+        return self.batches_ok + self.batches_failed
+
+    def add_journal(self, entries: Iterable[JournalEntry]) -> None:
+        for entry in entries:
+            if entry.status == "succeeded":
+                self.batches_ok += 1
+            else:
+                self.batches_failed += 1
+            self.items_ok += entry.ok
+            self.items_failed += entry.fail
+            self.retried += entry.attempts > 1
+            self.errors.update(entry.errors)
+
+
+class Coordinator:
+    """The dispatch loop of rank 0; run() returns the job's exit status."""
+
+    def __init__(self, comm: Any, config: JobConfig, layout: Layout, batches: list[MiniBatch],
+                 store: ResultStore, earlier: list[JournalEntry], worker_ranks: list[int],
+                 local: Optional[Worker], signals: StopSignals, log: logging.Logger, n_ranks: int,
+                 input_names: list[str]) -> None:
+        self.comm = comm
+        self.config = config
+        self.layout = layout
+        self.store = store
+        self.local = local
+        self.signals = signals
+        self.log = log
+        self.n_ranks = n_ranks
+        self.input_names = input_names
+        self.inbox: deque[tuple] = deque()
+        self.live = list(worker_ranks)
+        self.worker_count = len(worker_ranks)
+        self.outstanding: dict[int, dict[int, Task]] = {r: {} for r in worker_ranks}
+        done = {e.id for e in earlier}
+        self.pending: deque[Task] = deque(Task(b, 1) for b in batches if b.id not in done)
+        self.retry: deque[tuple[Task, int]] = deque()
+        self.batch_errors: dict[int, Counter] = {}
+        self.tally = Tally(batches_total=len(batches), items_total=sum(b.size for b in batches))
+        self.tally.add_journal(earlier)
+        self.first_error: Optional[FirstError] = None
+        self.init_error: Optional[FirstError] = None
+        self.requests: list[Any] = []
+        self.status = "Completed"
+        self.reason = ""
+        self.exit_code = 0
+        self.stopping = False
+        self.stop_deadline = 0.0
+        self.started_wall = time.strftime("%Y-%m-%dT%H:%M:%S")
+        self.started = time.monotonic()
+        self.progress = Progress(config.progress, len(batches), self.tally.batches_final,
+                                 layout.progress_overview)
+        self._dirty = True
+
+    # ---- messages ----------------------------------------------------------------------------
+
+    def to_worker(self, rank: int, message: tuple) -> None:
+        if self.local is not None and rank == 0:
+            kind, body = message
+            if kind == "task":
+                self.local.take(body)
+            elif kind == "cancel":
+                self.local.cancel()
+        else:
+            self.requests.append(self.comm.isend(message, dest=rank, tag=TAG))
+
+    def _receive(self) -> bool:
+        got = False
+        while self.inbox:
+            self._handle(self.inbox.popleft())
+            got = True
+        if self.n_ranks > 1:
+            while (message := self.comm.improbe(tag=TAG)) is not None:
+                self._handle(message.recv())
+                got = True
+        return got
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "outcome":
+            self._on_outcome(message[1])
+        elif kind == "ready":
+            self.log.info("worker on rank %d ready (init %.3f s)", message[1], message[2])
+        elif kind == "init_failed":
+            self._on_init_failed(message[1], message[2], message[3])
+        elif kind == "returned":
+            self._on_returned(message[1], message[2])
+        elif kind == "signal":
+            self.log.warning("rank %d received signal %d", message[1], message[2])
+            if not self.stopping:
+                self.begin_stop("Interrupted", 128 + message[2], f"signal {message[2]} on rank {message[1]}")
+
+    def _on_returned(self, rank: int, ids: list[int]) -> None:
+        tasks = [self.outstanding[rank].pop(i) for i in ids if i in self.outstanding[rank]]
+        if not self.stopping:
+            self.pending.extendleft(reversed(tasks))
+        self._dirty = True
+
+    def _on_init_failed(self, rank: int, error: str, traceback: str) -> None:
+        self.log.error("init() failed on rank %d: %s", rank, error)
+        self.tally.errors["init"] += 1
+        self._append_error_line(f"init() rank {rank} (init): {error}")
+        failure = FirstError(None, 0, rank, "init", error, traceback, self.layout.relative(self.layout.error_log(rank)))
+        self.init_error = self.init_error or failure
+        self.first_error = self.first_error or failure
+        if rank in self.live:
+            self.live.remove(rank)
+        self._on_returned(rank, list(self.outstanding[rank]))
+
+    def _on_outcome(self, outcome: Outcome) -> None:
+        task = self.outstanding[outcome.rank].pop(outcome.batch_id, None)
+        if task is None:
+            return  # an attempt already settled (a late inline result)
+        self._dirty = True
+        errors = self.batch_errors.get(task.batch.id, Counter())
+        if outcome.ok:
+            self.store.commit(outcome, task.attempt, dict(errors))
+            self._final(task, "succeeded", outcome.succeeded, outcome.failed, outcome.seconds, outcome.rank, errors)
+        else:
+            self._on_failed_attempt(task, outcome, errors)
+        reason = self._threshold_exceeded()
+        if reason and not self.stopping:
+            self.begin_stop("Failed", 1, reason)
+
+    def _on_failed_attempt(self, task: Task, outcome: Outcome, errors: Counter) -> None:
+        cls = outcome.error_class or "exception"
+        self.tally.errors[cls] += 1
+        errors[cls] += 1
+        self.batch_errors[task.batch.id] = errors
+        self._append_error_line(f"mini-batch {task.batch.id} attempt {task.attempt} rank {outcome.rank} ({cls}): "
+                                f"{outcome.error}")
+        if self.first_error is None:
+            log = self.layout.error_log(outcome.rank) if outcome.traceback else self.layout.rank_log(outcome.rank)
+            self.first_error = FirstError(task.batch.id, task.attempt, outcome.rank, cls, outcome.error,
+                                          outcome.traceback, self.layout.relative(log))
+        if task.attempt < self.config.run_max_try:
+            if not self.stopping:
+                self.retry.append((Task(task.batch, task.attempt + 1), outcome.rank))
+            return
+        self.store.record_failed(task.batch.id, task.batch.size, task.attempt, dict(errors))
+        self._final(task, "failed", 0, task.batch.size, outcome.seconds, outcome.rank, errors, outcome.error)
+
+    def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
+               errors: Counter, error: str = "") -> None:
+        tally = self.tally
+        if status == "succeeded":
+            tally.batches_ok += 1
+        else:
+            tally.batches_failed += 1
+        tally.items_ok += ok
+        tally.items_failed += failed
+        tally.retried += task.attempt > 1
+        self.batch_errors.pop(task.batch.id, None)
+        last_class = next(reversed(errors), "") if errors else ""
+        self.store.add_csv_row([task.batch.id, self.input_names[task.batch.input_index], task.batch.size,
+                                task.attempt, status, ok, failed, f"{seconds:.3f}", rank, last_class, error])
+
+    def _append_error_line(self, line: str) -> None:
+        with open(self.layout.error_txt, "a") as fh:
+            fh.write(line + "\n")
+
+    # ---- policy ------------------------------------------------------------------------------
+
+    def _threshold_exceeded(self) -> Optional[str]:
+        cfg, tally = self.config, self.tally
+        if 0 <= cfg.error_threshold < tally.items_failed:
+            return f"error_threshold={cfg.error_threshold} exceeded: {tally.items_failed} items failed"
+        if 0 <= cfg.allowed_failed_count < tally.batches_failed:
+            return f"allowed_failed_count={cfg.allowed_failed_count} exceeded: {tally.batches_failed} mini-batches failed"
+        if tally.batches_failed * 100 > cfg.allowed_failed_percent * max(tally.batches_total, 1):
+            return (f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: {tally.batches_failed} of "
+                    f"{tally.batches_total} mini-batches failed")
+        return None
+
+    def _next_task(self, rank: int) -> Optional[Task]:
+        """A retry that last failed elsewhere first, then new work."""
+        for i, (task, failed_on) in enumerate(self.retry):
+            if failed_on != rank or len(self.live) == 1:
+                del self.retry[i]
+                return task
+        if self.pending:
+            return self.pending.popleft()
+        return None
+
+    def _dispatch(self) -> None:
+        credits = self.config.credits_per_worker
+        for rank in self.live:
+            if not (self.pending or self.retry):
+                return
+            queue = self.outstanding[rank]
+            while len(queue) < credits:
+                task = self._next_task(rank)
+                if task is None:
+                    break
+                queue[task.batch.id] = task
+                self.to_worker(rank, ("task", task))
+
+    def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
+        """Stop handing out work; running attempts get stop_grace seconds to finish and commit."""
+        self.log.warning("stopping (%s): %s", status, reason)
+        self.stopping = True
+        self.status, self.exit_code, self.reason = status, exit_code, reason
+        self.stop_deadline = time.monotonic() + (self.config.stop_grace if self.signals.count < 2 else 0)
+        self.pending.clear()
+        self.retry.clear()
+        for rank in self.live:
+            self.to_worker(rank, ("cancel", None))
+
+    def _work_left(self) -> bool:
+        return bool(self.pending or self.retry or any(self.outstanding.values()))
+
+    def _finished(self) -> bool:
+        if self.stopping:
+            return not any(self.outstanding.values()) or time.monotonic() >= self.stop_deadline
+        if not self.live and self._work_left():
+            error = self.init_error.summary if self.init_error else "no worker could start"
+            self.first_error = self.init_error or self.first_error
+            self.status, self.exit_code, self.reason = "Failed", 1, f"init() failed on every worker: {error}"
+            return True
+        if self._work_left():
+            return False
+        tally = self.tally
+        if self.config.output_action == "append_row" and tally.items_total and not tally.items_ok:
+            self.status, self.exit_code, self.reason = "Failed", 1, "no item succeeded"
+        return True
+
+    # ---- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.log.info("coordinating %d mini-batches (%d already committed) on %d workers",
+                      self.tally.batches_total, self.tally.batches_final, self.worker_count)
+        backoff = Backoff()
+        next_housekeeping = 0.0
+        while True:
+            busy = self._receive()
+            if self.local is not None:
+                busy = self.local.step() or busy
+            if self.signals.received and not self.stopping:
+                self.begin_stop("Interrupted", self.signals.exit_code, f"signal {self.signals.received} on rank 0")
+            if self.signals.count >= 2:
+                self.stop_deadline = 0.0
+            if self._dirty and not self.stopping:
+                self._dirty = False
+                self._dispatch()
+            if self._finished():
+                break
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                next_housekeeping = now + HOUSEKEEPING_EVERY_S
+                self.store.maybe_flush()
+                self.progress.update(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
+                self.requests = [r for r in self.requests if not r.Test()]
+            if busy:
+                backoff.busy()
+            else:
+                backoff.idle()
+        return self._finish()
+
+    def _finish(self) -> int:
+        for rank in range(1, self.n_ranks):
+            self.to_worker(rank, ("stop", self.exit_code))
+        if self.local is not None:
+            self.local.close(self.config.stop_grace)
+        self.store.close(self.status)
+        self.progress.close(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
+        write_job_result(self.layout, self.result(), self.first_error)
+        self.log.info("job %s (exit %d)%s", self.status, self.exit_code, f": {self.reason}" if self.reason else "")
+        for request in self.requests:
+            request.wait()
+        return self.exit_code
+
+    def result(self) -> dict[str, Any]:
+        tally = self.tally
+        return {
+            "status": self.status,
+            "reason": self.reason or None,
+            "exit_code": self.exit_code,
+            "started": self.started_wall,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "elapsed_s": round(time.monotonic() - self.started, 3),
+            "ranks": self.n_ranks,
+            "workers": self.worker_count,
+            "mini_batches": {"total": tally.batches_total, "succeeded": tally.batches_ok,
+                             "failed": tally.batches_failed, "retried": tally.retried},
+            "items": {"total": tally.items_total, "succeeded": tally.items_ok, "failed": tally.items_failed},
+            "errors_by_class": {cls: tally.errors.get(cls, 0) for cls in ERROR_CLASSES},
+            "output_file": str(self.layout.result_file) if self.config.output_action == "append_row" else None,
+            "error": self.first_error.summary if self.first_error else None,
+            "first_error": self.first_error.to_json() if self.first_error else None,
+        }

@@ -1,0 +1,266 @@
+"""The entry-script process's side: load the user's script, call init/run/shutdown, format results.
+
+This module runs inside the entry-script process (a fresh child, or the rank itself with the
+inline executor). It never imports mpi4py, so the child never touches MPI.
+"""
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Optional
+
+from .records import InputInfo, Outcome, Task
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Who this worker is and where its files go; EntryScript() reads it."""
+
+    rank: int
+    node_rank: int
+    local_worker_index: int
+    gpu: Optional[int]
+    agent_name: str
+    output_dir: str
+    working_dir: str
+    log_dir: str
+    entry_log_path: str
+    logging_level: str = "INFO"
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """Everything the entry-script process needs to host the user's script."""
+
+    script_path: str
+    script_home: str
+    argv: list[str]
+    environment: dict[str, str]
+    worker: WorkerInfo
+    inputs: list[InputInfo]
+    output_action: str
+    append_row_options: dict[str, Any]
+    models: dict[str, str] = field(default_factory=dict)
+    compat: Optional[str] = None
+
+
+_WORKER: Optional[WorkerInfo] = None
+
+
+class EntryScript:
+    """What the entry script may ask about itself: `EntryScript().logger`, `.output_dir`, `.rank`..."""
+
+    @property
+    def _info(self) -> WorkerInfo:
+        if _WORKER is None:
+            raise RuntimeError("EntryScript is only available inside a script that mpibatch runs")
+        return _WORKER
+
+    @property
+    def logger(self) -> logging.Logger:
+        return logging.getLogger("mpibatch.entry_script")
+
+    @property
+    def output_dir(self) -> str:
+        return self._info.output_dir
+
+    @property
+    def working_dir(self) -> str:
+        return self._info.working_dir
+
+    @property
+    def log_dir(self) -> str:
+        return self._info.log_dir
+
+    @property
+    def agent_name(self) -> str:
+        return self._info.agent_name
+
+    @property
+    def rank(self) -> int:
+        return self._info.rank
+
+    @property
+    def node_rank(self) -> int:
+        return self._info.node_rank
+
+    @property
+    def local_worker_index(self) -> int:
+        return self._info.local_worker_index
+
+    @property
+    def gpu(self) -> Optional[int]:
+        return self._info.gpu
+
+
+@dataclass
+class MiniBatchContext:
+    """The second argument of run(mini_batch, mini_batch_context), as in Azure ML."""
+
+    partition_key_value: dict[str, Any]
+    mini_batch_id: int
+    minibatch_index: int
+    attempt: int
+    input_name: str
+
+
+class EntryScriptError(Exception):
+    """Loading the script failed; the message is one line that names the script."""
+
+
+def error_summary(exc: BaseException) -> str:
+    """One line naming the exception, for error.txt and job_result."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def format_result(result: Any, output_action: str, options: dict[str, Any]) -> tuple[bytes, bytes, int]:
+    """Turn run()'s return into (result-file bytes, csv header bytes, element count)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(result, pandas.DataFrame):
+        count = len(result)
+        if output_action != "append_row" or count == 0:
+            return b"", b"", count
+        opts = {k: v for k, v in options.items() if k not in ("path_or_buf", "mode", "header")}
+        opts.setdefault("lineterminator", "\n")
+        payload = result.to_csv(None, header=False, **opts).encode()
+        header = result.iloc[:0].to_csv(None, header=True, **opts).encode() if options.get("header") else b""
+        return payload, header, count
+    if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__len__") or not hasattr(result, "__iter__"):
+        raise TypeError(f"run() must return a list, tuple or pandas DataFrame, not {type(result).__name__}")
+    count = len(result)
+    if output_action != "append_row":
+        return b"", b"", count
+    return "".join(f"{element}\n" for element in result).encode(), b"", count
+
+
+def _load_module(path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    if spec is None or spec.loader is None:
+        raise EntryScriptError(f"cannot load entry script '{path}'")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _wants_context(run: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(run).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def _setup_logger(info: WorkerInfo) -> None:
+    logger = logging.getLogger("mpibatch.entry_script")
+    logger.setLevel(info.logging_level)
+    logger.propagate = False
+    if not any(getattr(h, "_mpibatch", False) for h in logger.handlers):
+        os.makedirs(os.path.dirname(info.entry_log_path), exist_ok=True)
+        handler = logging.FileHandler(info.entry_log_path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler._mpibatch = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+class EntryRuntime:
+    """Hosts one loaded entry script: init once, run per task, shutdown at the end."""
+
+    def __init__(self, spec: RuntimeSpec) -> None:
+        self.spec = spec
+        self.module: Optional[ModuleType] = None
+        self._run: Optional[Callable[..., Any]] = None
+        self._with_context = False
+
+    def prepare(self) -> None:
+        """Set the process up as the script expects: sys.path, argv, environment, logger."""
+        global _WORKER
+        spec = self.spec
+        _WORKER = spec.worker
+        os.makedirs(spec.worker.working_dir, exist_ok=True)
+        os.environ.update(spec.environment)
+        os.environ["AZUREML_BI_OUTPUT_PATH"] = spec.worker.output_dir
+        if spec.compat:
+            from .compat import activate
+
+            activate(spec.compat, spec.models)
+        if spec.script_home not in sys.path:
+            sys.path.insert(0, spec.script_home)
+        sys.argv = [spec.script_path, *spec.argv]
+        _setup_logger(spec.worker)
+
+    def init(self) -> None:
+        """Load the script and call its init(); raises what the script raises."""
+        self.prepare()
+        self.module = _load_module(self.spec.script_path)
+        run = getattr(self.module, "run", None)
+        if not callable(run):
+            raise EntryScriptError(f"entry script '{self.spec.script_path}' defines no run() function")
+        self._run = run
+        self._with_context = _wants_context(run)
+        init = getattr(self.module, "init", None)
+        if callable(init):
+            init()
+
+    def run(self, task: Task, on_fetched: Optional[Callable[[], None]] = None) -> Outcome:
+        """Call run() on one mini-batch; every failure becomes an Outcome, never an exception."""
+        batch = task.batch
+        rank = self.spec.worker.rank
+        started = time.perf_counter()
+        scratch = None
+        try:
+            items: Any = list(batch.items)
+            info = self.spec.inputs[batch.input_index]
+            if info.remote:
+                scratch, items = self._fetch(batch.id, batch.items, info)
+                if on_fetched:
+                    on_fetched()
+                started = time.perf_counter()
+            args: list[Any] = [items]
+            if self._with_context:
+                args.append(MiniBatchContext(dict(batch.partition_key_value), batch.id, batch.id, task.attempt, info.name))
+            assert self._run is not None
+            result = self._run(*args)
+            payload, header, count = format_result(result, self.spec.output_action, self.spec.append_row_options)
+            return Outcome(batch.id, task.attempt, rank, batch.size, True, payload, header, count,
+                           seconds=time.perf_counter() - started)
+        except BaseException as exc:  # noqa: BLE001 - the user's script may raise anything, SystemExit too
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            return Outcome(batch.id, task.attempt, rank, batch.size, False, error_class="exception",
+                           error=error_summary(exc), traceback=traceback.format_exc(),
+                           seconds=time.perf_counter() - started)
+        finally:
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    def _fetch(self, batch_id: int, urls: tuple[str, ...], info: InputInfo) -> tuple[str, list[str]]:
+        """Copy remote files to this worker's scratch folder; run() gets local paths."""
+        import fsspec
+
+        scratch = os.path.join(self.spec.worker.working_dir, f"mini-batch-{batch_id}")
+        os.makedirs(scratch, exist_ok=True)
+        local = []
+        for n, url in enumerate(urls):
+            target = os.path.join(scratch, f"{n:06d}-{os.path.basename(url.rstrip('/'))}")
+            fs, path = fsspec.core.url_to_fs(url, **info.storage_options)
+            fs.get_file(path, target)
+            local.append(target)
+        return scratch, local
+
+    def shutdown(self) -> None:
+        shutdown = getattr(self.module, "shutdown", None) if self.module else None
+        if callable(shutdown):
+            shutdown()

@@ -1,0 +1,311 @@
+"""Executors: where the entry script runs for one worker, behind one small non-blocking interface.
+
+ProcessExecutor (default) hosts the script in a fresh child process that can be killed on a
+timeout and restarted after a crash. InlineExecutor runs it in a thread of the rank itself:
+cheaper per call, but timeouts are soft (a late call is abandoned, not killed).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import IO, Optional, Union
+
+from .entry import EntryRuntime, RuntimeSpec, error_summary
+from .records import Outcome, Task
+
+# Variables of the MPI launcher that must not reach the entry-script process: a script that
+# imports mpi4py there would otherwise try to join the job's world.
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPI_LOCAL")
+
+
+@dataclass
+class InitDone:
+    seconds: float
+
+
+@dataclass
+class InitFailed:
+    error: str
+    traceback: str
+
+
+Event = Union[InitDone, InitFailed, Outcome]
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(code).name
+    except ValueError:
+        return f"signal {code}"
+
+
+def describe_exit(returncode: int) -> str:
+    """Why a child ended, in words: 'killed by SIGSEGV' or 'exited with status 3'."""
+    if returncode < 0:
+        name = _signal_name(-returncode)
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exited with status {returncode}"
+
+
+class ProcessExecutor:
+    """The entry script in a child process started fresh, killable at its exact deadline."""
+
+    def __init__(self, spec: RuntimeSpec, stdout: IO[bytes], stderr: IO[bytes], env: dict[str, str],
+                 init_timeout: float, run_timeout: float, cpus: Optional[list[int]] = None) -> None:
+        self.spec = spec
+        self.stdout, self.stderr = stdout, stderr
+        self.env = {k: v for k, v in env.items() if not k.startswith(_LAUNCHER_PREFIXES)}
+        self.init_timeout, self.run_timeout = init_timeout, run_timeout
+        self.cpus = cpus
+        self.state = "new"  # new, starting, ready, running, failed, closed
+        self.task: Optional[Task] = None
+        self.deadline = 0.0
+        self.started = 0.0
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self._inbox: Optional[Connection] = None
+        self._outbox: Optional[Connection] = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def start(self) -> None:
+        """Start a child and its init(); poll() reports InitDone or InitFailed."""
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mpibatch.child", str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=self.stdout,
+            stderr=self.stderr, env=self.env, start_new_session=True, cwd=self.spec.worker.working_dir,
+        )
+        os.close(to_child_r)
+        os.close(from_child_w)
+        if self.cpus:
+            try:
+                os.sched_setaffinity(self.proc.pid, self.cpus)
+            except OSError:
+                pass
+        self._outbox = Connection(to_child_w, readable=False, writable=True)
+        self._inbox = Connection(from_child_r, readable=True, writable=False)
+        self._outbox.send(self.spec)
+        self.state, self.started = "starting", time.monotonic()
+        self.deadline = self.started + self.init_timeout
+
+    def submit(self, task: Task) -> None:
+        assert self.state == "ready" and self._outbox is not None
+        self._outbox.send(("run", task))
+        self.task, self.state = task, "running"
+        self.started = time.monotonic()
+        # while remote files download, the run() clock has not started yet
+        remote = self.spec.inputs[task.batch.input_index].remote
+        self.deadline = self.started + (max(self.run_timeout, 600.0) if remote else self.run_timeout)
+
+    def poll(self) -> Optional[Event]:
+        """One event if something happened, else None; never blocks."""
+        if self.state not in ("starting", "running"):
+            return None
+        assert self._inbox is not None and self.proc is not None
+        try:
+            if self._inbox.poll(0):
+                return self._on_message(self._inbox.recv())
+        except (EOFError, OSError):
+            return self._on_death()
+        if self.proc.poll() is not None:
+            return self._on_death()
+        if time.monotonic() > self.deadline:
+            return self._on_timeout()
+        return None
+
+    def _on_message(self, message: tuple) -> Optional[Event]:
+        kind = message[0]
+        if kind == "init_ok":
+            self.state = "ready"
+            return InitDone(message[1])
+        if kind == "init_failed":
+            self._kill()
+            self.state = "failed"
+            return InitFailed(message[1], message[2])
+        if kind == "fetched":
+            self.deadline = time.monotonic() + self.run_timeout
+            return None
+        if kind == "outcome":
+            self.state, self.task = "ready", None
+            return message[1]
+        return None
+
+    def _lost_attempt(self, error_class: str, error: str) -> Outcome:
+        assert self.task is not None
+        task, self.task = self.task, None
+        return Outcome(task.batch.id, task.attempt, self.spec.worker.rank, task.batch.size, False,
+                       error_class=error_class, error=error, seconds=time.monotonic() - self.started)
+
+    def _on_death(self) -> Event:
+        assert self.proc is not None
+        returncode = self.proc.wait()
+        self._close_pipes()
+        how = describe_exit(returncode)
+        if self.state == "starting":
+            self.state = "failed"
+            return InitFailed(f"the entry-script process {how} during init()", "")
+        outcome = self._lost_attempt("crash", f"the entry-script process {how} during run()")
+        self.start()
+        return outcome
+
+    def _on_timeout(self) -> Event:
+        self._kill()
+        if self.state == "starting":
+            self.state = "failed"
+            return InitFailed(f"init() did not finish within init_timeout={self.init_timeout:g}s", "")
+        outcome = self._lost_attempt("timeout", f"run() did not finish within run_invocation_timeout="
+                                                f"{self.run_timeout:g}s and was killed")
+        self.start()
+        return outcome
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        for conn in (self._inbox, self._outbox):
+            if conn is not None:
+                conn.close()
+        self._inbox = self._outbox = None
+
+    def close(self, timeout: float) -> None:
+        """Call shutdown() in a ready child (within timeout), then make sure it is gone."""
+        if self.state == "ready" and self._outbox is not None and self._inbox is not None:
+            try:
+                self._outbox.send(("shutdown",))
+                if self._inbox.poll(timeout):
+                    self._inbox.recv()
+                    assert self.proc is not None
+                    self.proc.wait(timeout=timeout)
+            except (EOFError, OSError, subprocess.TimeoutExpired):
+                pass
+        self._kill()
+        self.state = "closed"
+
+
+class InlineExecutor:
+    """The entry script in a thread of the rank: no process hop, soft timeouts.
+
+    A call past its deadline is reported as a timeout at once and its late result discarded;
+    the thread cannot be killed, so the worker takes no new work until the call returns.
+    """
+
+    def __init__(self, spec: RuntimeSpec, stdout: IO[bytes], stderr: IO[bytes],
+                 init_timeout: float, run_timeout: float) -> None:
+        self.spec = spec
+        self.stdout, self.stderr = stdout, stderr
+        self.init_timeout, self.run_timeout = init_timeout, run_timeout
+        self.state = "new"
+        self.task: Optional[Task] = None
+        self.deadline = 0.0
+        self.started = 0.0
+        self._abandoned = False
+        self._tasks: "queue.SimpleQueue[Optional[Task]]" = queue.SimpleQueue()
+        self._events: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._thread: Optional[threading.Thread] = None
+        self._runtime = EntryRuntime(spec)
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    def start(self) -> None:
+        self.state, self.started = "starting", time.monotonic()
+        self.deadline = self.started + self.init_timeout
+        self._thread = threading.Thread(target=self._serve, name="entry-script", daemon=True)
+        self._thread.start()
+
+    def _captured(self, call, *args):  # type: ignore[no-untyped-def]
+        """Python-level stdout/stderr of the script go to its per-rank log files."""
+        out = open(self.stdout.fileno(), "w", closefd=False, buffering=1)
+        err = open(self.stderr.fileno(), "w", closefd=False, buffering=1)
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = out, err
+        try:
+            return call(*args)
+        finally:
+            sys.stdout, sys.stderr = saved
+            out.flush()
+            err.flush()
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        try:
+            self._captured(self._runtime.init)
+        except BaseException as exc:  # noqa: BLE001
+            self._events.put(InitFailed(error_summary(exc), traceback.format_exc()))
+            return
+        self._events.put(InitDone(time.perf_counter() - started))
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                try:
+                    self._captured(self._runtime.shutdown)
+                except BaseException as exc:  # noqa: BLE001
+                    print(f"shutdown() failed: {error_summary(exc)}", file=sys.stderr)
+                return
+            self._events.put(self._captured(self._runtime.run, task))
+
+    def submit(self, task: Task) -> None:
+        assert self.state == "ready"
+        self.task, self.state = task, "running"
+        self.started = time.monotonic()
+        self.deadline = self.started + self.run_timeout
+        self._tasks.put(task)
+
+    def poll(self) -> Optional[Event]:
+        try:
+            event = self._events.get_nowait()
+        except queue.Empty:
+            event = None
+        if isinstance(event, InitDone):
+            self.state = "ready"
+            return event
+        if isinstance(event, InitFailed):
+            if self.state == "failed":  # already reported as an init timeout
+                return None
+            self.state = "failed"
+            return event
+        if isinstance(event, Outcome):
+            late, self._abandoned = self._abandoned, False
+            self.state, self.task = "ready", None
+            return None if late else event
+        if self._abandoned or self.state not in ("starting", "running") or time.monotonic() <= self.deadline:
+            return None
+        if self.state == "starting":
+            self.state = "failed"
+            return InitFailed(f"init() did not finish within init_timeout={self.init_timeout:g}s", "")
+        assert self.task is not None
+        self._abandoned = True
+        return Outcome(self.task.batch.id, self.task.attempt, self.spec.worker.rank, self.task.batch.size,
+                       False, error_class="timeout",
+                       error=f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s "
+                             "(inline executor: the call was abandoned, not killed)",
+                       seconds=time.monotonic() - self.started)
+
+    def close(self, timeout: float) -> None:
+        if self.state == "ready":
+            self._tasks.put(None)
+            if self._thread is not None:
+                self._thread.join(timeout)
+        self.state = "closed"
+
+
+Executor = Union[ProcessExecutor, InlineExecutor]

@@ -1,0 +1,169 @@
+"""File inputs: paths, recursive directories, globs, filelists and fsspec URLs, listed deterministically."""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..config import ConfigError, InputSpec, is_url
+
+GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class InputListing:
+    """Every item of one input, in a stable order, with a digest that changes when they do."""
+
+    index: int
+    name: str
+    items: list[str]
+    digest: str
+    remote: bool = False
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _local_path(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def _walk(root: str) -> Iterable[os.DirEntry]:
+    """Every file under root, recursively, in sorted order (symlinked files included)."""
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except PermissionError as exc:
+        raise ConfigError(f"inputs: cannot read directory '{root}': {exc.strerror}") from None
+    for entry in entries:
+        if entry.is_dir():
+            yield from _walk(entry.path)
+        elif entry.is_file():
+            yield entry
+
+
+class _Digest:
+    """A running sha256 over (path, size, mtime) records."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def add(self, path: str, size: Any = "", mtime: Any = "") -> None:
+        self._hash.update(f"{path}\0{size}\0{mtime}\n".encode())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _list_local(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
+    path = _local_path(spec.path)
+    if GLOB_CHARS & set(path):
+        items = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+        if not items:
+            raise ConfigError(f"{where}: pattern '{path}' matches no files")
+        for item in items:
+            st = os.stat(item)
+            digest.add(item, st.st_size, st.st_mtime_ns)
+        return items
+    if os.path.isdir(path):
+        items = []
+        for entry in _walk(path):
+            st = entry.stat()
+            digest.add(entry.path, st.st_size, st.st_mtime_ns)
+            items.append(entry.path)
+        if not items:
+            raise ConfigError(f"{where}: directory '{path}' holds no files")
+        return items
+    if os.path.isfile(path):
+        st = os.stat(path)
+        digest.add(path, st.st_size, st.st_mtime_ns)
+        return [path]
+    raise ConfigError(f"{where}: path '{path}' does not exist")
+
+
+def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
+    """A text file of paths, one per line; relative ones are relative to the filelist's folder."""
+    source = _local_path(spec.path)
+    if is_url(source):
+        import fsspec
+
+        try:
+            with fsspec.open(source, "rt", **spec.storage_options) as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: filelist '{source}' does not exist") from None
+        base = source.rsplit("/", 1)[0]
+    else:
+        if not os.path.isfile(source):
+            raise ConfigError(f"{where}: filelist '{source}' does not exist")
+        text = Path(source).read_text()
+        base = os.path.dirname(source)
+    items = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not is_url(line) and not os.path.isabs(line):
+            line = f"{base}/{line}" if is_url(base) else os.path.normpath(os.path.join(base, line))
+        items.append(_local_path(line))
+        digest.add(line)
+    if not items:
+        raise ConfigError(f"{where}: filelist '{source}' lists no files")
+    return items
+
+
+def _list_remote(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(spec.path, **spec.storage_options)
+    except (ImportError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot open '{spec.path}': {exc}") from None
+    try:
+        if GLOB_CHARS & set(path):
+            found = fs.glob(path, detail=True)
+        elif fs.isdir(path):
+            found = fs.find(path, detail=True)
+        elif fs.isfile(path):
+            found = {path: fs.info(path)}
+        else:
+            raise ConfigError(f"{where}: path '{spec.path}' does not exist")
+    except (OSError, PermissionError) as exc:
+        raise ConfigError(f"{where}: cannot list '{spec.path}': {exc}") from None
+    items = []
+    for name in sorted(found):
+        info = found[name]
+        if info.get("type", "file") != "file":
+            continue
+        url = fs.unstrip_protocol(name)
+        digest.add(url, info.get("size", ""), info.get("mtime", info.get("last_modified", info.get("etag", ""))))
+        items.append(url)
+    if not items:
+        raise ConfigError(f"{where}: '{spec.path}' holds no files")
+    return items
+
+
+def list_file_input(index: int, spec: InputSpec) -> InputListing:
+    """List one file or filelist input."""
+    where = f"inputs[{index}]"
+    digest = _Digest()
+    remote = is_url(_local_path(spec.path)) and spec.type != "filelist"
+    if spec.type == "filelist":
+        items = _list_filelist(spec, where, digest)
+        remote = any(is_url(i) for i in items)
+    elif remote:
+        items = _list_remote(spec, where, digest)
+    else:
+        items = _list_local(spec, where, digest)
+    name = spec.name or Path(_local_path(spec.path).rstrip("/")).name or f"input{index}"
+    return InputListing(index, name, items, digest.hexdigest(), remote, dict(spec.storage_options))
+
+
+def list_inputs(specs: list[InputSpec]) -> list[InputListing]:
+    """List every input of a job; tabular inputs are the tabular module's."""
+    listings = []
+    for index, spec in enumerate(specs):
+        if spec.type == "tabular" or spec.format is not None:
+            raise ConfigError(f"inputs[{index}]: tabular inputs are not supported by this version yet")
+        listings.append(list_file_input(index, spec))
+    return listings

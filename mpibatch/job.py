@@ -1,0 +1,217 @@
+"""One `mpibatch run` on every rank: rank 0 validates and plans, then all ranks place their
+workers and either coordinate (rank 0) or serve (the others)."""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from .commit import Fingerprint, Prepared, ResultStore, prepare_output
+from .config import ConfigError, JobConfig
+from .entry import RuntimeSpec, WorkerInfo
+from .executor import InlineExecutor, ProcessExecutor
+from .inputs import InputListing, list_inputs
+from .launch import mislaunch_message
+from .logs import Layout, rank_logger
+from .placement import Placement, detect_gpus, place
+from .plan import plan_batches
+from .polling import Backoff
+from .records import InputInfo, MiniBatch
+from .signals import StopSignals
+from .worker import TAG, Worker, serve
+
+
+def check_entry_script(config: JobConfig) -> None:
+    """The script exists, parses, and defines run() at top level (checked without importing it)."""
+    path = config.script_path
+    if not path.is_file():
+        raise ConfigError(f"entry_script: '{path}' does not exist")
+    if config.source_directory and not config.script_home.is_dir():
+        raise ConfigError(f"source_directory: '{config.script_home}' is not a folder")
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError as exc:
+        raise ConfigError(f"entry_script: '{path}' has a syntax error at line {exc.lineno}: {exc.msg}") from None
+    except ValueError as exc:
+        raise ConfigError(f"entry_script: '{path}' cannot be read as Python: {exc}") from None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+    if "run" not in names and "*" not in names:
+        raise ConfigError(f"entry_script: '{path}' defines no run() function")
+
+
+@dataclass
+class Plan:
+    """What rank 0 prepared before any work: batches, inputs and the locked output."""
+
+    layout: Layout
+    inputs: list[InputInfo]
+    batches: list[MiniBatch]
+    fingerprint: Fingerprint
+    prepared: Prepared
+
+
+def prepare(config: JobConfig, n_ranks: int) -> Plan:
+    """Rank 0's validation and planning; raises ConfigError before anything is written."""
+    if n_ranks == 1 and not config.coordinator_works:
+        raise ConfigError("coordinator_works: false needs at least 2 ranks")
+    if config.compat == "azureml":
+        from . import compat  # noqa: F401 - fails clearly if the shims are missing
+    check_entry_script(config)
+    if "://" in config.output and not config.output.startswith("file://"):
+        raise ConfigError(f"output: remote output folders are not supported by this version yet ('{config.output}')")
+    listings: list[InputListing] = list_inputs(config.inputs)
+    batches = list(plan_batches(listings, config))
+    output = config.output.removeprefix("file://")
+    layout = Layout(output=Path(output), result_file=Path(output) / config.append_row_file_name)
+    fingerprint = Fingerprint.of(config, [listing.digest for listing in listings])
+    prepared = prepare_output(config, layout, fingerprint)
+    inputs = [InputInfo(listing.name, listing.remote, listing.storage_options) for listing in listings]
+    return Plan(layout, inputs, batches, fingerprint, prepared)
+
+
+def _wait_politely(comm: Any) -> None:
+    """A barrier that sleeps instead of spinning, so waiting ranks leave rank 0 the cores."""
+    request = comm.Ibarrier()
+    backoff = Backoff(max_sleep=5e-3)
+    while not request.Test():
+        backoff.idle()
+
+
+def _check_aliases(aliases: dict[str, Any], n_nodes: int, per_node: int) -> Optional[str]:
+    """ParallelRunConfig's node_count / process_count_per_node must match the MPI world."""
+    for key, actual in (("node_count", n_nodes), ("process_count_per_node", per_node)):
+        if key in aliases and int(aliases[key]) != actual:
+            return (f"{key}: the job asks for {aliases[key]} but runs with {actual}; "
+                    "mpibatch takes its size from the launcher (mpiexec -n / srun -N -n)")
+    return None
+
+
+def _placements(comm: Any, config: JobConfig) -> tuple[dict[int, Placement], int, int]:
+    """Every worker rank's placement, its node and index computed from all ranks' host names."""
+    hosts = comm.allgather(socket.gethostname())
+    nodes = sorted(set(hosts), key=hosts.index)
+    workers = [r for r in range(comm.size) if r != 0 or config.coordinator_works]
+    gpus = detect_gpus(dict(os.environ), config.gpus_per_node)
+    placements = {}
+    for rank in workers:
+        node_workers = [r for r in workers if hosts[r] == hosts[rank]]
+        placements[rank] = place(nodes.index(hosts[rank]), node_workers.index(rank), len(node_workers), gpus,
+                                 config.threads_per_worker)
+    per_node = max(hosts.count(h) for h in nodes)
+    return placements, len(nodes), per_node
+
+
+def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[InputInfo], placement: Placement,
+                 extra_args: list[str], log: Any, rank: int) -> tuple[Worker, str]:
+    working_dir = tempfile.mkdtemp(prefix=f"mpibatch-rank{rank:04d}-")
+    gpu_index = None
+    if placement.gpu is not None:
+        gpu_index = int(placement.gpu) if placement.gpu.isdigit() else placement.local_worker_index
+    info = WorkerInfo(rank, placement.node_rank, placement.local_worker_index, gpu_index,
+                      f"rank{rank:04d}@{socket.gethostname()}", str(layout.output), working_dir, str(layout.logs),
+                      str(layout.entry_log(rank)), config.logging_level)
+    spec = RuntimeSpec(str(config.script_path), str(config.script_home), [*config.arguments, *extra_args],
+                       {**placement.environment(), **config.environment_variables}, info, inputs,
+                       config.output_action, dict(config.append_row_options or {}), dict(config.models),
+                       config.compat)
+    stdout = open(layout.stdout_log(rank), "ab")
+    stderr = open(layout.stderr_log(rank), "ab")
+    if config.executor == "process":
+        executor: Any = ProcessExecutor(spec, stdout, stderr, dict(os.environ), config.init_timeout,
+                                        config.run_invocation_timeout, placement.cpus)
+    else:
+        executor = InlineExecutor(spec, stdout, stderr, config.init_timeout, config.run_invocation_timeout)
+    log.info("worker: node %d, local worker %d of %d, gpu %s, cpus %s, %d threads, executor %s",
+             placement.node_rank, placement.local_worker_index, placement.workers_on_node, placement.gpu,
+             placement.cpus, placement.threads, config.executor)
+
+    def send(message: tuple) -> None:
+        comm.send(message, dest=0, tag=TAG)
+
+    return Worker(rank, executor, send, log, layout), working_dir
+
+
+def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -> int:
+    """Run one job on this rank; every rank returns the job's exit status."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    rank, size = comm.rank, comm.size
+    problem = mislaunch_message(size)
+    if problem:
+        print(f"mpibatch: error: {problem}", file=sys.stderr)
+        return 2
+    signals = StopSignals().install()
+    plan: Optional[Plan] = None
+    error: Optional[str] = None
+    if rank == 0:
+        try:
+            plan = prepare(config, size)
+        except ConfigError as exc:
+            error = str(exc)
+    _wait_politely(comm)
+    shared = comm.bcast((error, plan.layout if plan else None, plan.inputs if plan else None,
+                         bool(plan and plan.prepared.reuse)), root=0)
+    error, layout, inputs, reuse = shared
+    placements, n_nodes, per_node = _placements(comm, config)
+    error = error or _check_aliases(aliases, n_nodes, per_node)
+    if error:
+        if rank == 0:
+            if plan is not None:
+                os.close(plan.prepared.lock_fd)
+            print(f"mpibatch: error: {error}", file=sys.stderr)
+        return 2
+    if reuse:
+        if rank == 0:
+            assert plan is not None
+            os.close(plan.prepared.lock_fd)
+            print(f"mpibatch: '{layout.output}' already holds this completed job (allow_reuse): nothing to do")
+        return 0
+    log = rank_logger(layout, rank, config.logging_level)
+    worker, working_dir = (None, None)
+    if rank in placements:
+        worker, working_dir = _make_worker(comm, config, layout, inputs, placements[rank], extra_args, log, rank)
+    try:
+        if rank != 0:
+            assert worker is not None
+            return serve(comm, worker, signals, config.stop_grace)
+        assert plan is not None
+        return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements))
+    finally:
+        if working_dir:
+            shutil.rmtree(working_dir, ignore_errors=True)
+
+
+def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker], signals: StopSignals,
+                log: Any, size: int, worker_ranks: list[int]) -> int:
+    from .coordinator import Coordinator
+
+    store = ResultStore(config, plan.layout, plan.prepared, plan.fingerprint)
+    coordinator = Coordinator(comm, config, plan.layout, plan.batches, store, plan.prepared.entries, worker_ranks,
+                              local, signals, log, size, [i.name for i in plan.inputs])
+    if local is not None:
+        local.send = coordinator.inbox.append
+        local.start()
+    started = time.monotonic()
+    code = coordinator.run()
+    result = coordinator.result()
+    items = result["items"]
+    print(f"mpibatch: {result['status']}: {items['succeeded']} of {items['total']} items succeeded, "
+          f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks; "
+          f"see {plan.layout.job_result_txt}", file=sys.stderr)
+    return code

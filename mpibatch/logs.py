@@ -1,0 +1,127 @@
+"""The OUTPUT/logs layout (SPEC section 4) and the job_result files, the first thing users read."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where every file of a job lives, so no other module spells a log path."""
+
+    output: Path
+    result_file: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.output / "logs"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.output / ".mpibatch"
+
+    @property
+    def job_result_txt(self) -> Path:
+        return self.logs / "job_result.txt"
+
+    @property
+    def job_result_json(self) -> Path:
+        return self.logs / "job_result.json"
+
+    @property
+    def progress_overview(self) -> Path:
+        return self.logs / "job_progress_overview.txt"
+
+    @property
+    def mini_batches_csv(self) -> Path:
+        return self.logs / "sys" / "mini_batches.csv"
+
+    @property
+    def error_txt(self) -> Path:
+        return self.logs / "user" / "error.txt"
+
+    def rank_log(self, rank: int) -> Path:
+        return self.logs / "sys" / f"rank-{rank:04d}.txt"
+
+    def error_log(self, rank: int) -> Path:
+        return self.logs / "user" / "error" / f"rank-{rank:04d}.txt"
+
+    def stdout_log(self, rank: int) -> Path:
+        return self.logs / "user" / "stdout" / f"rank-{rank:04d}.txt"
+
+    def stderr_log(self, rank: int) -> Path:
+        return self.logs / "user" / "stderr" / f"rank-{rank:04d}.txt"
+
+    def entry_log(self, rank: int) -> Path:
+        return self.logs / "user" / "entry_script_log" / f"rank-{rank:04d}.txt"
+
+    def make_dirs(self) -> None:
+        for sub in ("sys", "user/error", "user/stdout", "user/stderr", "user/entry_script_log"):
+            (self.logs / sub).mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    def relative(self, path: Path) -> str:
+        return os.path.relpath(path, self.output)
+
+
+def rank_logger(layout: Layout, rank: int, level: str) -> logging.Logger:
+    """The logger of one rank, writing logs/sys/rank-NNNN.txt."""
+    logger = logging.getLogger(f"mpibatch.rank{rank}")
+    logger.setLevel(level)
+    logger.propagate = False
+    handler = logging.FileHandler(layout.rank_log(rank))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+@dataclass
+class FirstError:
+    """The first real error of a job, with where its whole story is."""
+
+    batch_id: Optional[int]
+    attempt: int
+    rank: int
+    error_class: str
+    summary: str
+    traceback: str
+    log_file: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mini_batch_id": self.batch_id, "attempt": self.attempt, "rank": self.rank,
+                "class": self.error_class, "summary": self.summary, "log_file": self.log_file}
+
+
+def write_job_result(layout: Layout, result: dict[str, Any], first_error: Optional[FirstError]) -> None:
+    """Write logs/job_result.json and the human-readable logs/job_result.txt."""
+    layout.job_result_json.write_text(json.dumps(result, indent=2) + "\n")
+    mb, items, errors = result["mini_batches"], result["items"], result["errors_by_class"]
+    lines = [
+        f"status: {result['status']}",
+        *([f"reason: {result['reason']}"] if result.get("reason") else []),
+        f"started: {result['started']}   finished: {result['finished']}   elapsed: {result['elapsed_s']:.1f} s",
+        f"ranks: {result['ranks']}   workers: {result['workers']}",
+        f"mini-batches: {mb['total']} total, {mb['succeeded']} succeeded, {mb['failed']} failed, "
+        f"{mb['retried']} retried, {mb['total'] - mb['succeeded'] - mb['failed']} not run",
+        f"items: {items['total']} total, {items['succeeded']} succeeded, {items['failed']} failed",
+        "errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()),
+        f"output: {result['output_file'] or '(summary_only: no result file)'}",
+        "",
+    ]
+    if first_error is None:
+        lines.append("no errors")
+    else:
+        where = (f"mini-batch {first_error.batch_id}, attempt {first_error.attempt}"
+                 if first_error.batch_id is not None else "init()")
+        lines += [
+            f"first error ({first_error.error_class}, {where}, rank {first_error.rank}):",
+            f"  {first_error.summary}",
+            f"  full log: {first_error.log_file}",
+        ]
+        if first_error.traceback:
+            lines += ["", first_error.traceback.rstrip()]
+    layout.job_result_txt.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,64 @@
+"""Records that cross process boundaries: a mini-batch, a task (one attempt of it) and its outcome."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+ERROR_CLASSES = ("exception", "timeout", "crash", "init")
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    """A descriptor, never data: what the worker must read for one call of run()."""
+
+    id: int
+    input_index: int
+    items: tuple[str, ...]
+    partition_key_value: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One attempt of a mini-batch, sent from the coordinator to a worker."""
+
+    batch: MiniBatch
+    attempt: int
+
+
+@dataclass
+class Outcome:
+    """What one attempt produced: result bytes ready to append, counts, or the error."""
+
+    batch_id: int
+    attempt: int
+    rank: int
+    n_items: int
+    ok: bool
+    payload: bytes = b""
+    header: bytes = b""
+    n_returned: int = 0
+    error_class: Optional[str] = None
+    error: str = ""
+    traceback: str = ""
+    seconds: float = 0.0
+
+    @property
+    def succeeded(self) -> int:
+        return min(self.n_returned, self.n_items) if self.ok else 0
+
+    @property
+    def failed(self) -> int:
+        return self.n_items - self.succeeded
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    """What a worker needs to know of an input to read its mini-batches."""
+
+    name: str
+    remote: bool
+    storage_options: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,114 @@
+"""Every rank's worker: a small queue of tasks in front of one executor, replying to rank 0.
+
+On rank 0 the coordinator drives a Worker in its own loop (messages go through a local list);
+on the other ranks serve() drives it from MPI messages.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import Any, Callable
+
+from .executor import Executor, InitDone, InitFailed
+from .logs import Layout
+from .polling import Backoff
+from .records import Outcome, Task
+from .signals import StopSignals
+
+TAG = 7
+Send = Callable[[tuple], None]
+
+
+class Worker:
+    """Takes tasks, runs them one at a time through its executor, reports every event."""
+
+    def __init__(self, rank: int, executor: Executor, send: Send, log: logging.Logger, layout: Layout) -> None:
+        self.rank = rank
+        self.executor = executor
+        self.send = send
+        self.log = log
+        self.layout = layout
+        self.queue: deque[Task] = deque()
+        self.alive = True
+
+    def start(self) -> None:
+        self.executor.start()
+
+    def take(self, task: Task) -> None:
+        if self.alive:
+            self.queue.append(task)
+        else:
+            self.send(("returned", self.rank, [task.batch.id]))
+
+    def cancel(self) -> None:
+        """Drop queued tasks (a stop): they go back to the coordinator unrun."""
+        dropped = [t.batch.id for t in self.queue]
+        self.queue.clear()
+        self.send(("returned", self.rank, dropped))
+
+    def step(self) -> bool:
+        """Advance the executor by one event and feed it; True if anything happened."""
+        event = self.executor.poll()
+        if event is not None:
+            self._on_event(event)
+        if self.alive and self.queue and self.executor.ready:
+            self.executor.submit(self.queue.popleft())
+            return True
+        return event is not None
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, Outcome):
+            if event.ok:
+                self.log.info("mini-batch %d attempt %d: %d items, %d returned in %.3f s", event.batch_id,
+                              event.attempt, event.n_items, event.n_returned, event.seconds)
+            else:
+                self.log.warning("mini-batch %d attempt %d failed (%s) after %.3f s: %s", event.batch_id,
+                                 event.attempt, event.error_class, event.seconds, event.error)
+                self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
+                                  event.error, event.traceback)
+            self.send(("outcome", event))
+        elif isinstance(event, InitDone):
+            self.log.info("init() finished in %.3f s", event.seconds)
+            self.send(("ready", self.rank, event.seconds))
+        elif isinstance(event, InitFailed):
+            self.alive = False
+            self.log.error("init() failed, this worker takes no more work: %s", event.error)
+            self._write_error("init()", event.error, event.traceback)
+            self.send(("init_failed", self.rank, event.error, event.traceback))
+            if self.queue:
+                self.cancel()
+
+    def _write_error(self, what: str, error: str, traceback: str) -> None:
+        with open(self.layout.error_log(self.rank), "a") as fh:
+            fh.write(f"=== {what}: {error}\n{traceback.rstrip() if traceback else '(no traceback)'}\n\n")
+
+    def close(self, timeout: float) -> None:
+        self.queue.clear()
+        self.executor.close(timeout)
+
+
+def serve(comm: Any, worker: Worker, signals: StopSignals, shutdown_timeout: float) -> int:
+    """The loop of a rank other than 0: run what rank 0 sends until it says stop; the exit code."""
+    backoff = Backoff()
+    told_signal = False
+    worker.start()
+    while True:
+        busy = False
+        while (message := comm.improbe(source=0, tag=TAG)) is not None:
+            kind, body = message.recv()
+            busy = True
+            if kind == "task":
+                worker.take(body)
+            elif kind == "cancel":
+                worker.cancel()
+            elif kind == "stop":
+                worker.close(shutdown_timeout)
+                return int(body)
+        busy = worker.step() or busy
+        if signals.received and not told_signal:
+            worker.send(("signal", worker.rank, signals.received))
+            told_signal = True
+        if busy:
+            backoff.busy()
+        else:
+            backoff.idle()
