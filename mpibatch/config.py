@@ -155,6 +155,8 @@ class JobConfig(BaseModel):
             from .sizes import parse_mini_batch_size
 
             parse_mini_batch_size(value)  # raises ValueError with the reason
+            if value.strip().isdigit():
+                return int(value)  # '5' from a flag and 5 from YAML are the same job
         return value
 
     @model_validator(mode="after")

@@ -67,6 +67,7 @@ class Coordinator:
         self.input_names = input_names
         self.inbox: deque[tuple] = deque()
         self.live = list(worker_ranks)
+        self.stalled: set[int] = set()  # inline workers held by an abandoned call
         self.worker_count = len(worker_ranks)
         self.outstanding: dict[int, dict[int, Task]] = {r: {} for r in worker_ranks}
         done = {e.id for e in earlier}
@@ -118,6 +119,14 @@ class Coordinator:
             self._on_outcome(message[1])
         elif kind == "ready":
             self.log.info("worker on rank %d ready (init %.3f s)", message[1], message[2])
+            if message[1] in self.stalled:
+                self.stalled.discard(message[1])
+                self.live.append(message[1])
+                self._dirty = True
+        elif kind == "stalled":
+            self.stalled.add(message[1])
+            if message[1] in self.live:
+                self.live.remove(message[1])
         elif kind == "init_failed":
             self._on_init_failed(message[1], message[2], message[3])
         elif kind == "returned":
@@ -249,7 +258,7 @@ class Coordinator:
     def _finished(self) -> bool:
         if self.stopping:
             return not any(self.outstanding.values()) or time.monotonic() >= self.stop_deadline
-        if not self.live and self._work_left():
+        if not self.live and not self.stalled and self._work_left():
             error = self.init_error.summary if self.init_error else "no worker could start"
             self.first_error = self.init_error or self.first_error
             self.status, self.exit_code, self.reason = "Failed", 1, f"init() failed on every worker: {error}"

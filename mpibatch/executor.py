@@ -52,7 +52,7 @@ def describe_exit(returncode: int) -> str:
     if returncode < 0:
         name = _signal_name(-returncode)
         hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"killed by {name}{hint}"
+        return f"was killed by {name}{hint}"
     return f"exited with status {returncode}"
 
 
@@ -226,6 +226,11 @@ class InlineExecutor:
     def ready(self) -> bool:
         return self.state == "ready"
 
+    @property
+    def stalled(self) -> bool:
+        """A timed-out call still holds the thread: no work can start until it returns."""
+        return self._abandoned
+
     def start(self) -> None:
         self.state, self.started = "starting", time.monotonic()
         self.deadline = self.started + self.init_timeout
@@ -286,7 +291,7 @@ class InlineExecutor:
         if isinstance(event, Outcome):
             late, self._abandoned = self._abandoned, False
             self.state, self.task = "ready", None
-            return None if late else event
+            return InitDone(0.0) if late else event  # after a late call: ready again
         if self._abandoned or self.state not in ("starting", "running") or time.monotonic() <= self.deadline:
             return None
         if self.state == "starting":

@@ -67,6 +67,10 @@ class Worker:
                 self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
                                   event.error, event.traceback)
             self.send(("outcome", event))
+            if getattr(self.executor, "stalled", False):
+                self.log.warning("run() still holds this worker; it takes no work until the call returns")
+                self.send(("stalled", self.rank))
+                self.cancel()
         elif isinstance(event, InitDone):
             self.log.info("init() finished in %.3f s", event.seconds)
             self.send(("ready", self.rank, event.seconds))

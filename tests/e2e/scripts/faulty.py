@@ -1,0 +1,46 @@
+"""Test entry script: each input file holds a word that says how to behave.
+
+ok -> one line; raise -> exception; hang -> sleeps past any timeout; segv -> segfault;
+exit -> os._exit(7); skip -> not returned (partial return); flaky -> fails on attempt 1 only;
+sleepX -> sleeps X seconds then ok. FAULT_INIT: exit_rank1 | raise_all | sleep.
+"""
+import ctypes
+import os
+import sys
+import time
+
+from mpibatch import EntryScript
+
+
+def init():
+    mode = os.environ.get("FAULT_INIT", "")
+    if mode == "exit_rank1" and EntryScript().rank == 1:
+        sys.exit(3)
+    if mode == "raise_all":
+        raise RuntimeError("model file missing")
+    if mode == "sleep":
+        time.sleep(3600)
+    print(f"init on rank {EntryScript().rank}")
+
+
+def run(mini_batch, mini_batch_context=None):
+    out = []
+    for path in mini_batch:
+        name = os.path.basename(path)
+        word = open(path).read().strip()
+        if word == "raise":
+            raise ValueError(f"bad item {name}")
+        if word == "hang":
+            time.sleep(3600)
+        if word == "segv":
+            ctypes.string_at(0)
+        if word == "exit":
+            os._exit(7)
+        if word == "skip":
+            continue
+        if word == "flaky" and mini_batch_context.attempt == 1:
+            raise RuntimeError(f"flaky {name} on attempt 1")
+        if word.startswith("sleep"):
+            time.sleep(float(word[5:]))
+        out.append(f"{name} {word}")
+    return out
