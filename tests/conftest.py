@@ -1,0 +1,99 @@
+"""Shared helpers: run the real `mpibatch` CLI (under the real mpiexec) and read what it wrote."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+BIN = Path(sys.executable).parent
+MPIEXEC = BIN / "mpiexec"
+SCRIPTS = Path(__file__).parent / "e2e" / "scripts"
+UNDER_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(found: bool, what: str) -> None:
+    """A missing real component skips its tests, except under CI where that is a failure."""
+    if not found:
+        if UNDER_CI:
+            pytest.fail(f"{what} is missing under CI")
+        pytest.skip(f"{what} is not installed (run scripts/setup.sh test)")
+
+
+@dataclass
+class Job:
+    """One finished CLI run and its output folder."""
+
+    rc: int
+    stdout: str
+    stderr: str
+    output: Path
+
+    @property
+    def lines(self) -> list[str]:
+        path = self.output / "parallel_run_step.txt"
+        return path.read_text().splitlines() if path.exists() else []
+
+    @property
+    def result(self) -> dict:
+        return json.loads((self.output / "logs" / "job_result.json").read_text())
+
+    @property
+    def result_txt(self) -> str:
+        return (self.output / "logs" / "job_result.txt").read_text()
+
+    def log(self, relative: str) -> str:
+        return (self.output / relative).read_text()
+
+
+def command(args: list[str], ranks: Optional[int]) -> list[str]:
+    cli = [str(BIN / "mpibatch"), *args]
+    if ranks is None:
+        return cli
+    require(MPIEXEC.exists(), "mpiexec (the MPICH wheel)")
+    return [str(MPIEXEC), "-n", str(ranks), *cli]
+
+
+def cli_env(extra: Optional[dict] = None) -> dict:
+    env = dict(os.environ)
+    env.setdefault("MPIBATCH_PROGRESS_INTERVAL", "0.5")
+    env.update(extra or {})
+    return env
+
+
+def run_cli(args: list[str], output: Path, ranks: Optional[int] = 2, timeout: float = 180,
+            env: Optional[dict] = None, cwd: Optional[Path] = None) -> Job:
+    """Run `[mpiexec -n R] mpibatch ARGS` to the end, as a user would."""
+    proc = subprocess.run(command(args, ranks), capture_output=True, text=True, timeout=timeout,
+                          env=cli_env(env), cwd=cwd)
+    return Job(proc.returncode, proc.stdout, proc.stderr, output)
+
+
+def start_cli(args: list[str], ranks: Optional[int] = 2, env: Optional[dict] = None) -> subprocess.Popen:
+    return subprocess.Popen(command(args, ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(env))
+
+
+def make_files(folder: Path, words: dict[str, str]) -> Path:
+    """Input files whose content tells tests/e2e/scripts/faulty.py how to behave."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, word in words.items():
+        (folder / name).write_text(word + "\n")
+    return folder
+
+
+def faulty_args(data: Path, output: Path, *extra: str) -> list[str]:
+    return ["run", "--entry-script", str(SCRIPTS / "faulty.py"), "--inputs", str(data), "--output", str(output),
+            "--mini-batch-size", "1", "--progress", "none", *extra]
+
+
+@pytest.fixture
+def ok_files(tmp_path: Path) -> tuple[Path, set[str]]:
+    """30 well-behaved inputs and the exact lines they must produce."""
+    names = {f"item{i:03d}": "ok" for i in range(30)}
+    return make_files(tmp_path / "data", names), {f"{n} ok" for n in names}

@@ -1,0 +1,151 @@
+"""Stops and resume: SIGTERM/SIGINT stop cleanly, SIGKILL loses nothing, resume completes exactly once."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import Job, faulty_args, make_files, run_cli, start_cli
+
+pytestmark = pytest.mark.e2e
+
+SLOW = {f"f{i:03d}": "sleep0.15" for i in range(60)}
+EXPECTED = sorted(f"{name} {word}" for name, word in SLOW.items())
+
+
+def wait_for_lines(result_file: Path, at_least: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result_file.exists() and result_file.read_text().count("\n") >= at_least:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{result_file} never reached {at_least} lines")
+
+
+def finish(proc: subprocess.Popen, output: Path, timeout: float = 60) -> Job:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return Job(proc.returncode, stdout, stderr, output)
+
+
+def rank_process(launcher: subprocess.Popen, rank: int) -> psutil.Process:
+    """The mpibatch process of one rank under mpiexec (found by the PMI_RANK hydra gives it)."""
+    for child in psutil.Process(launcher.pid).children(recursive=True):
+        try:
+            if child.environ().get("PMI_RANK") == str(rank) and "mpibatch.child" not in " ".join(child.cmdline()):
+                return child
+        except psutil.Error:
+            continue
+    raise AssertionError(f"rank {rank} not found")
+
+
+@pytest.fixture
+def slow_job(tmp_path):
+    data = make_files(tmp_path / "data", SLOW)
+    out = tmp_path / "out"
+    return data, out, faulty_args(data, out, "--mini-batch-size", "2")
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_to_launcher_stops_cleanly_then_resume_completes(slow_job, sig, code):
+    data, out, args = slow_job
+    proc = start_cli(args, ranks=3)
+    wait_for_lines(out / "parallel_run_step.txt", 6)
+    proc.send_signal(sig)
+    job = finish(proc, out)
+    assert job.rc == code, job.stderr
+    r = job.result
+    assert r["status"] == "Interrupted" and r["reason"].startswith(f"signal {int(sig)}")
+    assert 6 <= len(job.lines) < 60 and len(set(job.lines)) == len(job.lines)
+    assert len(job.lines) == r["items"]["succeeded"], "everything written is committed and counted"
+    resumed = run_cli([*args, "--resume"], out, ranks=3)
+    assert resumed.rc == 0, resumed.stderr
+    assert sorted(resumed.lines) == EXPECTED
+    assert resumed.result["status"] == "Completed" and resumed.result["items"]["succeeded"] == 60
+
+
+def test_sigterm_to_one_worker_rank_stops_the_whole_job(slow_job):
+    data, out, args = slow_job
+    proc = start_cli(args, ranks=3)
+    wait_for_lines(out / "parallel_run_step.txt", 4)
+    rank_process(proc, 2).send_signal(signal.SIGTERM)
+    job = finish(proc, out)
+    assert job.rc == 143
+    assert job.result["reason"] == "signal 15 on rank 2"
+    assert len(job.lines) == job.result["items"]["succeeded"] < 60
+
+
+def test_sigkill_of_the_whole_job_then_resume_loses_and_repeats_nothing(slow_job):
+    data, out, args = slow_job
+    proc = start_cli(args, ranks=3)
+    wait_for_lines(out / "parallel_run_step.txt", 10)
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in tree:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=30)
+    psutil.wait_procs(tree, timeout=30)
+    with open(out / "parallel_run_step.txt", "a") as fh:
+        fh.write("half a line written when the kill came")  # bytes past the journal must go
+    resumed = run_cli([*args, "--resume"], out, ranks=3)
+    assert resumed.rc == 0, resumed.stderr
+    assert sorted(resumed.lines) == EXPECTED
+
+
+def test_resume_refuses_changed_inputs_script_or_config(slow_job, tmp_path):
+    data, out, args = slow_job
+    proc = start_cli(args, ranks=2)
+    wait_for_lines(out / "parallel_run_step.txt", 2)
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc, out).rc == 143
+    before = (out / "parallel_run_step.txt").read_bytes()
+
+    changed = run_cli([*args, "--resume", "--run-max-try", "5"], out)
+    assert changed.rc == 2 and "configuration key 'run_max_try' changed" in changed.stderr
+
+    (data / "new_file").write_text("ok\n")
+    added = run_cli([*args, "--resume"], out)
+    assert added.rc == 2
+    assert added.stderr.strip() == f"mpibatch: error: resume refused: the inputs changed since the run in '{out}'"
+    (data / "new_file").unlink()
+
+    script = tmp_path / "faulty_copy.py"
+    script.write_text(Path(args[args.index("--entry-script") + 1]).read_text() + "\n# edited\n")
+    args_other = list(args)
+    args_other[args.index("--entry-script") + 1] = str(script)
+    edited = run_cli([*args_other, "--resume"], out)
+    assert edited.rc == 2 and "the entry script changed" in edited.stderr
+    assert (out / "parallel_run_step.txt").read_bytes() == before, "a refused resume writes nothing"
+
+    neutral = run_cli([*args, "--resume", "--logging-level", "DEBUG", "--executor", "inline"], out)
+    assert neutral.rc == 0 and sorted(neutral.lines) == EXPECTED
+
+
+def test_existing_output_needs_resume_and_allow_reuse_skips_a_completed_job(tmp_path, ok_files):
+    data, expected = ok_files
+    out = tmp_path / "out"
+    args = faulty_args(data, out)
+    assert run_cli(args, out).rc == 0
+    before = (out / "parallel_run_step.txt").stat().st_mtime_ns
+    again = run_cli(args, out)
+    assert again.rc == 2 and "already holds a run (status Completed); pass --resume" in again.stderr
+    reused = run_cli([*args, "--allow-reuse"], out)
+    assert reused.rc == 0 and "nothing to do" in reused.stdout
+    assert (out / "parallel_run_step.txt").stat().st_mtime_ns == before
+    resumed = run_cli([*args, "--resume"], out)
+    assert resumed.rc == 0 and sorted(resumed.lines) == sorted(expected)
+
+
+def test_second_concurrent_run_into_the_same_output_is_refused(slow_job):
+    data, out, args = slow_job
+    first = start_cli(args, ranks=2)
+    wait_for_lines(out / "parallel_run_step.txt", 1)
+    second = run_cli([*args, "--resume"], out, ranks=None)
+    assert second.rc == 2 and "is in use by another running job (pid" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    assert finish(first, out).rc == 143
