@@ -16,9 +16,18 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         if message.startswith("unrecognized arguments:"):
             first = message.split(":", 1)[1].split()[0]
-            options = [o for action in self._actions for o in action.option_strings]
-            message = f"unknown option '{first}'{suggest(first.split('=')[0], options)}"
+            message = f"unknown option '{first}'{suggest(first.split('=')[0], self._all_options())}"
         self.exit(2, f"mpibatch: error: {message}\n")
+
+    def _all_options(self) -> list[str]:
+        """Option strings of this parser and its subcommands (unknown flags surface at the top)."""
+        options = []
+        for action in self._actions:
+            options += action.option_strings
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    options += sub._all_options()
+        return options
 
 
 def _kind(annotation: Any) -> str:

@@ -157,9 +157,10 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
         print(f"mpibatch: error: {problem}", file=sys.stderr)
         return 2
     signals = StopSignals().install()
+    placements, n_nodes, per_node = _placements(comm, config)
     plan: Optional[Plan] = None
-    error: Optional[str] = None
-    if rank == 0:
+    error = _check_aliases(aliases, n_nodes, per_node)
+    if rank == 0 and error is None:
         try:
             plan = prepare(config, size)
         except ConfigError as exc:
@@ -168,8 +169,6 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
     shared = comm.bcast((error, plan.layout if plan else None, plan.inputs if plan else None,
                          bool(plan and plan.prepared.reuse)), root=0)
     error, layout, inputs, reuse = shared
-    placements, n_nodes, per_node = _placements(comm, config)
-    error = error or _check_aliases(aliases, n_nodes, per_node)
     if error:
         if rank == 0:
             if plan is not None:
