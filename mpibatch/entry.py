@@ -183,6 +183,7 @@ class EntryRuntime:
         self.module: Optional[ModuleType] = None
         self._run: Optional[Callable[..., Any]] = None
         self._with_context = False
+        self._filesystems: dict[str, Any] = {}
 
     def prepare(self) -> None:
         """Set the process up as the script expects: sys.path, argv, environment, logger."""
@@ -246,16 +247,25 @@ class EntryRuntime:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
 
-    def _fetch(self, batch_id: int, urls: tuple[str, ...], info: InputInfo) -> tuple[str, list[str]]:
-        """Copy remote files to this worker's scratch folder; run() gets local paths."""
+    def _filesystem(self, info: InputInfo, item: str) -> tuple[Any, str]:
+        """The fsspec filesystem that holds an item, opened once per input."""
         import fsspec
 
+        if info.url is None:
+            return fsspec.core.url_to_fs(item, **info.storage_options)
+        if info.url not in self._filesystems:
+            self._filesystems[info.url] = fsspec.core.url_to_fs(info.url, **info.storage_options)[0]
+        return self._filesystems[info.url], item
+
+    def _fetch(self, batch_id: int, items: tuple[str, ...], info: InputInfo) -> tuple[str, list[str]]:
+        """Copy remote files to this worker's scratch folder; run() gets local paths."""
         scratch = os.path.join(self.spec.worker.working_dir, f"mini-batch-{batch_id}")
         os.makedirs(scratch, exist_ok=True)
         local = []
-        for n, url in enumerate(urls):
-            target = os.path.join(scratch, f"{n:06d}-{os.path.basename(url.rstrip('/'))}")
-            fs, path = fsspec.core.url_to_fs(url, **info.storage_options)
+        for item in items:
+            fs, path = self._filesystem(info, item)
+            target = os.path.join(scratch, path.split("://")[-1].lstrip("/"))  # keeps names and folders
+            os.makedirs(os.path.dirname(target), exist_ok=True)
             fs.get_file(path, target)
             local.append(target)
         return scratch, local

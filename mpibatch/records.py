@@ -62,3 +62,4 @@ class InputInfo:
     name: str
     remote: bool
     storage_options: dict[str, Any] = field(default_factory=dict)
+    url: Optional[str] = None  # items are paths inside this URL's filesystem; None: each item is a URL

@@ -6,7 +6,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from ..config import ConfigError, InputSpec, is_url
 
@@ -23,6 +23,7 @@ class InputListing:
     digest: str
     remote: bool = False
     storage_options: dict[str, Any] = field(default_factory=dict)
+    url: Optional[str] = None  # a remote input's fsspec URL; its items are paths inside that filesystem
 
 
 def _local_path(path: str) -> str:
@@ -135,9 +136,8 @@ def _list_remote(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
         info = found[name]
         if info.get("type", "file") != "file":
             continue
-        url = fs.unstrip_protocol(name)
-        digest.add(url, info.get("size", ""), info.get("mtime", info.get("last_modified", info.get("etag", ""))))
-        items.append(url)
+        digest.add(name, info.get("size", ""), info.get("mtime", info.get("last_modified", info.get("etag", ""))))
+        items.append(name)
     if not items:
         raise ConfigError(f"{where}: '{spec.path}' holds no files")
     return items
@@ -155,8 +155,9 @@ def list_file_input(index: int, spec: InputSpec) -> InputListing:
         items = _list_remote(spec, where, digest)
     else:
         items = _list_local(spec, where, digest)
-    name = spec.name or Path(_local_path(spec.path).rstrip("/")).name or f"input{index}"
-    return InputListing(index, name, items, digest.hexdigest(), remote, dict(spec.storage_options))
+    name = spec.name or Path(_local_path(spec.path).split("::")[0].rstrip("/")).name or f"input{index}"
+    url = spec.path if remote and spec.type != "filelist" else None
+    return InputListing(index, name, items, digest.hexdigest(), remote, dict(spec.storage_options), url)
 
 
 def list_inputs(specs: list[InputSpec]) -> list[InputListing]:

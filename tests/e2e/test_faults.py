@@ -75,6 +75,7 @@ def test_partial_return_counts_failed_items_without_retry(tmp_path):
     ("hang", "timeout", "run_invocation_timeout=1s and was killed"),
     ("segv", "crash", "killed by SIGSEGV"),
     ("exit", "crash", "exited with status 7"),
+    ("kill9", "crash", "was killed by SIGKILL (out of memory?)"),
 ])
 def test_process_executor_survives_hangs_and_crashes(tmp_path, word, cls, text):
     files = {**oks(8), "zz": word}

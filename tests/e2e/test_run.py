@@ -5,6 +5,7 @@ import csv
 import json
 import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -174,3 +175,37 @@ def test_progress_bar_when_the_launching_terminal_is_interactive(tmp_path, ok_fi
     assert proc.returncode == 0, screen
     assert "\r" in screen and "| 30/30 [" in screen and "mini-batch/s]" in screen
     assert "mini-batches (" not in screen  # no plain progress lines beside the bar
+
+
+REMOTE_SCRIPT = '''
+import os
+from mpibatch import EntryScript
+
+def run(mini_batch):
+    out = []
+    for path in mini_batch:
+        assert path.startswith(EntryScript().working_dir), path
+        rel = os.path.relpath(path, EntryScript().working_dir)
+        out.append(f"{rel.split(os.sep, 1)[1]} {open(path).read().strip()} {os.path.exists(path)}")
+    return out
+'''
+
+
+@pytest.mark.parametrize("executor", ["process", "inline"])
+def test_remote_files_are_fetched_to_scratch_and_removed(tmp_path, executor):
+    """A zip archive through fsspec's URL chaining is a real non-local filesystem that every rank can open."""
+    import zipfile
+
+    archive = tmp_path / "remote.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(7):
+            zf.writestr(f"images/set{i % 2}/img{i}.txt", f"content{i}\n")
+        zf.writestr("other/skip.txt", "not listed\n")
+    (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
+    out = tmp_path / "out"
+    job = run_cli(["run", "--entry-script", str(tmp_path / "remote.py"), "--inputs", f"zip://images::file://{archive}",
+                   "--output", str(out), "--mini-batch-size", "3", "--executor", executor, "--progress", "none"],
+                  out, ranks=2)
+    assert job.rc == 0, job.stderr + job.result_txt
+    assert sorted(job.lines) == sorted(f"images/set{i % 2}/img{i}.txt content{i} True" for i in range(7))
+    assert not list(Path(tempfile.gettempdir()).glob(f"mpibatch-rank*/mini-batch-*/images/set0/img0.txt"))

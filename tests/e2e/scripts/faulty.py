@@ -1,7 +1,7 @@
 """Test entry script: each input file holds a word that says how to behave.
 
 ok -> one line; raise -> exception; hang -> sleeps past any timeout; segv -> segfault;
-exit -> os._exit(7); skip -> not returned (partial return); flaky -> fails on attempt 1 only;
+exit -> os._exit(7); kill9 -> SIGKILL as the OOM killer sends; skip -> not returned (partial return); flaky -> fails on attempt 1 only;
 sleepX -> sleeps X seconds then ok. FAULT_INIT: exit_rank1 | raise_all | sleep.
 """
 import ctypes
@@ -36,6 +36,8 @@ def run(mini_batch, mini_batch_context=None):
             ctypes.string_at(0)
         if word == "exit":
             os._exit(7)
+        if word == "kill9":
+            os.kill(os.getpid(), 9)
         if word == "skip":
             continue
         if word == "flaky" and mini_batch_context.attempt == 1:
