@@ -89,7 +89,7 @@ def parse_mapping(name: str, values: list[str]) -> dict[str, Any]:
 
 
 def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
-    flags = {k: v for k, v in vars(namespace).items() if k not in ("command", "job")}
+    flags = {k: v for k, v in vars(namespace).items() if k not in ("command", "job", "images")}
     for name, field in JobConfig.model_fields.items():
         if name in flags and _kind(field.annotation) == "map":
             flags[name] = parse_mapping(name, flags[name])
@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                                           "Arguments after -- go to the entry script's sys.argv.")
     run.add_argument("job", nargs="?", help="the job file (YAML); optional when flags give every key")
     _add_run_flags(run)
+    demo = commands.add_parser("demo", allow_abbrev=False, help="the digit-identification demo (needs TensorFlow)",
+                               description="Render digit images, train a small CNN once (cached), and score the "
+                                           "images with mpibatch in this MPI world. Any run flag applies.")
+    demo.add_argument("--images", type=int, default=2000, help="how many digit images to score (default 2000)")
+    _add_run_flags(demo)
     return parser
 
 
@@ -123,12 +128,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     own, script_args = split_script_args(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
     try:
-        if args.command == "run":
-            flags = _flags(args)
-            config = build_config(args.job, flags)
-            aliases = aliases_in(args.job, flags)
-        else:  # pragma: no cover - argparse rejects unknown commands
-            return 2
+        flags = _flags(args)
+        if args.command == "demo":
+            from .demo.runner import run_demo
+
+            return run_demo(args.images, flags, script_args)
+        config = build_config(args.job, flags)
+        aliases = aliases_in(args.job, flags)
     except ConfigError as exc:
         print(f"mpibatch: error: {exc}", file=sys.stderr)
         return 2

@@ -205,7 +205,13 @@ class EntryRuntime:
     def init(self) -> None:
         """Load the script and call its init(); raises what the script raises."""
         self.prepare()
-        self.module = _load_module(self.spec.script_path)
+        try:
+            self.module = _load_module(self.spec.script_path)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in ("azureml", "azureml_user") and not self.spec.compat:
+                raise ModuleNotFoundError(f"No module named '{exc.name}': add 'compat: azureml' to the job to run "
+                                          "Azure ML entry scripts unchanged", name=exc.name) from exc
+            raise
         run = getattr(self.module, "run", None)
         if not callable(run):
             raise EntryScriptError(f"entry script '{self.spec.script_path}' defines no run() function")

@@ -84,7 +84,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     return Plan(layout, inputs, batches, fingerprint, prepared)
 
 
-def _wait_politely(comm: Any) -> None:
+def wait_politely(comm: Any) -> None:
     """A barrier that sleeps instead of spinning, so waiting ranks leave rank 0 the cores."""
     request = comm.Ibarrier()
     backoff = Backoff(max_sleep=5e-3)
@@ -165,7 +165,7 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
             plan = prepare(config, size)
         except ConfigError as exc:
             error = str(exc)
-    _wait_politely(comm)
+    wait_politely(comm)
     shared = comm.bcast((error, plan.layout if plan else None, plan.inputs if plan else None,
                          bool(plan and plan.prepared.reuse)), root=0)
     error, layout, inputs, reuse = shared

@@ -1,0 +1,1 @@
+"""Stand-in for the package Azure ML puts beside ParallelRunStep entry scripts."""
