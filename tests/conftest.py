@@ -97,3 +97,12 @@ def ok_files(tmp_path: Path) -> tuple[Path, set[str]]:
     """30 well-behaved inputs and the exact lines they must produce."""
     names = {f"item{i:03d}": "ok" for i in range(30)}
     return make_files(tmp_path / "data", names), {f"{n} ok" for n in names}
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory) -> Path:
+    """One MPIBATCH_CACHE for the session, so the demo's model is trained once per test run."""
+    import importlib.util
+
+    require(importlib.util.find_spec("tensorflow") is not None, "TensorFlow (the tensorflow extra)")
+    return tmp_path_factory.mktemp("demo_cache")

@@ -1,9 +1,9 @@
-"""Write the example's input: 400 small text files of random words (kept if already there)."""
+"""Write the example's input beside this file: data/ with 400 small text files of random words."""
 import random
 from pathlib import Path
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi".split()
-folder = Path(__file__).resolve().parents[2] / "out" / "text_stats_data"
+folder = Path(__file__).resolve().parent / "data"
 if not folder.exists():
     rng = random.Random(7)
     for book in range(8):

@@ -5,22 +5,16 @@ import importlib.util
 import re
 
 import pytest
-from conftest import require, run_cli
+from conftest import run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    require(importlib.util.find_spec("tensorflow") is not None, "TensorFlow (the tensorflow extra)")
-    return tmp_path_factory.mktemp("cache")
-
-
 @pytest.mark.parametrize("ranks", [1, 4])
-def test_demo_meets_the_accuracy_target(tmp_path, cache, ranks):
+def test_demo_meets_the_accuracy_target(tmp_path, demo_cache, ranks):
     out = tmp_path / "demo"
     job = run_cli(["demo", "--images", "2000", "--output", str(out), "--progress", "none"], out,
-                  ranks=None if ranks == 1 else ranks, env={"MPIBATCH_CACHE": str(cache)}, timeout=600)
+                  ranks=None if ranks == 1 else ranks, env={"MPIBATCH_CACHE": str(demo_cache)}, timeout=600)
     assert job.rc == 0, job.stdout + job.stderr
     accuracy = float(re.search(r"accuracy:\s+([\d.]+) on 2000 images", job.stdout)[1])
     assert accuracy >= 0.97
