@@ -1,0 +1,285 @@
+"""Unit tests for mpibatch.commit: the result file, its journal, resume, reuse and the output lock."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mpibatch.commit import JOURNAL, STATE, Fingerprint, ResultStore, prepare_output
+from mpibatch.config import ConfigError, JobConfig
+from mpibatch.logs import Layout
+from mpibatch.records import Outcome
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> Path:
+    (tmp_path / "score.py").write_text("def run(mini_batch):\n    return mini_batch\n")
+    return tmp_path
+
+
+def make_config(job: Path, **kw: object) -> JobConfig:
+    return JobConfig(entry_script=str(job / "score.py"), inputs=[str(job / "data")], output=str(job / "out"),
+                     **kw)
+
+
+def layout_of(config: JobConfig) -> Layout:
+    return Layout(config.output_path, config.result_path)
+
+
+def outcome(batch_id: int, lines: list[str], n_items: int | None = None, header: bytes = b"") -> Outcome:
+    payload = "".join(f"{line}\n" for line in lines).encode()
+    n = len(lines) if n_items is None else n_items
+    return Outcome(batch_id, 1, 0, n, True, payload, header, len(lines))
+
+
+def journal_of(layout: Layout) -> list[dict]:
+    return [json.loads(line) for line in (layout.state_dir / JOURNAL).read_text().splitlines()]
+
+
+def first_run(job: Path, status: str = "Interrupted", **kw: object) -> tuple[JobConfig, Layout, Fingerprint]:
+    """A run that committed three mini-batches and stopped with `status`."""
+    config = make_config(job, **kw)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["inputs-digest"])
+    prepared = prepare_output(config, layout, fingerprint)
+    assert prepared.entries == [] and prepared.reuse is False
+    store = ResultStore(config, layout, prepared, fingerprint)
+    store.commit(outcome(0, ["a0", "a1"]), 1, {})
+    store.commit(outcome(2, ["c0"], n_items=2), 2, {"exception": 1})
+    store.record_failed(3, 4, 3, {"timeout": 3})
+    store.commit(outcome(1, ["b0", "b1", "b2"]), 1, {})
+    store.close(status)
+    return config, layout, fingerprint
+
+
+def test_commit_writes_bytes_then_journal(job: Path) -> None:
+    _, layout, _ = first_run(job)
+    data = layout.result_file.read_bytes()
+    assert data == b"a0\na1\nc0\nb0\nb1\nb2\n"
+    entries = journal_of(layout)
+    assert [(e["id"], e["status"], e["end"]) for e in entries] == [
+        (0, "succeeded", 6), (2, "succeeded", 9), (3, "failed", 9), (1, "succeeded", 18)]
+    assert (entries[1]["ok"], entries[1]["fail"], entries[1]["attempts"], entries[1]["errors"]) == \
+        (1, 1, 2, {"exception": 1})
+    assert (entries[2]["ok"], entries[2]["fail"]) == (0, 4)
+    assert entries[-1]["end"] == len(data)
+    state = json.loads((layout.state_dir / STATE).read_text())
+    assert state["status"] == "Interrupted"
+
+
+def test_csv_has_one_header_row(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    prepared = prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)
+    store = ResultStore(config, layout, prepared, fingerprint)
+    store.add_csv_row([9, "data", 1, 1, "succeeded", 1, 0, 0.1, 0, "", ""])
+    store.close("Completed")
+    rows = list(csv.reader(layout.mini_batches_csv.open()))
+    assert rows[0][0] == "id" and [r[0] for r in rows].count("id") == 1
+    assert rows[-1][0] == "9"
+
+
+def test_fresh_prepare_on_used_output_refused(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    before = layout.result_file.read_bytes()
+    with pytest.raises(ConfigError) as err:
+        prepare_output(config, layout, fingerprint)
+    assert "resume" in str(err.value)
+    assert layout.result_file.read_bytes() == before
+
+
+def test_output_with_foreign_result_file_refused(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    layout.output.mkdir()
+    layout.result_file.write_text("someone else's results\n")
+    with pytest.raises(ConfigError, match="parallel_run_step.txt"):
+        prepare_output(config, layout, Fingerprint.of(config, ["d"]))
+    assert layout.result_file.read_text() == "someone else's results\n"
+
+
+def test_output_that_is_a_file_refused(job: Path) -> None:
+    config = make_config(job)
+    Path(config.output).write_text("x")
+    with pytest.raises(ConfigError, match="not a folder"):
+        prepare_output(config, layout_of(config), Fingerprint.of(config, ["d"]))
+
+
+def test_resume_truncates_to_last_journaled_offset(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    committed = layout.result_file.read_bytes()
+    with open(layout.result_file, "ab") as fh:  # a killed run appended bytes it never journaled
+        fh.write(b"half-written\nlines of an uncommitted mini-batch")
+    resumed = config.model_copy(update={"resume": True})
+    prepared = prepare_output(resumed, layout, fingerprint)
+    assert layout.result_file.read_bytes() == committed
+    assert [(e.id, e.status, e.end) for e in prepared.entries] == [
+        (0, "succeeded", 6), (2, "succeeded", 9), (3, "failed", 9), (1, "succeeded", 18)]
+    assert prepared.reuse is False
+    store = ResultStore(resumed, layout, prepared, fingerprint)
+    store.commit(outcome(4, ["d0"]), 1, {})
+    store.close("Completed")
+    assert layout.result_file.read_bytes() == committed + b"d0\n"
+    assert journal_of(layout)[-1] == {"id": 4, "end": len(committed) + 3, "status": "succeeded", "ok": 1,
+                                      "fail": 0, "attempts": 1, "errors": {}}
+
+
+def test_resume_ignores_a_torn_journal_line(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    journal = layout.state_dir / JOURNAL
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[:2]) + lines[2][:15])  # the third line was cut mid-write
+    prepared = prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)
+    assert [e.id for e in prepared.entries] == [0, 2]
+    assert layout.result_file.read_bytes() == b"a0\na1\nc0\n"
+    assert [json.loads(line)["id"] for line in journal.read_text().splitlines()] == [0, 2]  # tail dropped
+
+
+def test_resume_without_journal_truncates_to_zero(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    prepared = prepare_output(config, layout, fingerprint)
+    store = ResultStore(config, layout, prepared, fingerprint)
+    store.result.write(b"unjournaled\n")  # killed before any flush of the journal
+    store.result.flush()
+    os.close(store.lock_fd)
+    prepared = prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)
+    assert prepared.entries == []
+    assert layout.result_file.read_bytes() == b""
+
+
+def test_resume_on_fresh_output_starts_fresh(job: Path) -> None:
+    config = make_config(job, resume=True)
+    prepared = prepare_output(config, layout_of(config), Fingerprint.of(config, ["d"]))
+    assert prepared.entries == [] and prepared.reuse is False
+    os.close(prepared.lock_fd)
+
+
+def test_resume_refused_when_script_changed(job: Path) -> None:
+    config, layout, _ = first_run(job)
+    with open(layout.result_file, "ab") as fh:
+        fh.write(b"garbage")
+    before = layout.result_file.read_bytes()
+    (job / "score.py").write_text("def run(mini_batch):\n    return ['changed'] * len(mini_batch)\n")
+    resumed = config.model_copy(update={"resume": True})
+    with pytest.raises(ConfigError) as err:
+        prepare_output(resumed, layout, Fingerprint.of(resumed, ["inputs-digest"]))
+    assert str(err.value).startswith("resume refused")
+    assert "entry script" in str(err.value)
+    assert layout.result_file.read_bytes() == before  # nothing truncated on refusal
+
+
+def test_resume_refused_when_inputs_changed(job: Path) -> None:
+    config, layout, _ = first_run(job)
+    resumed = config.model_copy(update={"resume": True})
+    with pytest.raises(ConfigError) as err:
+        prepare_output(resumed, layout, Fingerprint.of(resumed, ["another-digest"]))
+    assert str(err.value).startswith("resume refused") and "inputs" in str(err.value)
+
+
+def test_resume_refused_when_config_key_changed(job: Path) -> None:
+    config, layout, _ = first_run(job, mini_batch_size=4)
+    resumed = make_config(job, mini_batch_size=5, resume=True)
+    with pytest.raises(ConfigError) as err:
+        prepare_output(resumed, layout, Fingerprint.of(resumed, ["inputs-digest"]))
+    assert str(err.value).startswith("resume refused") and "mini_batch_size" in str(err.value)
+
+
+def test_resume_allowed_when_only_neutral_keys_changed(job: Path) -> None:
+    config, layout, _ = first_run(job)
+    resumed = make_config(job, resume=True, logging_level="DEBUG", executor="inline", run_invocation_timeout=5)
+    prepared = prepare_output(resumed, layout, Fingerprint.of(resumed, ["inputs-digest"]))
+    assert len(prepared.entries) == 4
+    os.close(prepared.lock_fd)
+
+
+def test_allow_reuse_of_completed_identical_job(job: Path) -> None:
+    config, layout, fingerprint = first_run(job, status="Completed")
+    before = layout.result_file.read_bytes()
+    prepared = prepare_output(config.model_copy(update={"allow_reuse": True}), layout, fingerprint)
+    assert prepared.reuse is True
+    assert layout.result_file.read_bytes() == before
+    os.close(prepared.lock_fd)
+
+
+def test_allow_reuse_does_not_reuse_an_interrupted_job(job: Path) -> None:
+    config, layout, fingerprint = first_run(job, status="Interrupted")
+    with pytest.raises(ConfigError):
+        prepare_output(config.model_copy(update={"allow_reuse": True}), layout, fingerprint)
+
+
+def test_allow_reuse_does_not_reuse_a_different_job(job: Path) -> None:
+    config, layout, fingerprint = first_run(job, status="Completed")
+    with pytest.raises(ConfigError):
+        prepare_output(config.model_copy(update={"allow_reuse": True}), layout,
+                       Fingerprint.of(config, ["new-inputs"]))
+
+
+def test_output_in_use_by_a_running_job(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    first = prepare_output(config, layout, fingerprint)
+    try:
+        with pytest.raises(ConfigError) as err:
+            prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)
+        assert "in use" in str(err.value)
+        assert f"pid {os.getpid()}" in str(err.value)
+    finally:
+        os.close(first.lock_fd)
+    prepared = prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)  # lock released
+    os.close(prepared.lock_fd)
+
+
+def test_header_written_once_at_offset_zero(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    store.commit(outcome(0, ["1,a"], header=b"n,s\n"), 1, {})
+    store.commit(outcome(1, ["2,b"], header=b"n,s\n"), 1, {})
+    store.close("Interrupted")
+    assert layout.result_file.read_bytes() == b"n,s\n1,a\n2,b\n"
+    assert journal_of(layout)[0]["end"] == len(b"n,s\n1,a\n")
+    prepared = prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)
+    store = ResultStore(config, layout, prepared, fingerprint)
+    store.commit(outcome(2, ["3,c"], header=b"n,s\n"), 1, {})
+    store.close("Completed")
+    assert layout.result_file.read_bytes() == b"n,s\n1,a\n2,b\n3,c\n"
+
+
+def test_header_written_by_first_non_empty_commit(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    store.commit(Outcome(0, 1, 0, 2, True, b"", b"", 0), 1, {})  # an empty DataFrame: no header known
+    store.commit(outcome(1, ["2,b"], header=b"n,s\n"), 1, {})
+    store.close("Completed")
+    assert layout.result_file.read_bytes() == b"n,s\n2,b\n"
+
+
+def test_summary_only_writes_no_result_file(job: Path) -> None:
+    config = make_config(job, output_action="summary_only")
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    store.commit(Outcome(0, 1, 0, 2, True, b"", b"", 2), 1, {})
+    store.close("Completed")
+    assert not layout.result_file.exists()
+    assert journal_of(layout)[0]["ok"] == 2
+
+
+def test_journal_never_points_past_result_bytes_after_flush(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    for i in range(5):
+        store.commit(outcome(i, [f"line{i}"]), 1, {})
+    store.flush()
+    assert journal_of(layout)[-1]["end"] == layout.result_file.stat().st_size == 30
+    store.close("Completed")

@@ -1,0 +1,392 @@
+"""Unit tests for mpibatch.executor: a real child process (no MPI) and the inline executor."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Optional
+
+import psutil
+import pytest
+
+import mpibatch
+from mpibatch import entry
+from mpibatch.entry import RuntimeSpec, WorkerInfo
+from mpibatch.executor import InitDone, InitFailed, InlineExecutor, ProcessExecutor, describe_exit
+from mpibatch.records import InputInfo, MiniBatch, Outcome, Task
+
+REPO = str(Path(mpibatch.__file__).resolve().parent.parent)
+
+SCRIPT = """
+    import ctypes, os, subprocess, sys, time
+
+    def init():
+        mode = os.environ.get("INIT_MODE", "")
+        if mode == "raise":
+            raise RuntimeError("model file is missing")
+        if mode == "sleep":
+            time.sleep(30)
+        if mode == "exit":
+            os._exit(5)
+        if mode == "slow-ok":
+            time.sleep(float(os.environ["INIT_SLEEP"]))
+
+    def run(mini_batch):
+        out = []
+        for item in mini_batch:
+            item = os.path.basename(item)  # remote items arrive as local scratch paths
+            if item == "sleep":
+                time.sleep(30)
+            elif item.startswith("sleep:"):
+                time.sleep(float(item.split(":")[1]))
+            elif item == "spawn-and-sleep":
+                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                with open(os.environ["GRANDCHILD_PID_FILE"], "w") as fh:
+                    fh.write(str(child.pid))
+                time.sleep(30)
+            elif item == "segfault":
+                ctypes.string_at(0)
+            elif item == "exit7":
+                os._exit(7)
+            elif item == "env":
+                out += [f"{k}={os.environ.get(k)}" for k in ("MY_VAR", "PMI_RANK", "OMPI_COMM_WORLD_RANK")]
+                continue
+            elif item == "cwd":
+                out.append(os.getcwd())
+                continue
+            elif item == "affinity":
+                out.append(",".join(map(str, sorted(os.sched_getaffinity(0)))))
+                continue
+            elif item == "print":
+                print("printed by the script")
+            out.append(item + " ok")
+        return out
+
+    def shutdown():
+        with open(os.environ["SHUTDOWN_MARKER"], "w") as fh:
+            fh.write("shutdown called")
+"""
+
+
+@pytest.fixture
+def spec_factory(tmp_path: Path):
+    def make(environment: Optional[dict[str, str]] = None) -> RuntimeSpec:
+        home = tmp_path / "src"
+        home.mkdir(exist_ok=True)
+        script = home / f"exec_script_{uuid.uuid4().hex[:8]}.py"
+        script.write_text(textwrap.dedent(SCRIPT))
+        info = WorkerInfo(rank=2, node_rank=0, local_worker_index=1, gpu=None, agent_name="rank0002@test",
+                          output_dir=str(tmp_path / "out"), working_dir=str(tmp_path / "work"),
+                          log_dir=str(tmp_path / "out" / "logs"),
+                          entry_log_path=str(tmp_path / "out" / "logs" / "entry.txt"))
+        os.makedirs(info.working_dir, exist_ok=True)
+        env = {"SHUTDOWN_MARKER": str(tmp_path / "shutdown.marker"),
+               "GRANDCHILD_PID_FILE": str(tmp_path / "grandchild.pid"), **(environment or {})}
+        return RuntimeSpec(str(script), str(home), [], env, info, [InputInfo("data", False)], "append_row",
+                           {"sep": " ", "header": False, "index": False})
+    return make
+
+
+@pytest.fixture
+def process_executor(tmp_path: Path, spec_factory):
+    made: list[ProcessExecutor] = []
+
+    def make(init_timeout: float = 20, run_timeout: float = 20, environment: Optional[dict[str, str]] = None,
+             parent_env: Optional[dict[str, str]] = None, cpus: Optional[list[int]] = None) -> ProcessExecutor:
+        env = {**os.environ, "PYTHONPATH": REPO, **(parent_env or {})}
+        stdout = open(tmp_path / "stdout.txt", "ab")
+        stderr = open(tmp_path / "stderr.txt", "ab")
+        executor = ProcessExecutor(spec_factory(environment), stdout, stderr, env, init_timeout, run_timeout, cpus)
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.close(1.0)
+        executor.stdout.close()
+        executor.stderr.close()
+
+
+def wait_event(executor: Any, within: float = 15.0) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        event = executor.poll()
+        if event is not None:
+            return event
+        time.sleep(0.002)
+    raise AssertionError(f"no event within {within} s")
+
+
+def task(batch_id: int, *items: str, attempt: int = 1) -> Task:
+    return Task(MiniBatch(batch_id, 0, tuple(items)), attempt)
+
+
+def started(executor: Any) -> Any:
+    executor.start()
+    event = wait_event(executor)
+    assert isinstance(event, InitDone), event
+    assert executor.ready
+    return executor
+
+
+def run_ok(executor: Any, t: Task) -> Outcome:
+    executor.submit(t)
+    assert not executor.ready
+    outcome = wait_event(executor)
+    assert isinstance(outcome, Outcome) and outcome.ok, outcome
+    return outcome
+
+
+# ---- ProcessExecutor -------------------------------------------------------------------------
+
+def test_process_init_and_run(process_executor) -> None:
+    executor = started(process_executor())
+    outcome = run_ok(executor, task(3, "a", "b", attempt=2))
+    assert outcome.payload == b"a ok\nb ok\n"
+    assert (outcome.batch_id, outcome.attempt, outcome.rank, outcome.n_items) == (3, 2, 2, 2)
+    assert executor.ready
+
+
+def test_process_child_environment_cwd_and_launcher_variables(process_executor, tmp_path: Path) -> None:
+    executor = started(process_executor(environment={"MY_VAR": "mine"},
+                                        parent_env={"PMI_RANK": "3", "OMPI_COMM_WORLD_RANK": "3"}))
+    lines = run_ok(executor, task(0, "env", "cwd")).payload.decode().splitlines()
+    assert lines[:3] == ["MY_VAR=mine", "PMI_RANK=None", "OMPI_COMM_WORLD_RANK=None"]
+    assert os.path.realpath(lines[3]) == os.path.realpath(tmp_path / "work")
+
+
+def test_process_cpu_affinity(process_executor) -> None:
+    cpu = sorted(os.sched_getaffinity(0))[-1]
+    executor = started(process_executor(cpus=[cpu]))
+    assert run_ok(executor, task(0, "affinity")).payload == f"{cpu}\n".encode()
+
+
+def test_process_script_output_goes_to_stdout_file(process_executor, tmp_path: Path) -> None:
+    executor = started(process_executor())
+    run_ok(executor, task(0, "print"))
+    assert "printed by the script" in (tmp_path / "stdout.txt").read_text()
+
+
+def test_process_timeout_kills_and_restarts(process_executor) -> None:
+    executor = started(process_executor(run_timeout=0.5))
+    first_pid = executor.proc.pid
+    executor.submit(task(1, "a", "sleep", attempt=2))
+    began = time.monotonic()
+    outcome = wait_event(executor)
+    elapsed = time.monotonic() - began
+    assert isinstance(outcome, Outcome)
+    assert outcome.ok is False and outcome.error_class == "timeout"
+    assert "run_invocation_timeout=0.5" in outcome.error
+    assert (outcome.batch_id, outcome.attempt, outcome.n_items) == (1, 2, 2)
+    assert 0.5 <= elapsed < 3.0
+    assert not psutil.pid_exists(first_pid) or psutil.Process(first_pid).status() == psutil.STATUS_ZOMBIE
+    assert isinstance(wait_event(executor), InitDone)  # a fresh child
+    assert executor.proc.pid != first_pid
+    assert run_ok(executor, task(2, "c")).payload == b"c ok\n"
+
+
+def test_process_timeout_kills_the_scripts_own_children(process_executor, tmp_path: Path) -> None:
+    executor = started(process_executor(run_timeout=1.0))
+    executor.submit(task(0, "spawn-and-sleep"))
+    outcome = wait_event(executor)
+    assert outcome.error_class == "timeout"
+    grandchild = int((tmp_path / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    else:
+        raise AssertionError("the script's own child survived the timeout kill")
+
+
+def test_process_run_just_under_timeout_is_not_killed(process_executor) -> None:
+    executor = started(process_executor(run_timeout=2.0))
+    assert run_ok(executor, task(0, "sleep:0.3")).payload == b"sleep:0.3 ok\n"
+
+
+def test_process_segfault_is_a_crash_then_restart(process_executor) -> None:
+    executor = started(process_executor())
+    executor.submit(task(4, "segfault"))
+    outcome = wait_event(executor)
+    assert outcome.ok is False and outcome.error_class == "crash"
+    assert "SIGSEGV" in outcome.error
+    assert outcome.batch_id == 4
+    assert isinstance(wait_event(executor), InitDone)
+    assert run_ok(executor, task(5, "fine")).payload == b"fine ok\n"
+
+
+def test_process_exit_status_is_a_crash(process_executor) -> None:
+    executor = started(process_executor())
+    executor.submit(task(6, "exit7"))
+    outcome = wait_event(executor)
+    assert outcome.ok is False and outcome.error_class == "crash"
+    assert "status 7" in outcome.error
+    assert isinstance(wait_event(executor), InitDone)
+    assert run_ok(executor, task(7, "x")).ok
+
+
+def test_process_init_exception(process_executor) -> None:
+    executor = process_executor(environment={"INIT_MODE": "raise"})
+    executor.start()
+    event = wait_event(executor)
+    assert isinstance(event, InitFailed)
+    assert event.error == "RuntimeError: model file is missing"
+    assert "Traceback" in event.traceback and "raise RuntimeError" in event.traceback
+    assert not executor.ready
+    assert executor.poll() is None
+
+
+def test_process_init_timeout(process_executor) -> None:
+    executor = process_executor(init_timeout=0.5, environment={"INIT_MODE": "sleep"})
+    executor.start()
+    began = time.monotonic()
+    event = wait_event(executor)
+    assert isinstance(event, InitFailed)
+    assert "init_timeout=0.5" in event.error
+    assert time.monotonic() - began < 3.0
+    assert executor.proc.poll() is not None  # the child was killed
+    assert not executor.ready
+
+
+def test_process_crash_in_init(process_executor) -> None:
+    executor = process_executor(environment={"INIT_MODE": "exit"})
+    executor.start()
+    event = wait_event(executor)
+    assert isinstance(event, InitFailed)
+    assert "status 5" in event.error and "init()" in event.error
+
+
+def test_process_close_calls_shutdown(process_executor, tmp_path: Path) -> None:
+    executor = started(process_executor())
+    run_ok(executor, task(0, "a"))
+    executor.close(5.0)
+    assert (tmp_path / "shutdown.marker").read_text() == "shutdown called"
+    assert executor.proc.poll() is not None
+    assert executor.poll() is None
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(-11) == "was killed by SIGSEGV"
+    assert "out of memory" in describe_exit(-9)
+    assert describe_exit(3) == "exited with status 3"
+
+
+# ---- InlineExecutor --------------------------------------------------------------------------
+
+@pytest.fixture
+def inline_executor(tmp_path: Path, spec_factory, monkeypatch: pytest.MonkeyPatch):
+    saved_env = dict(os.environ)
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(entry, "_WORKER", None)
+    logger = logging.getLogger("mpibatch.entry_script")
+    handlers = list(logger.handlers)
+    made: list[InlineExecutor] = []
+
+    def make(init_timeout: float = 20, run_timeout: float = 20,
+             environment: Optional[dict[str, str]] = None) -> InlineExecutor:
+        stdout = open(tmp_path / "stdout.txt", "ab")
+        stderr = open(tmp_path / "stderr.txt", "ab")
+        executor = InlineExecutor(spec_factory(environment), stdout, stderr, init_timeout, run_timeout)
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.close(2.0)
+        if executor._thread is not None and executor._thread.is_alive():
+            executor._tasks.put(None)  # a thread past a timeout: let it end once its call returns
+            executor._thread.join(2.0)
+        executor.stdout.close()
+        executor.stderr.close()
+    os.environ.clear()
+    os.environ.update(saved_env)
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        handler.close()
+        logger.removeHandler(handler)
+
+
+def test_inline_run_and_close(inline_executor, tmp_path: Path) -> None:
+    executor = started(inline_executor())
+    outcome = run_ok(executor, task(1, "a", "print"))
+    assert outcome.payload == b"a ok\nprint ok\n"
+    executor.close(5.0)
+    assert (tmp_path / "shutdown.marker").read_text() == "shutdown called"
+    assert "printed by the script" in (tmp_path / "stdout.txt").read_text()
+
+
+def test_inline_soft_timeout_then_ready_again(inline_executor) -> None:
+    executor = started(inline_executor(run_timeout=0.3))
+    executor.submit(task(8, "sleep:1.5", attempt=1))
+    began = time.monotonic()
+    outcome = wait_event(executor)
+    assert isinstance(outcome, Outcome)
+    assert outcome.ok is False and outcome.error_class == "timeout" and outcome.batch_id == 8
+    assert "run_invocation_timeout=0.3" in outcome.error
+    assert 0.3 <= time.monotonic() - began < 1.4  # reported while the call keeps going
+    assert executor.stalled and not executor.ready
+    assert executor.poll() is None
+    event = wait_event(executor)  # the late call returns: its result is dropped, the worker is free again
+    assert isinstance(event, InitDone)
+    assert time.monotonic() - began >= 1.4
+    assert executor.ready and not executor.stalled
+    assert run_ok(executor, task(9, "b")).payload == b"b ok\n"
+
+
+def test_inline_exception_is_an_outcome(inline_executor) -> None:
+    executor = started(inline_executor())
+    executor.submit(task(0, "sleep:not-a-number"))
+    outcome = wait_event(executor)
+    assert outcome.ok is False and outcome.error_class == "exception" and "ValueError" in outcome.error
+
+
+def test_inline_init_failure(inline_executor) -> None:
+    executor = inline_executor(environment={"INIT_MODE": "raise"})
+    executor.start()
+    event = wait_event(executor)
+    assert isinstance(event, InitFailed) and "model file is missing" in event.error
+    assert not executor.ready
+
+
+def test_inline_init_timeout(inline_executor) -> None:
+    executor = inline_executor(init_timeout=0.2, environment={"INIT_MODE": "slow-ok", "INIT_SLEEP": "1.2"})
+    executor.start()
+    event = wait_event(executor)
+    assert isinstance(event, InitFailed) and "init_timeout=0.2" in event.error
+    assert not executor.ready
+
+
+@pytest.mark.xfail(reason="BUG: InlineExecutor swaps the process-wide sys.stdout/sys.stderr while run() is in "
+                          "progress, so the rank's own output (rank 0's progress lines, warnings) written from the "
+                          "coordinating thread during a call lands in logs/user/stderr/rank-NNNN.txt", strict=True)
+def test_inline_capture_leaves_the_ranks_own_stderr_alone(inline_executor, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    executor = started(inline_executor())
+    executor.submit(task(0, "sleep:0.5"))
+    time.sleep(0.2)  # the call is running in the executor's thread
+    print("mpibatch: 3/10 mini-batches (coordinator progress)", file=sys.stderr, flush=True)
+    assert isinstance(wait_event(executor), Outcome)
+    assert "coordinator progress" not in (tmp_path / "stderr.txt").read_text()
+    assert "coordinator progress" in capsys.readouterr().err
+
+
+def test_process_remote_input_timeout_counts_from_after_the_download(process_executor, tmp_path: Path) -> None:
+    (tmp_path / "remote").mkdir()
+    (tmp_path / "remote" / "sleep").write_text("x")
+    executor = process_executor(run_timeout=0.5)
+    executor.spec = RuntimeSpec(**{**executor.spec.__dict__,
+                                   "inputs": [InputInfo("remote", True, {}, url=f"file://{tmp_path / 'remote'}")]})
+    started(executor)
+    executor.submit(task(0, str(tmp_path / "remote" / "sleep")))
+    began = time.monotonic()
+    outcome = wait_event(executor)
+    assert outcome.error_class == "timeout", outcome
+    assert time.monotonic() - began < 3.0

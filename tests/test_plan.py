@@ -1,0 +1,70 @@
+"""Unit tests for mpibatch.plan: splitting listed inputs into mini-batches."""
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import pytest
+
+from mpibatch.config import ConfigError, JobConfig
+from mpibatch.inputs import InputListing
+from mpibatch.plan import plan_batches
+
+
+def config(mini_batch_size: Optional[Union[int, str]] = None, **kw: object) -> JobConfig:
+    return JobConfig(entry_script="/s.py", inputs=["/in"], output="/out", mini_batch_size=mini_batch_size, **kw)
+
+
+def listing(index: int, n: int) -> InputListing:
+    return InputListing(index, f"input{index}", [f"/in{index}/f{i:03d}" for i in range(n)], f"digest{index}")
+
+
+def test_batch_sizes_last_one_smaller() -> None:
+    batches = list(plan_batches([listing(0, 23)], config(5)))
+    assert [b.size for b in batches] == [5, 5, 5, 5, 3]
+    assert [b.id for b in batches] == [0, 1, 2, 3, 4]
+    assert all(b.input_index == 0 for b in batches)
+
+
+def test_default_is_ten_files() -> None:
+    batches = list(plan_batches([listing(0, 25)], config()))
+    assert [b.size for b in batches] == [10, 10, 5]
+
+
+def test_string_size_from_a_flag() -> None:
+    assert [b.size for b in plan_batches([listing(0, 7)], config("3"))] == [3, 3, 1]
+
+
+def test_each_input_split_separately_with_contiguous_ids() -> None:
+    listings = [listing(0, 7), listing(1, 2), listing(2, 9)]
+    batches = list(plan_batches(listings, config(4)))
+    assert [b.id for b in batches] == list(range(len(batches)))
+    assert [(b.input_index, b.size) for b in batches] == [(0, 4), (0, 3), (1, 2), (2, 4), (2, 4), (2, 1)]
+    for b in batches:  # a batch never mixes inputs
+        assert {item.split("/")[1] for item in b.items} == {f"in{b.input_index}"}
+
+
+def test_every_item_exactly_once_in_order() -> None:
+    listings = [listing(0, 13), listing(1, 1), listing(2, 30)]
+    batches = list(plan_batches(listings, config(6)))
+    planned = [item for b in batches for item in b.items]
+    assert planned == [item for lst in listings for item in lst.items]
+
+
+def test_plan_is_deterministic() -> None:
+    listings = [listing(0, 11), listing(1, 5)]
+    assert list(plan_batches(listings, config(2))) == list(plan_batches(listings, config(2)))
+
+
+def test_batch_size_larger_than_input() -> None:
+    batches = list(plan_batches([listing(0, 3)], config(100)))
+    assert len(batches) == 1 and batches[0].size == 3
+
+
+def test_byte_size_for_file_input_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="mini_batch_size"):
+        list(plan_batches([listing(0, 3)], config("1MB")))
+
+
+def test_partition_keys_for_files_not_silently_ignored() -> None:
+    with pytest.raises(ConfigError, match="partition_keys"):
+        list(plan_batches([listing(0, 3)], config(2, partition_keys=["user"])))
