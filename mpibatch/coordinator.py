@@ -74,7 +74,8 @@ class Coordinator:
         self.pending: deque[Task] = deque(Task(b, 1) for b in batches if b.id not in done)
         self.retry: deque[tuple[Task, int]] = deque()
         self.batch_errors: dict[int, Counter] = {}
-        self.tally = Tally(batches_total=len(batches), items_total=sum(b.size for b in batches))
+        self.tally = Tally(batches_total=len(batches),
+                           items_total=sum(t.batch.size for t in self.pending) + sum(e.ok + e.fail for e in earlier))
         self.tally.add_journal(earlier)
         self.first_error: Optional[FirstError] = None
         self.init_error: Optional[FirstError] = None
@@ -189,6 +190,7 @@ class Coordinator:
     def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
                errors: Counter, error: str = "") -> None:
         tally = self.tally
+        tally.items_total += ok + failed - task.batch.size  # a tabular size was an estimate until read
         if status == "succeeded":
             tally.batches_ok += 1
         else:

@@ -184,6 +184,7 @@ class EntryRuntime:
         self._run: Optional[Callable[..., Any]] = None
         self._with_context = False
         self._filesystems: dict[str, Any] = {}
+        self._openers: dict[str, Any] = {}
 
     def prepare(self) -> None:
         """Set the process up as the script expects: sys.path, argv, environment, logger."""
@@ -227,13 +228,19 @@ class EntryRuntime:
         rank = self.spec.worker.rank
         started = time.perf_counter()
         scratch = None
+        n_items = batch.size
         try:
             items: Any = list(batch.items)
             info = self.spec.inputs[batch.input_index]
-            if info.remote:
+            if info.format:
+                from .inputs.read import read_slices
+
+                items = read_slices(batch.items, info.format, info.options, self._opener(info))
+                n_items = len(items)
+            elif info.remote:
                 scratch, items = self._fetch(batch.id, batch.items, info)
-                if on_fetched:
-                    on_fetched()
+            if info.remote and on_fetched:
+                on_fetched()
                 started = time.perf_counter()
             args: list[Any] = [items]
             if self._with_context:
@@ -241,17 +248,26 @@ class EntryRuntime:
             assert self._run is not None
             result = self._run(*args)
             payload, header, count = format_result(result, self.spec.output_action, self.spec.append_row_options)
-            return Outcome(batch.id, task.attempt, rank, batch.size, True, payload, header, count,
+            return Outcome(batch.id, task.attempt, rank, n_items, True, payload, header, count,
                            seconds=time.perf_counter() - started)
         except BaseException as exc:  # noqa: BLE001 - the user's script may raise anything, SystemExit too
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            return Outcome(batch.id, task.attempt, rank, batch.size, False, error_class="exception",
+            return Outcome(batch.id, task.attempt, rank, n_items, False, error_class="exception",
                            error=error_summary(exc), traceback=traceback.format_exc(),
                            seconds=time.perf_counter() - started)
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
+
+    def _opener(self, info: InputInfo) -> Any:
+        """One opener per input, so a remote filesystem is connected once per process."""
+        from .inputs.tabular import FileOpener
+
+        key = info.url or info.name
+        if key not in self._openers:
+            self._openers[key] = FileOpener(info.remote, info.url, info.storage_options)
+        return self._openers[key]
 
     def _filesystem(self, info: InputInfo, item: str) -> tuple[Any, str]:
         """The fsspec filesystem that holds an item, opened once per input."""

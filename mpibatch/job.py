@@ -80,7 +80,8 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     layout = Layout(output=Path(output), result_file=Path(output) / config.append_row_file_name)
     fingerprint = Fingerprint.of(config, [listing.digest for listing in listings])
     prepared = prepare_output(config, layout, fingerprint)
-    inputs = [InputInfo(listing.name, listing.remote, listing.storage_options, listing.url) for listing in listings]
+    inputs = [InputInfo(listing.name, listing.remote, listing.storage_options, listing.url,
+                         getattr(listing, "format", None), getattr(listing, "options", {})) for listing in listings]
     return Plan(layout, inputs, batches, fingerprint, prepared)
 
 

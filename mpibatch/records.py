@@ -8,17 +8,31 @@ ERROR_CLASSES = ("exception", "timeout", "crash", "init")
 
 
 @dataclass(frozen=True)
+class TableSlice:
+    """Part of one table file: rows [start, stop) (parquet, hdf5) or bytes [start, stop) (csv, json)."""
+
+    path: str
+    unit: str  # "rows" or "bytes"
+    start: int
+    stop: int
+    rows: int  # exact when known from metadata or a scan, else an estimate
+    filters: tuple[tuple[str, Any], ...] = ()  # partition_keys: keep only rows with these values
+    columns: tuple[tuple[str, str], ...] = ()  # values from hive-style folder names, added as columns
+
+
+@dataclass(frozen=True)
 class MiniBatch:
     """A descriptor, never data: what the worker must read for one call of run()."""
 
     id: int
     input_index: int
-    items: tuple[str, ...]
+    items: tuple[Any, ...]  # file paths, or TableSlices of a tabular input
     partition_key_value: dict[str, Any] = field(default_factory=dict)
+    n_items: int = -1  # rows of a tabular mini-batch (maybe estimated); files: len(items)
 
     @property
     def size(self) -> int:
-        return len(self.items)
+        return self.n_items if self.n_items >= 0 else len(self.items)
 
 
 @dataclass(frozen=True)
@@ -63,3 +77,5 @@ class InputInfo:
     remote: bool
     storage_options: dict[str, Any] = field(default_factory=dict)
     url: Optional[str] = None  # items are paths inside this URL's filesystem; None: each item is a URL
+    format: Optional[str] = None  # a tabular input's format: csv, parquet, json, hdf5
+    options: dict[str, Any] = field(default_factory=dict)  # its reader options (delimiter, hdf5_key...)

@@ -30,15 +30,20 @@ def _local_path(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
 
 
-def _walk(root: str) -> Iterable[os.DirEntry]:
-    """Every file under root, recursively, in sorted order (symlinked files included)."""
+def _walk(root: str, seen: Optional[set[tuple[int, int]]] = None) -> Iterable[os.DirEntry]:
+    """Every file under root, recursively, in sorted order; a folder reached twice (a symlink loop) once."""
+    seen = set() if seen is None else seen
+    st = os.stat(root)
+    if (st.st_dev, st.st_ino) in seen:
+        return
+    seen.add((st.st_dev, st.st_ino))
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except PermissionError as exc:
         raise ConfigError(f"inputs: cannot read directory '{root}': {exc.strerror}") from None
     for entry in entries:
         if entry.is_dir():
-            yield from _walk(entry.path)
+            yield from _walk(entry.path, seen)
         elif entry.is_file():
             yield entry
 
@@ -158,13 +163,3 @@ def list_file_input(index: int, spec: InputSpec) -> InputListing:
     name = spec.name or Path(_local_path(spec.path).split("::")[0].rstrip("/")).name or f"input{index}"
     url = spec.path if remote and spec.type != "filelist" else None
     return InputListing(index, name, items, digest.hexdigest(), remote, dict(spec.storage_options), url)
-
-
-def list_inputs(specs: list[InputSpec]) -> list[InputListing]:
-    """List every input of a job; tabular inputs are the tabular module's."""
-    listings = []
-    for index, spec in enumerate(specs):
-        if spec.type == "tabular" or spec.format is not None:
-            raise ConfigError(f"inputs[{index}]: tabular inputs are not supported by this version yet")
-        listings.append(list_file_input(index, spec))
-    return listings
