@@ -68,9 +68,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_mapping(name: str, values: list[str]) -> dict[str, Any]:
-    """A mapping flag: one JSON object, or key=value pairs (values read as YAML scalars)."""
-    import yaml
-
+    """A mapping flag: one JSON object, or key=value pairs."""
     if len(values) == 1 and values[0].lstrip().startswith("{"):
         try:
             parsed = json.loads(values[0])
@@ -84,8 +82,21 @@ def parse_mapping(name: str, values: list[str]) -> dict[str, Any]:
         key, sep, text = value.partition("=")
         if not sep or not key:
             raise ConfigError(f"{name}: '{value}' is not key=value")
-        out[key] = yaml.safe_load(text) if text else ""
+        out[key] = _scalar(text)
     return out
+
+
+def _scalar(text: str) -> Any:
+    """`true`, `3`, `0.5` and `null` become what they say; anything else (`,`, `|`, a tab) stays text."""
+    import yaml
+
+    if text.strip().lower() in ("null", "none", "~"):
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (bool, int, float)) else text
 
 
 def _flags(namespace: argparse.Namespace) -> dict[str, Any]:

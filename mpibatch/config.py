@@ -96,6 +96,27 @@ class JobConfig(BaseModel):
             raise ValueError("needs at least one input")
         return value
 
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _arguments_as_text(cls, value: Any) -> Any:
+        """YAML reads `[--batch-size, 32]` with a number in it; sys.argv holds strings."""
+        return [str(v) if isinstance(v, (int, float)) else v for v in value] if isinstance(value, list) else value
+
+    @field_validator("environment_variables", mode="before")
+    @classmethod
+    def _environment_as_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, (int, float)) else v
+                for k, v in value.items()}
+
+    @field_validator("mini_batch_size", mode="before")
+    @classmethod
+    def _no_boolean_size(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a count, a size such as '64KB' or a row count such as '5000rows'")
+        return value
+
     @field_validator("logging_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> str:

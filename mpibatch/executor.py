@@ -200,6 +200,29 @@ class ProcessExecutor:
         self.state = "closed"
 
 
+class _ThreadRoutedStream:
+    """sys.stdout/sys.stderr that send each thread's writes to that thread's file, others unchanged."""
+
+    def __init__(self, default: IO[str]) -> None:
+        self._default = default
+        self._routes: dict[int, IO[str]] = {}
+
+    def route(self, thread: int, target: IO[str]) -> None:
+        self._routes[thread] = target
+
+    def _target(self) -> IO[str]:
+        return self._routes.get(threading.get_ident(), self._default)
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._target(), name)
+
+
 class InlineExecutor:
     """The entry script in a thread of the rank: no process hop, soft timeouts.
 
@@ -237,23 +260,22 @@ class InlineExecutor:
         self._thread = threading.Thread(target=self._serve, name="entry-script", daemon=True)
         self._thread.start()
 
-    def _captured(self, call, *args):  # type: ignore[no-untyped-def]
-        """Python-level stdout/stderr of the script go to its per-rank log files."""
-        out = open(self.stdout.fileno(), "w", closefd=False, buffering=1)
-        err = open(self.stderr.fileno(), "w", closefd=False, buffering=1)
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = out, err
-        try:
-            return call(*args)
-        finally:
-            sys.stdout, sys.stderr = saved
-            out.flush()
-            err.flush()
+    def _route_output(self) -> None:
+        """From now on, what the entry-script thread prints goes to the script's log files;
+        the rank's own threads keep writing where they did."""
+        me = threading.get_ident()
+        for name, log in (("stdout", self.stdout), ("stderr", self.stderr)):
+            stream = getattr(sys, name)
+            if not isinstance(stream, _ThreadRoutedStream):
+                stream = _ThreadRoutedStream(stream)
+                setattr(sys, name, stream)
+            stream.route(me, open(log.fileno(), "w", closefd=False, buffering=1))
 
     def _serve(self) -> None:
+        self._route_output()
         started = time.perf_counter()
         try:
-            self._captured(self._runtime.init)
+            self._runtime.init()
         except BaseException as exc:  # noqa: BLE001
             self._events.put(InitFailed(error_summary(exc), traceback.format_exc()))
             return
@@ -262,11 +284,11 @@ class InlineExecutor:
             task = self._tasks.get()
             if task is None:
                 try:
-                    self._captured(self._runtime.shutdown)
+                    self._runtime.shutdown()
                 except BaseException as exc:  # noqa: BLE001
                     print(f"shutdown() failed: {error_summary(exc)}", file=sys.stderr)
                 return
-            self._events.put(self._captured(self._runtime.run, task))
+            self._events.put(self._runtime.run(task))
 
     def submit(self, task: Task) -> None:
         assert self.state == "ready"

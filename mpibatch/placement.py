@@ -39,9 +39,12 @@ def usable_cpus() -> list[int]:
 
 
 def detect_gpus(env: dict[str, str], setting: Union[int, str] = "auto") -> list[str]:
-    """GPU ids this node offers: the setting, then Slurm, CUDA_VISIBLE_DEVICES, nvidia-smi."""
+    """GPU ids this node offers: Slurm, CUDA_VISIBLE_DEVICES, nvidia-smi; a gpus_per_node setting
+    takes that many of them (or ids 0..N-1 when none are visible)."""
     if setting != "auto":
-        return [str(i) for i in range(int(setting))]
+        visible = detect_gpus(env)
+        count = int(setting)
+        return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
     for name in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES"):
         value = env.get(name, "").strip()
         if value and value not in ("NoDevFiles", "-1"):

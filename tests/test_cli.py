@@ -80,8 +80,6 @@ def test_bad_mapping_names_the_key(values: list[str]) -> None:
         parse_mapping("environment_variables", values)
 
 
-@pytest.mark.xfail(reason="BUG: key=value values go through yaml.safe_load: sep=, and sep=<TAB> raise an uncaught "
-                          "yaml error, sep=| silently becomes '' and sep=- becomes [None]", strict=True)
 @pytest.mark.parametrize("separator", [",", "\t", "|", "-"])
 def test_mapping_value_that_is_not_yaml_is_a_string(separator: str) -> None:
     assert parse_mapping("append_row_options", [f"sep={separator}"]) == {"sep": separator}
@@ -153,8 +151,6 @@ def test_job_by_flags_alone(job: Path, captured_run: list, monkeypatch: pytest.M
     assert config.output == str(job / "o2") and config.resume is True
 
 
-@pytest.mark.xfail(reason="BUG: --environment-variables A=1 is read as the YAML int 1 and then rejected "
-                          "('Input should be a valid string')", strict=True)
 def test_environment_variables_key_value_numbers(job: Path, captured_run: list,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(job / "job.yaml"), "--environment-variables", "BATCH=32", "SCALE=0.5"]) == 0, \
@@ -163,8 +159,6 @@ def test_environment_variables_key_value_numbers(job: Path, captured_run: list,
     assert config.environment_variables == {"BATCH": "32", "SCALE": "0.5"}
 
 
-@pytest.mark.xfail(reason="BUG: mpibatch run ... --append-row-options sep=, ends in a yaml.ParserError traceback "
-                          "(neither a run nor exit 2 with one line)", strict=True)
 def test_comma_separator_flag_reaches_the_config(job: Path, captured_run: list) -> None:
     assert main(["run", str(job / "job.yaml"), "--append-row-options", "sep=,", "header=true"]) == 0
     [(config, _, _)] = captured_run

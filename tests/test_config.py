@@ -270,17 +270,12 @@ def test_config_is_immutable(job: Path) -> None:
         config.run_max_try = 9  # type: ignore[misc]
 
 
-@pytest.mark.xfail(reason="BUG: environment_variables values that YAML reads as numbers "
-                          "(BATCH: 32, or --environment-variables BATCH=32) are rejected instead of str()'d",
-                   strict=True)
 def test_numeric_environment_variable_values_become_strings(job: Path) -> None:
     config = build_config(None, {**minimal_flags(job), "environment_variables": {"BATCH": 32, "SCALE": 0.5}},
                           cwd=job)
     assert config.environment_variables == {"BATCH": "32", "SCALE": "0.5"}
 
 
-@pytest.mark.xfail(reason="BUG: arguments with YAML numbers ([--batch-size, 32]) are rejected instead of str()'d",
-                   strict=True)
 def test_numeric_arguments_become_strings(job: Path) -> None:
     yaml_file = write_yaml(job / "job.yaml", "entry_script: src/score.py\ninputs: [data]\noutput: out\n"
                                              "arguments: [--batch-size, 32, --scale, 0.5]\n")
@@ -288,7 +283,6 @@ def test_numeric_arguments_become_strings(job: Path) -> None:
     assert config.arguments == ["--batch-size", "32", "--scale", "0.5"]
 
 
-@pytest.mark.xfail(reason="BUG: mini_batch_size: true (a YAML boolean) is accepted as 1", strict=True)
 def test_boolean_mini_batch_size_rejected(job: Path) -> None:
     with pytest.raises(ConfigError, match="mini_batch_size"):
         build_config(None, {**minimal_flags(job), "mini_batch_size": True}, cwd=job)

@@ -364,9 +364,6 @@ def test_inline_init_timeout(inline_executor) -> None:
     assert not executor.ready
 
 
-@pytest.mark.xfail(reason="BUG: InlineExecutor swaps the process-wide sys.stdout/sys.stderr while run() is in "
-                          "progress, so the rank's own output (rank 0's progress lines, warnings) written from the "
-                          "coordinating thread during a call lands in logs/user/stderr/rank-NNNN.txt", strict=True)
 def test_inline_capture_leaves_the_ranks_own_stderr_alone(inline_executor, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     executor = started(inline_executor())
