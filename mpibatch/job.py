@@ -3,6 +3,7 @@ workers and either coordinate (rank 0) or serve (the others)."""
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import shutil
 import socket
@@ -20,11 +21,12 @@ from .executor import InlineExecutor, ProcessExecutor
 from .inputs import InputListing, list_inputs
 from .launch import mislaunch_message
 from .logs import Layout, rank_logger
-from .placement import Placement, detect_gpus, place
+from .placement import Placement, detect_gpus, node_layout, place
 from .plan import plan_batches
 from .polling import Backoff
 from .records import InputInfo, MiniBatch
 from .signals import StopSignals
+from .walltime import Walltime, job_end_time, stop_margin
 from .worker import TAG, Worker, serve
 
 
@@ -63,6 +65,20 @@ class Plan:
     batches: list[MiniBatch]
     fingerprint: Fingerprint
     prepared: Prepared
+    notes: list[logging.LogRecord]
+
+
+class _PlanNotes(logging.Handler):
+    """Keeps what planning logged for rank 0's log (the output does not exist yet) and shows warnings."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        if record.levelno >= logging.WARNING:
+            print(f"mpibatch: warning: {record.getMessage()}", file=sys.stderr)
 
 
 def prepare(config: JobConfig, n_ranks: int) -> Plan:
@@ -74,15 +90,23 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     check_entry_script(config)
     if "://" in config.output and not config.output.startswith("file://"):
         raise ConfigError(f"output: remote output folders are not supported by this version yet ('{config.output}')")
-    listings: list[InputListing] = list_inputs(config.inputs)
-    batches = list(plan_batches(listings, config))
+    notes = _PlanNotes()
+    plan_log = logging.getLogger("mpibatch.plan")
+    plan_log.setLevel(logging.INFO)
+    plan_log.propagate = False
+    plan_log.addHandler(notes)
+    try:
+        listings: list[InputListing] = list_inputs(config.inputs)
+        batches = list(plan_batches(listings, config))
+    finally:
+        plan_log.removeHandler(notes)
     output = config.output.removeprefix("file://")
     layout = Layout(output=Path(output), result_file=Path(output) / config.append_row_file_name)
     fingerprint = Fingerprint.of(config, [listing.digest for listing in listings])
     prepared = prepare_output(config, layout, fingerprint)
     inputs = [InputInfo(listing.name, listing.remote, listing.storage_options, listing.url,
                          getattr(listing, "format", None), getattr(listing, "options", {})) for listing in listings]
-    return Plan(layout, inputs, batches, fingerprint, prepared)
+    return Plan(layout, inputs, batches, fingerprint, prepared, notes.records)
 
 
 def wait_politely(comm: Any) -> None:
@@ -103,27 +127,23 @@ def _check_aliases(aliases: dict[str, Any], n_nodes: int, per_node: int) -> Opti
 
 
 def _placements(comm: Any, config: JobConfig) -> tuple[dict[int, Placement], int, int]:
-    """Every worker rank's placement, its node and index computed from all ranks' host names."""
-    hosts = comm.allgather(socket.gethostname())
-    nodes = sorted(set(hosts), key=hosts.index)
+    """Every worker rank's placement; nodes come from MPI's shared-memory split of the world."""
+    nodes = node_layout(comm)
     workers = [r for r in range(comm.size) if r != 0 or config.coordinator_works]
     gpus = detect_gpus(dict(os.environ), config.gpus_per_node)
     placements = {}
     for rank in workers:
-        node_workers = [r for r in workers if hosts[r] == hosts[rank]]
-        placements[rank] = place(nodes.index(hosts[rank]), node_workers.index(rank), len(node_workers), gpus,
-                                 config.threads_per_worker)
-    per_node = max(hosts.count(h) for h in nodes)
-    return placements, len(nodes), per_node
+        node_workers = [r for r in workers if nodes.node_of[r] == nodes.node_of[rank]]
+        placements[rank] = place(nodes.node_of[rank], node_workers.index(rank), len(node_workers), gpus,
+                                 config.threads_per_worker, nodes.cpus)
+    per_node = max(nodes.node_of.count(n) for n in set(nodes.node_of))
+    return placements, len(set(nodes.node_of)), per_node
 
 
 def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[InputInfo], placement: Placement,
                  extra_args: list[str], log: Any, rank: int) -> tuple[Worker, str]:
     working_dir = tempfile.mkdtemp(prefix=f"mpibatch-rank{rank:04d}-")
-    gpu_index = None
-    if placement.gpu is not None:
-        gpu_index = int(placement.gpu) if placement.gpu.isdigit() else placement.local_worker_index
-    info = WorkerInfo(rank, placement.node_rank, placement.local_worker_index, gpu_index,
+    info = WorkerInfo(rank, placement.node_rank, placement.local_worker_index, placement.gpu_index,
                       f"rank{rank:04d}@{socket.gethostname()}", str(layout.output), working_dir, str(layout.logs),
                       str(layout.entry_log(rank)), config.logging_level)
     spec = RuntimeSpec(str(config.script_path), str(config.script_home), [*config.arguments, *extra_args],
@@ -140,6 +160,9 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     log.info("worker: node %d, local worker %d of %d, gpu %s, cpus %s, %d threads, executor %s",
              placement.node_rank, placement.local_worker_index, placement.workers_on_node, placement.gpu,
              placement.cpus, placement.threads, config.executor)
+    if placement.shares_gpu:
+        log.warning("%d workers share %d GPUs on this node: GPUs are handed out round robin",
+                    placement.workers_on_node, placement.gpus_on_node)
 
     def send(message: tuple) -> None:
         comm.send(message, dest=0, tag=TAG)
@@ -161,8 +184,10 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
     placements, n_nodes, per_node = _placements(comm, config)
     plan: Optional[Plan] = None
     error = _check_aliases(aliases, n_nodes, per_node)
+    walltime: Optional[Walltime] = None
     if rank == 0 and error is None:
         try:
+            walltime = Walltime(job_end_time(), stop_margin())
             plan = prepare(config, size)
         except ConfigError as exc:
             error = str(exc)
@@ -183,6 +208,8 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
             print(f"mpibatch: '{layout.output}' already holds this completed job (allow_reuse): nothing to do")
         return 0
     log = rank_logger(layout, rank, config.logging_level)
+    for note in plan.notes if plan else []:
+        log.handle(note)
     worker, working_dir = (None, None)
     if rank in placements:
         worker, working_dir = _make_worker(comm, config, layout, inputs, placements[rank], extra_args, log, rank)
@@ -191,19 +218,19 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
             assert worker is not None
             return serve(comm, worker, signals, config.stop_grace)
         assert plan is not None
-        return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements))
+        return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime)
     finally:
         if working_dir:
             shutil.rmtree(working_dir, ignore_errors=True)
 
 
 def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker], signals: StopSignals,
-                log: Any, size: int, worker_ranks: list[int]) -> int:
+                log: Any, size: int, worker_ranks: list[int], walltime: Optional[Walltime] = None) -> int:
     from .coordinator import Coordinator
 
     store = ResultStore(config, plan.layout, plan.prepared, plan.fingerprint)
     coordinator = Coordinator(comm, config, plan.layout, plan.batches, store, plan.prepared.entries, worker_ranks,
-                              local, signals, log, size, [i.name for i in plan.inputs])
+                              local, signals, log, size, [i.name for i in plan.inputs], walltime)
     if local is not None:
         local.send = coordinator.inbox.append
         local.start()

@@ -1,14 +1,18 @@
 """Splitting listed inputs into mini-batches with ids that are stable from run to run."""
 from __future__ import annotations
 
+import logging
 from itertools import count
 from typing import Iterator
 
 from .config import ConfigError, JobConfig
 from .inputs import InputListing, TableListing
-from .inputs.tabular import DEFAULT_SIZE, FileOpener, file_partitions, file_slices, partition_batches
-from .records import MiniBatch
+from .inputs.tabular import DEFAULT_SIZE, UNPLANNED, FileOpener, file_partitions, file_slices, partition_batches
+from .records import MiniBatch, TableSlice
 from .sizes import BatchSize, files_per_batch, parse_mini_batch_size
+
+
+log = logging.getLogger("mpibatch.plan")
 
 
 def table_batch_size(value: object) -> BatchSize:
@@ -49,11 +53,15 @@ def _table_batches(listing: TableListing, config: JobConfig, ids: Iterator[int])
         raise ConfigError(f"mini_batch_size: {exc}") from None
     for path in listing.items:
         try:
-            for piece in file_slices(path, listing.format, size, opener, listing.options):
-                yield MiniBatch(next(ids), listing.index, (piece,), {}, piece.rows)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"inputs[{listing.index}]: cannot read the {listing.format} metadata of '{path}': "
-                              f"{exc}") from None
+            pieces = list(file_slices(path, listing.format, size, opener, listing.options))
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a corrupt file fails its own mini-batch, not the job
+            log.warning("%s: cannot read its %s metadata (%s); it becomes one mini-batch that will fail "
+                        "with this error", path, listing.format, exc)
+            pieces = [TableSlice(path, "rows", 0, UNPLANNED, 1)]
+        for piece in pieces:
+            yield MiniBatch(next(ids), listing.index, (piece,), {}, piece.rows)
 
 
 def plan_batches(listings: list[InputListing], config: JobConfig) -> Iterator[MiniBatch]:

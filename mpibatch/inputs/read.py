@@ -75,10 +75,23 @@ def _hdf5(piece: TableSlice, options: dict[str, Any], opener: Any) -> Any:
         return pd.read_hdf(piece.path, key).iloc[piece.start:piece.stop]
 
 
+def _whole_file_error(piece: TableSlice, fmt: str, options: dict[str, Any], opener: Any) -> str:
+    """Why planning could not read the file's metadata: the same call again, on the worker."""
+    from .tabular import BatchSize, file_slices
+
+    try:
+        list(file_slices(piece.path, fmt, BatchSize("rows", 1 << 62), opener, options))
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+    return "its metadata could not be read when the job was planned"
+
+
 def read_slice(piece: TableSlice, fmt: str, options: dict[str, Any], opener: Any,
                columns: Optional[Sequence[str]] = None) -> Any:
     """The rows of one slice as a DataFrame, with hive columns added and partition filters applied."""
     what = f"rows {piece.start}-{piece.stop}" if piece.unit == "rows" else f"bytes {piece.start}-{piece.stop}"
+    if piece.stop < 0:
+        raise TableReadError(f"cannot read '{piece.path}': {_whole_file_error(piece, fmt, options, opener)}")
     try:
         if fmt == "parquet":
             frame = _parquet(piece, opener, columns)

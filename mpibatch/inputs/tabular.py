@@ -30,6 +30,7 @@ DEFAULT_SIZE = BatchSize("bytes", 1024**2)
 SAMPLE_BYTES = 1 << 20
 SCAN_BYTES = 8 << 20
 WINDOW_BYTES = 1 << 16
+UNPLANNED = -1  # the stop of a slice whose file's metadata could not be read: the whole file
 Opener = Callable[[str], IO[bytes]]
 
 
