@@ -66,12 +66,45 @@ def cli_env(extra: Optional[dict] = None) -> dict:
     return env
 
 
+def kill_tree(pid: int) -> None:
+    """The launcher, its ranks and their entry-script processes (which live in their own sessions)."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        tree = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(tree, timeout=10)
+
+
+def diagnose(output: Path) -> str:
+    """The tails of a job's logs, for the message of a test whose job hung."""
+    parts = []
+    for log in sorted((output / "logs" / "sys").glob("rank-*.txt")) + [output / "logs" / "job_progress_overview.txt"]:
+        if log.exists():
+            parts.append(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-15:]))
+    return "\n".join(parts) or f"(no logs under {output})"
+
+
 def run_cli(args: list[str], output: Path, ranks: Optional[int] = 2, timeout: float = 180,
             env: Optional[dict] = None, cwd: Optional[Path] = None) -> Job:
     """Run `[mpiexec -n R] mpibatch ARGS` to the end, as a user would."""
-    proc = subprocess.run(command(args, ranks), capture_output=True, text=True, timeout=timeout,
-                          env=cli_env(env), cwd=cwd)
-    return Job(proc.returncode, proc.stdout, proc.stderr, output)
+    proc = subprocess.Popen(command(args, ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(env), cwd=cwd)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"mpibatch did not finish in {timeout} s: {' '.join(args)}\n"
+                             f"stderr: {stderr[-2000:]}\n{diagnose(output)}") from None
+    return Job(proc.returncode, stdout, stderr, output)
 
 
 def start_cli(args: list[str], ranks: Optional[int] = 2, env: Optional[dict] = None) -> subprocess.Popen:
@@ -106,3 +139,31 @@ def demo_cache(tmp_path_factory) -> Path:
 
     require(importlib.util.find_spec("tensorflow") is not None, "TensorFlow (the tensorflow extra)")
     return tmp_path_factory.mktemp("demo_cache")
+
+
+@dataclass
+class Azurite:
+    """A running Azurite Blob Storage emulator and how to reach it with the development account."""
+
+    port: int
+    pid: int
+    connection_string: str
+    account_name: str = "devstoreaccount1"
+    account_key: str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    """Microsoft's Azurite emulator (npm install azurite@3, cached in .cache/azurite) for the session,
+    started by scripts/azurite/start.sh on a free port and stopped by its pid at the end."""
+    scripts = Path(__file__).parent.parent / "scripts" / "azurite"
+    state = tmp_path_factory.mktemp("azurite")
+    proc = subprocess.run([str(scripts / "start.sh"), str(state)], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        reason = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        require(False, f"the Azurite emulator ({reason})")
+    try:
+        found = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+        yield Azurite(int(found["port"]), int(found["pid"]), found["connection_string"])
+    finally:
+        subprocess.run([str(scripts / "stop.sh"), str(state)], timeout=60)

@@ -86,3 +86,52 @@ def test_shims_are_invisible_to_mpibatch_itself():
 
     assert importlib.util.find_spec("azureml") is None
     assert importlib.util.find_spec("azureml_user") is None
+
+
+def test_azureml_tabular_iris_script_runs_unchanged(tmp_path):
+    import pickle
+
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    centres = {"Setosa": [5.0, 3.4, 1.5, 0.2], "Versicolor": [5.9, 2.8, 4.3, 1.3], "Virginica": [6.6, 3.0, 5.6, 2.0]}
+    rows = []
+    for name, centre in centres.items():
+        for _ in range(100):
+            rows.append([*(np.array(centre) + rng.normal(0, 0.05, 4)).round(3), name])
+    df = pd.DataFrame(rows, columns=["sepal_length", "sepal_width", "petal_length", "petal_width", "true_variety"])
+    df.to_csv(tmp_path / "iris.csv", index=False)
+    with open(tmp_path / "iris.pkl", "wb") as fh:
+        pickle.dump({k: np.array(v) for k, v in centres.items()}, fh)
+    (tmp_path / "job.yaml").write_text(
+        "entry_script: " + str(SCRIPTS / "azureml_iris.py") + "\ncompat: azureml\n"
+        "inputs: [{path: iris.csv, type: tabular}]\nmodels: {iris-model: iris.pkl}\n"
+        "arguments: [--model_name, iris-model, --extra, 1]\nmini_batch_size: 2KB\noutput: out\n"
+        "append_row_options: {sep: ',', header: true}\nprogress: none\n")
+    job = run_cli(["run", str(tmp_path / "job.yaml")], tmp_path / "out", ranks=2)
+    assert job.rc == 0, job.stderr + job.result_txt
+    assert job.lines[0] == "sepal_length,sepal_width,petal_length,petal_width,variety"
+    predicted = [line.rsplit(",", 1)[1] for line in job.lines[1:]]
+    assert len(predicted) == 300 and sorted(set(predicted)) == sorted(centres)
+    assert job.result["mini_batches"]["total"] > 3
+    logs = "".join(p.read_text() for p in (tmp_path / "out/logs/user/entry_script_log").iterdir())
+    assert "loaded iris-model, unknown args ['--extra', '1']" in logs and "run((" in logs
+
+
+def test_azureml_partitioned_file_script_runs_unchanged(tmp_path):
+    root = tmp_path / "music"
+    expected = []
+    for user, genres in (("u1", "jazz"), ("u1", "rock"), ("u2", "jazz")):
+        for k in range(2):
+            (root / user / genres).mkdir(parents=True, exist_ok=True)
+            (root / user / genres / f"{k}.wav").write_text("x")
+            expected.append(f"{user},{genres},2,{k}.wav")
+    out = tmp_path / "out"
+    spec = '{"path": "%s", "partition_format": "{user}/{genres}/*.wav"}' % root
+    job = run_cli(["run", "--entry-script", str(SCRIPTS / "azureml_partitioned.py"), "--compat", "azureml",
+                   "--inputs", spec, "--partition-keys", "user", "genres", "--output", str(out), "--progress", "none"],
+                  out, ranks=2)
+    assert job.rc == 0, job.stderr
+    assert sorted(job.lines) == sorted(expected)
+    stdout = "".join(p.read_text() for p in (out / "logs/user/stdout").iterdir())
+    assert "partition_key_value = {'user': 'u1', 'genres': 'jazz'}" in stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Job, faulty_args, make_files, run_cli, start_cli
+from conftest import Job, faulty_args, kill_tree, make_files, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -82,14 +82,8 @@ def test_sigkill_of_the_whole_job_then_resume_loses_and_repeats_nothing(slow_job
     data, out, args = slow_job
     proc = start_cli(args, ranks=3)
     wait_for_lines(out / "parallel_run_step.txt", 10)
-    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    for p in tree:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    kill_tree(proc.pid)
     proc.wait(timeout=30)
-    psutil.wait_procs(tree, timeout=30)
     with open(out / "parallel_run_step.txt", "a") as fh:
         fh.write("half a line written when the kill came")  # bytes past the journal must go
     resumed = run_cli([*args, "--resume"], out, ranks=3)
