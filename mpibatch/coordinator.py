@@ -3,6 +3,7 @@ thresholds, commits results exactly once, reports progress and stops cleanly on 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -12,9 +13,10 @@ from .commit import JournalEntry, ResultStore
 from .config import JobConfig
 from .logs import FirstError, Layout, write_job_result
 from .polling import Backoff
-from .progress import Progress
+from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
 from .records import ERROR_CLASSES, MiniBatch, Outcome, Task
 from .signals import StopSignals
+from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker
 
 HOUSEKEEPING_EVERY_S = 0.2
@@ -55,7 +57,7 @@ class Coordinator:
     def __init__(self, comm: Any, config: JobConfig, layout: Layout, batches: list[MiniBatch],
                  store: ResultStore, earlier: list[JournalEntry], worker_ranks: list[int],
                  local: Optional[Worker], signals: StopSignals, log: logging.Logger, n_ranks: int,
-                 input_names: list[str]) -> None:
+                 input_names: list[str], walltime: Optional[Walltime] = None) -> None:
         self.comm = comm
         self.config = config
         self.layout = layout
@@ -90,6 +92,11 @@ class Coordinator:
         self.progress = Progress(config.progress, len(batches), self.tally.batches_final,
                                  layout.progress_overview)
         self._dirty = True
+        self.walltime = walltime or Walltime(None)
+        self.activity: dict[int, dict[str, Any]] = {
+            r: {"mini_batches": 0, "items": 0, "last": None} for r in worker_ranks}
+        self._next_snapshot = 0.0
+        self._finished_at: Optional[float] = None
 
     # ---- messages ----------------------------------------------------------------------------
 
@@ -159,6 +166,8 @@ class Coordinator:
         if task is None:
             return  # an attempt already settled (a late inline result)
         self._dirty = True
+        self.walltime.observe(outcome.seconds)
+        self.activity[outcome.rank]["last"] = time.time()
         errors = self.batch_errors.get(task.batch.id, Counter())
         if outcome.ok:
             self.store.commit(outcome, task.attempt, dict(errors))
@@ -198,6 +207,8 @@ class Coordinator:
         tally.items_ok += ok
         tally.items_failed += failed
         tally.retried += task.attempt > 1
+        self.activity[rank]["mini_batches"] += 1
+        self.activity[rank]["items"] += ok
         self.batch_errors.pop(task.batch.id, None)
         last_class = next(reversed(errors), "") if errors else ""
         self.store.add_csv_row([task.batch.id, self.input_names[task.batch.input_index], task.batch.size,
@@ -236,7 +247,7 @@ class Coordinator:
             if not (self.pending or self.retry):
                 return
             queue = self.outstanding[rank]
-            while len(queue) < credits:
+            while len(queue) < credits and self.walltime.fits(len(queue)):
                 task = self._next_task(rank)
                 if task is None:
                     break
@@ -253,6 +264,15 @@ class Coordinator:
         self.retry.clear()
         for rank in self.live:
             self.to_worker(rank, ("cancel", None))
+
+    def _check_walltime(self) -> None:
+        """Stop before the job's time limit once no mini-batch would finish in time."""
+        if self.stopping or not (self.pending or self.retry) or self.walltime.fits(0):
+            return
+        self.begin_stop("Interrupted", EXIT_TIME_LIMIT,
+                        f"time limit: no mini-batch (about {self.walltime.estimate():.1f} s each) would finish "
+                        f"before the job's end time ({self.walltime.describe()}); resume to continue")
+        self.stop_deadline = time.monotonic() + self.walltime.stop_deadline(self.config.stop_grace)
 
     def _work_left(self) -> bool:
         return bool(self.pending or self.retry or any(self.outstanding.values()))
@@ -297,6 +317,10 @@ class Coordinator:
                 next_housekeeping = now + HOUSEKEEPING_EVERY_S
                 self.store.maybe_flush()
                 self.progress.update(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
+                self._check_walltime()
+                if now >= self._next_snapshot:
+                    self._next_snapshot = now + OVERVIEW_EVERY_S
+                    write_json_atomic(self.layout.progress_json, self.snapshot())
                 self.requests = [r for r in self.requests if not r.Test()]
             if busy:
                 backoff.busy()
@@ -312,10 +336,30 @@ class Coordinator:
         self.store.close(self.status)
         self.progress.close(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
         write_job_result(self.layout, self.result(), self.first_error)
+        self._finished_at = time.time()
+        write_json_atomic(self.layout.progress_json, self.snapshot())
         self.log.info("job %s (exit %d)%s", self.status, self.exit_code, f": {self.reason}" if self.reason else "")
         for request in self.requests:
             request.wait()
         return self.exit_code
+
+    def snapshot(self) -> dict[str, Any]:
+        """What `mpibatch status` reads while the job runs: logs/job_progress.json."""
+        data = self.result()
+        if self._finished_at is None:
+            data["status"] = "Stopping" if self.stopping else "Running"
+            data["finished"] = None
+        rate, eta = self.progress.rate(self.tally.batches_final)
+        data.update({
+            "updated": time.time(),
+            "rate": round(rate, 3),
+            "eta_s": None if eta is None else round(eta, 1),
+            "end_time": self.walltime.end,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT"),
+            "per_rank": {str(r): {**a, "running": len(self.outstanding.get(r, ()))} for r, a in self.activity.items()},
+        })
+        return data
 
     def result(self) -> dict[str, Any]:
         tally = self.tally

@@ -37,6 +37,11 @@ class Layout:
         return self.logs / "job_progress_overview.txt"
 
     @property
+    def progress_json(self) -> Path:
+        """The running job's counts, rate and per-rank activity, rewritten every few seconds."""
+        return self.logs / "job_progress.json"
+
+    @property
     def mini_batches_csv(self) -> Path:
         return self.logs / "sys" / "mini_batches.csv"
 

@@ -5,7 +5,7 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -21,6 +21,13 @@ class Placement:
     gpu: Optional[str]
     cpus: list[int]
     threads: int
+    gpu_index: Optional[int] = None  # the GPU's position among the node's GPUs (EntryScript().gpu)
+    gpus_on_node: int = 0
+
+    @property
+    def shares_gpu(self) -> bool:
+        """More workers than GPUs on this node: GPUs are handed out round robin."""
+        return 0 < self.gpus_on_node < self.workers_on_node
 
     def environment(self) -> dict[str, str]:
         """Variables for the entry-script process: thread caps and its GPU."""
@@ -31,6 +38,33 @@ class Placement:
         return env
 
 
+@dataclass(frozen=True)
+class NodeLayout:
+    """Which node every rank is on, and the cores this node's ranks may use between them."""
+
+    node_of: list[int]  # node index of each world rank; node 0 holds rank 0
+    cpus: list[int]
+
+
+def node_layout(comm: Any) -> NodeLayout:
+    """Group ranks by a shared-memory split of the world (what MPI itself calls a node).
+
+    The node's cores are the union of its ranks' affinities: a launcher that binds each rank
+    to one core must not leave a worker's entry script a single thread.
+    """
+    from mpi4py import MPI
+
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
+    try:
+        leader = local.bcast(comm.rank, root=0)
+        cpus = sorted(set().union(*local.allgather(usable_cpus())))
+    finally:
+        local.Free()
+    leaders = comm.allgather(leader)
+    order = sorted(set(leaders))
+    return NodeLayout([order.index(leader) for leader in leaders], cpus)
+
+
 def usable_cpus() -> list[int]:
     try:
         return sorted(os.sched_getaffinity(0))
@@ -38,17 +72,30 @@ def usable_cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
+def _id_list(value: str) -> list[str]:
+    value = value.strip()
+    if value in ("", "NoDevFiles", "-1"):
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 def detect_gpus(env: dict[str, str], setting: Union[int, str] = "auto") -> list[str]:
-    """GPU ids this node offers: Slurm, CUDA_VISIBLE_DEVICES, nvidia-smi; a gpus_per_node setting
-    takes that many of them (or ids 0..N-1 when none are visible)."""
+    """GPU ids this node offers its workers; a gpus_per_node setting takes that many of them
+    (or ids 0..N-1 when none are visible).
+
+    CUDA_VISIBLE_DEVICES comes first: when it is set (by Slurm, or by the user to hide GPUs with
+    '' or -1) it is what CUDA will honour, while SLURM_JOB_GPUS holds ids that need not be valid
+    inside a device-constrained job. Then Slurm's step/job GPU lists, its GPU count, nvidia-smi.
+    """
     if setting != "auto":
         visible = detect_gpus(env)
         count = int(setting)
         return visible[:count] if len(visible) >= count else [str(i) for i in range(count)]
-    for name in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "CUDA_VISIBLE_DEVICES"):
-        value = env.get(name, "").strip()
-        if value and value not in ("NoDevFiles", "-1"):
-            return [v.strip() for v in value.split(",") if v.strip()]
+    if "CUDA_VISIBLE_DEVICES" in env:
+        return _id_list(env["CUDA_VISIBLE_DEVICES"])
+    for name in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS"):
+        if _id_list(env.get(name, "")):
+            return _id_list(env[name])
     count = env.get("SLURM_GPUS_ON_NODE", "").strip()
     if count.isdigit():
         return [str(i) for i in range(int(count))]
@@ -67,10 +114,14 @@ def place(node_rank: int, local_worker_index: int, workers_on_node: int, gpus: l
     cpus = cpus if cpus is not None else usable_cpus()
     workers = max(workers_on_node, 1)
     threads = int(threads_setting) if threads_setting != "auto" else max(1, len(cpus) // workers)
-    gpu = gpus[local_worker_index % len(gpus)] if gpus else None
+    gpu_index = local_worker_index % len(gpus) if gpus else None
+    gpu = gpus[gpu_index] if gpu_index is not None else None
+    if gpu is not None and gpu.isdigit():
+        gpu_index = int(gpu)
     if len(cpus) >= workers * threads:
         start = local_worker_index * threads
         mine = cpus[start:start + threads]
     else:  # more workers than cores: share, round robin
         mine = [cpus[(local_worker_index * threads + i) % len(cpus)] for i in range(threads)]
-    return Placement(node_rank, local_worker_index, workers_on_node, gpu, sorted(set(mine)), threads)
+    return Placement(node_rank, local_worker_index, workers_on_node, gpu, sorted(set(mine)), threads, gpu_index,
+                     len(gpus))

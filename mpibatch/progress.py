@@ -2,11 +2,12 @@
 logs/job_progress_overview.txt for whoever watches the output folder."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 LINE_EVERY_S = float(os.environ.get("MPIBATCH_PROGRESS_INTERVAL", "10"))
 OVERVIEW_EVERY_S = 2.0
@@ -63,11 +64,17 @@ class Progress:
             self._bar = tqdm(total=total, initial=done_before, unit="mini-batch", file=sys.stderr,
                              dynamic_ncols=True, mininterval=0.5, smoothing=0.1)
 
-    def summary(self, done: int, items_ok: int, items_failed: int) -> str:
+    def rate(self, done: int) -> tuple[float, Optional[float]]:
+        """Mini-batches per second in this run, and the seconds left at that rate (None: unknown)."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = (done - self.done_before) / elapsed
         left = self.total - done
-        eta = format_seconds(left / rate) if rate > 0 and left else ("0:00" if not left else "?")
+        return rate, (left / rate if rate > 0 else None) if left else 0.0
+
+    def summary(self, done: int, items_ok: int, items_failed: int) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate, eta_s = self.rate(done)
+        eta = format_seconds(eta_s) if eta_s is not None else "?"
         percent = 100.0 * done / self.total if self.total else 100.0
         return (f"{done}/{self.total} mini-batches ({percent:.1f}%), items {items_ok} succeeded "
                 f"{items_failed} failed, {rate:.1f} mini-batches/s, elapsed {format_seconds(elapsed)}, ETA {eta}")
@@ -92,3 +99,10 @@ class Progress:
         self.update(done, items_ok, items_failed, force=True)
         if self._bar is not None:
             self._bar.close()
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Replace a JSON file in one step, so a reader on another node never sees half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
