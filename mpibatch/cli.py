@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 import typing
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .config import KEY_ALIASES, ConfigError, JobConfig, aliases_in, build_config, suggest
@@ -48,8 +49,10 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+def _add_run_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     for name, field in JobConfig.model_fields.items():
+        if name in skip:
+            continue
         kind = _kind(field.annotation)
         if kind == "bool":
             parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
@@ -100,13 +103,76 @@ def _scalar(text: str) -> Any:
 
 
 def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
-    flags = {k: v for k, v in vars(namespace).items() if k not in ("command", "job", "images")}
+    flags = {k: v for k, v in vars(namespace).items()
+             if k not in ("command", "job", "images", "dry_run") and not k.startswith("slurm_")}
     for name, field in JobConfig.model_fields.items():
         if name in flags and _kind(field.annotation) == "map":
             flags[name] = parse_mapping(name, flags[name])
     if "inputs" in flags:
         flags["inputs"] = [json.loads(v) if v.lstrip().startswith("{") else v for v in flags["inputs"]]
     return flags
+
+
+def run_flag_argv(namespace: argparse.Namespace) -> list[str]:
+    """The run flags given, as `mpibatch run` arguments again (submit forwards them to the job)."""
+    argv: list[str] = []
+    given = vars(namespace)
+    for name, field in [*JobConfig.model_fields.items(), *((alias, None) for alias in KEY_ALIASES)]:
+        if name not in given:
+            continue
+        value = given[name]
+        kind = _kind(field.annotation) if field is not None else "value"
+        if kind == "bool":
+            argv.append(_flag(name) if value else "--no-" + name.replace("_", "-"))
+        elif kind in ("list", "map"):
+            argv += [_flag(name), *map(str, value)]
+        else:
+            argv += [_flag(name), str(value)]
+    return argv
+
+
+def _add_submit(commands: Any) -> None:
+    submit = commands.add_parser(
+        "submit", allow_abbrev=False, help="write an sbatch script from the templates in slurm/ and submit it",
+        description="Submit JOB.yaml as a Slurm batch job that resumes after a requeue and stops cleanly "
+                    "before its time limit. Run flags and `-- ARGS` are passed on to `mpibatch run`.")
+    submit.add_argument("job", nargs="?", help="the job file (YAML)")
+    submit.add_argument("--nodes", dest="slurm_nodes", type=_count(1), metavar="N",
+                        help="nodes (default: the job's node_count)")
+    submit.add_argument("--ntasks-per-node", dest="slurm_ntasks_per_node", type=_count(1), metavar="R",
+                        help="MPI ranks per node (default: the job's process_count_per_node, else the profile's)")
+    submit.add_argument("--gpus-per-node", dest="slurm_gpus_per_node", type=_count(0), metavar="G",
+                        help="GPUs to ask Slurm for on each node; workers find them by themselves")
+    submit.add_argument("--time", dest="slurm_time", metavar="T", help="time limit (minutes, HH:MM:SS, D-HH:MM)")
+    submit.add_argument("--partition", dest="slurm_partition", metavar="P")
+    submit.add_argument("--account", dest="slurm_account", metavar="A")
+    submit.add_argument("--profile", dest="slurm_profile", metavar="NAME",
+                        help="a template in slurm/ (cpu, gpu4, site-modules...; default cpu)")
+    submit.add_argument("--template", dest="slurm_template", metavar="PATH", help="your own sbatch template")
+    submit.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
+    _add_run_flags(submit, skip=("gpus_per_node",))
+
+
+def _add_status(commands: Any) -> None:
+    status = commands.add_parser(
+        "status", allow_abbrev=False, help="progress of a running or finished job, from its output folder",
+        description="Read OUTPUT's files (works from a login node while the job runs elsewhere).")
+    status.add_argument("output", help="the job's output folder")
+    status.add_argument("--watch", action="store_true", help="refresh in place until the job ends")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+
+
+def _count(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more (got {value})")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "images with mpibatch in this MPI world. Any run flag applies.")
     demo.add_argument("--images", type=int, default=2000, help="how many digit images to score (default 2000)")
     _add_run_flags(demo)
+    _add_submit(commands)
+    _add_status(commands)
     return parser
 
 
@@ -139,7 +207,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     own, script_args = split_script_args(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
     try:
+        if args.command == "status":
+            from .status import show_status
+
+            return show_status(Path(args.output), watch=args.watch, as_json=args.json, interval=args.interval)
         flags = _flags(args)
+        if args.command == "submit":
+            from .slurm import submit, submit_request
+
+            options = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+            return submit(submit_request(args.job, flags, run_flag_argv(args), script_args, options), args.dry_run)
         if args.command == "demo":
             from .demo.runner import run_demo
 

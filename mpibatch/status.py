@@ -1,0 +1,158 @@
+"""`mpibatch status OUTPUT`: a job's progress read from its output folder alone, so it works from
+a login node while the job runs elsewhere (the files sit on a shared file system)."""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from .config import ConfigError
+from .progress import format_seconds
+
+STALE_AFTER_S = 60.0  # the coordinator rewrites logs/job_progress.json every 2 s
+LIVE = ("Starting", "Running", "Stopping")
+SLURM_GOING = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED")
+MAX_RANK_ROWS = 16
+
+
+def _read_json(path: Path) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _slurm_state(job_id: Optional[str]) -> Optional[str]:
+    """What Slurm says of the job (RUNNING, PENDING...), where squeue can be asked; else None."""
+    if not job_id:
+        return None
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    state = proc.stdout.strip()
+    return state if proc.returncode == 0 and state else None
+
+
+def read_status(output: Path, now: Optional[float] = None) -> dict[str, Any]:
+    """The job's status: the running run's progress file, or the last run's job_result."""
+    now = time.time() if now is None else now
+    state = _read_json(output / ".mpibatch" / "state.json")
+    result = _read_json(output / "logs" / "job_result.json")
+    progress = _read_json(output / "logs" / "job_progress.json")
+    if state is None and result is None:
+        raise ConfigError(f"output: '{output}' holds no mpibatch job (no .mpibatch/state.json)")
+    if state is not None and state.get("status") == "Running":
+        if progress is not None and progress.get("status") in LIVE:
+            data = dict(progress)
+        else:  # a new run (or a resumed one) that has not reported yet
+            data = {"status": "Starting", "updated": None}
+        age = now - data["updated"] if data.get("updated") else None
+        data["stale"] = age is not None and age > STALE_AFTER_S
+    else:
+        data = dict(result or {"status": (state or {}).get("status", "unknown")})
+        if progress is not None and progress.get("started") == data.get("started"):
+            for key in ("per_rank", "rate", "slurm_job_id", "slurm_restart_count", "end_time", "updated"):
+                data.setdefault(key, progress.get(key))
+        data["stale"] = False
+    data["output"] = str(output)
+    data["slurm_state"] = _slurm_state(data.get("slurm_job_id"))
+    return data
+
+
+def _ago(now: float, then: Optional[float]) -> str:
+    return f"{format_seconds(max(0.0, now - then))} ago" if then else "never"
+
+
+def render(data: dict[str, Any], now: Optional[float] = None) -> str:
+    """The status as the lines a person reads."""
+    now = time.time() if now is None else now
+    status = data["status"]
+    notes = []
+    if data.get("updated") and status in LIVE:
+        notes.append(f"updated {_ago(now, data['updated'])}")
+    if data.get("stale"):
+        notes.append("no progress written for a while: the job may have died; run it again with --resume")
+    if data.get("slurm_job_id"):
+        slurm = f"Slurm job {data['slurm_job_id']}"
+        if data.get("slurm_restart_count"):
+            slurm += f" (restart {data['slurm_restart_count']})"
+        notes.append(f"{slurm}: {data['slurm_state'] or 'no longer in the queue'}")
+    lines = [f"output: {data['output']}", f"status: {status}" + (f"   ({'; '.join(notes)})" if notes else "")]
+    if data.get("reason"):
+        lines.append(f"reason: {data['reason']}")
+    mb, items = data.get("mini_batches"), data.get("items")
+    if mb and items:
+        done = mb["succeeded"] + mb["failed"]
+        percent = 100.0 * done / mb["total"] if mb["total"] else 100.0
+        lines += [f"mini-batches: {done} of {mb['total']} done ({percent:.1f}%): {mb['succeeded']} succeeded, "
+                  f"{mb['failed']} failed, {mb['retried']} retried",
+                  f"items: {items['succeeded']} succeeded, {items['failed']} failed, of {items['total']}"]
+        timing = [f"elapsed: {format_seconds(data.get('elapsed_s') or 0)}"]
+        if data.get("rate") is not None:
+            timing.insert(0, f"rate: {data['rate']:.1f} mini-batches/s")
+        if status in LIVE:
+            eta = data.get("eta_s")
+            timing.append(f"ETA: {format_seconds(eta) if eta is not None else '?'}")
+        lines.append("   ".join(timing))
+    if data.get("errors_by_class"):
+        lines.append("errors by class: " + ", ".join(f"{k} {v}" for k, v in data["errors_by_class"].items()))
+    first = data.get("first_error")
+    if first:
+        where = (f"mini-batch {first['mini_batch_id']}, attempt {first['attempt']}"
+                 if first.get("mini_batch_id") is not None else "init()")
+        lines += [f"first error ({first['class']}, {where}, rank {first['rank']}): {first['summary']}",
+                  f"  full log: {first['log_file']}"]
+    if data.get("ranks"):
+        lines.append(f"ranks: {data['ranks']}   workers: {data.get('workers')}")
+    lines += _rank_lines(data.get("per_rank") or {}, now)
+    return "\n".join(lines) + "\n"
+
+
+def _rank_lines(per_rank: dict[str, dict[str, Any]], now: float) -> list[str]:
+    """One row per rank on small jobs; on large ones a spread and the ranks quiet the longest."""
+    if not per_rank:
+        return []
+    ranks = sorted(per_rank, key=int)
+    head = f"{'rank':>6}  {'mini-batches':>12}  {'items':>8}  {'running':>7}  last result"
+
+    def row(r: str) -> str:
+        a = per_rank[r]
+        return f"{r:>6}  {a['mini_batches']:>12}  {a['items']:>8}  {a.get('running', 0):>7}  {_ago(now, a['last'])}"
+
+    if len(ranks) <= MAX_RANK_ROWS:
+        return [head, *map(row, ranks)]
+    counts = [per_rank[r]["mini_batches"] for r in ranks]
+    quiet = sorted(ranks, key=lambda r: per_rank[r]["last"] or 0)[:5]
+    return [f"per rank: mini-batches min {min(counts)}, median {statistics.median(counts):g}, max {max(counts)}",
+            "quiet the longest:", head, *map(row, quiet)]
+
+
+def still_going(data: dict[str, Any]) -> bool:
+    """Running now, or stopped but queued to go on (a requeued Slurm job)."""
+    return data["status"] in LIVE or (data["status"] == "Interrupted" and data.get("slurm_state") in SLURM_GOING)
+
+
+def show_status(output: Path, watch: bool = False, as_json: bool = False, interval: float = 2.0) -> int:
+    """Print the status once, or (watch) refresh it until the job is no longer running."""
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            data = read_status(output)
+            if as_json:
+                print(json.dumps(data), flush=True)
+            else:
+                sys.stdout.write(("\x1b[H\x1b[2J" if watch and tty else "") + render(data))
+                sys.stdout.flush()
+            if not watch or not still_going(data):
+                return 0
+            if not tty and not as_json:
+                print(flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
