@@ -216,6 +216,12 @@ class ResultStore:
             os.fsync(self.journal.fileno())
             self._pending.clear()
 
+    @property
+    def committed_files(self) -> list[Path]:
+        """What a remote output must receive, in order: the result before the journal that covers it."""
+        files = [self.layout.result_file] if self.result is not None else []
+        return [*files, self.layout.state_dir / JOURNAL, self.layout.state_dir / STATE, self.layout.mini_batches_csv]
+
     def close(self, status: str) -> None:
         self.flush()
         for fh in (self.result, self.journal, self.csv_file):

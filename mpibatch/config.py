@@ -62,6 +62,7 @@ class JobConfig(BaseModel):
     append_row_file_name: str = "parallel_run_step.txt"
     append_row_options: Optional[dict[str, Any]] = None
     output: str
+    output_storage_options: dict[str, Any] = Field(default_factory=dict)
     run_invocation_timeout: float = 60.0
     init_timeout: float = 600.0
     run_max_try: int = 3
@@ -211,7 +212,7 @@ RESUME_NEUTRAL_KEYS = frozenset(
     {
         "resume", "allow_reuse", "logging_level", "progress", "coordinator_works", "executor",
         "threads_per_worker", "gpus_per_node", "init_timeout", "run_invocation_timeout",
-        "credits_per_worker", "stop_grace",
+        "credits_per_worker", "stop_grace", "output_storage_options",
     }
 )
 
@@ -222,6 +223,8 @@ KEY_ALIASES = {"process_count_per_node": None, "node_count": None}
 def fingerprint_fields(config: JobConfig) -> dict[str, Any]:
     """The configuration that decides what a job writes (compared on resume)."""
     data = config.model_dump(mode="json")
+    for item in data["inputs"]:
+        item.pop("storage_options", None)  # credentials: neither part of the job nor to be stored
     return {k: v for k, v in sorted(data.items()) if k not in RESUME_NEUTRAL_KEYS}
 
 

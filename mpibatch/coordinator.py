@@ -15,6 +15,7 @@ from .logs import FirstError, Layout, write_job_result
 from .polling import Backoff
 from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
 from .records import ERROR_CLASSES, MiniBatch, Outcome, Task
+from .remote import RemoteOutput
 from .signals import StopSignals
 from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker
@@ -67,6 +68,7 @@ class Coordinator:
         self.log = log
         self.n_ranks = n_ranks
         self.input_names = input_names
+        self.remote = RemoteOutput(layout.remote_url, dict(config.output_storage_options)) if layout.remote_url else None
         self.inbox: deque[tuple] = deque()
         self.live = list(worker_ranks)
         self.stalled: set[int] = set()  # inline workers held by an abandoned call
@@ -316,6 +318,9 @@ class Coordinator:
             if now >= next_housekeeping:
                 next_housekeeping = now + HOUSEKEEPING_EVERY_S
                 self.store.maybe_flush()
+                if self.remote is not None and self.remote.push_due():
+                    self.store.flush()
+                    self.remote.push(self.store.committed_files)
                 self.progress.update(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
                 self._check_walltime()
                 if now >= self._next_snapshot:
@@ -336,6 +341,8 @@ class Coordinator:
         self.store.close(self.status)
         self.progress.close(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
         write_job_result(self.layout, self.result(), self.first_error)
+        if self.remote is not None:
+            self.remote.push_all(first=self.store.committed_files[:2])
         self._finished_at = time.time()
         write_json_atomic(self.layout.progress_json, self.snapshot())
         self.log.info("job %s (exit %d)%s", self.status, self.exit_code, f": {self.reason}" if self.reason else "")
@@ -376,7 +383,8 @@ class Coordinator:
                              "failed": tally.batches_failed, "retried": tally.retried},
             "items": {"total": tally.items_total, "succeeded": tally.items_ok, "failed": tally.items_failed},
             "errors_by_class": {cls: tally.errors.get(cls, 0) for cls in ERROR_CLASSES},
-            "output_file": str(self.layout.result_file) if self.config.output_action == "append_row" else None,
+            "output_file": (self.layout.shown(self.layout.result_file)
+                            if self.config.output_action == "append_row" else None),
             "error": self.first_error.summary if self.first_error else None,
             "first_error": self.first_error.to_json() if self.first_error else None,
         }

@@ -25,6 +25,7 @@ from .placement import Placement, detect_gpus, node_layout, place
 from .plan import plan_batches
 from .polling import Backoff
 from .records import InputInfo, MiniBatch
+from .remote import RemoteOutput
 from .signals import StopSignals
 from .walltime import Walltime, job_end_time, stop_margin
 from .worker import TAG, Worker, serve
@@ -88,8 +89,6 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     if config.compat == "azureml":
         from . import compat  # noqa: F401 - fails clearly if the shims are missing
     check_entry_script(config)
-    if "://" in config.output and not config.output.startswith("file://"):
-        raise ConfigError(f"output: remote output folders are not supported by this version yet ('{config.output}')")
     notes = _PlanNotes()
     plan_log = logging.getLogger("mpibatch.plan")
     plan_log.setLevel(logging.INFO)
@@ -100,13 +99,25 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
         batches = list(plan_batches(listings, config))
     finally:
         plan_log.removeHandler(notes)
-    output = config.output.removeprefix("file://")
-    layout = Layout(output=Path(output), result_file=Path(output) / config.append_row_file_name)
+    remote = remote_output(config)
+    if remote is not None:
+        remote.pull()
+        layout = Layout(remote.staging, remote.staging / config.append_row_file_name, config.output)
+    else:
+        output = Path(config.output.removeprefix("file://"))
+        layout = Layout(output, output / config.append_row_file_name)
     fingerprint = Fingerprint.of(config, [listing.digest for listing in listings])
     prepared = prepare_output(config, layout, fingerprint)
     inputs = [InputInfo(listing.name, listing.remote, listing.storage_options, listing.url,
                          getattr(listing, "format", None), getattr(listing, "options", {})) for listing in listings]
     return Plan(layout, inputs, batches, fingerprint, prepared, notes.records)
+
+
+def remote_output(config: JobConfig) -> Optional[RemoteOutput]:
+    """The remote side of an fsspec output URL, or None for a local folder."""
+    if "://" not in config.output or config.output.startswith("file://"):
+        return None
+    return RemoteOutput(config.output, dict(config.output_storage_options))
 
 
 def wait_politely(comm: Any) -> None:
@@ -207,6 +218,9 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
             os.close(plan.prepared.lock_fd)
             print(f"mpibatch: '{layout.output}' already holds this completed job (allow_reuse): nothing to do")
         return 0
+    remote = remote_output(config)
+    if remote is not None:
+        layout.make_dirs()  # this node's staging folder
     log = rank_logger(layout, rank, config.logging_level)
     for note in plan.notes if plan else []:
         log.handle(note)
@@ -216,7 +230,10 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
     try:
         if rank != 0:
             assert worker is not None
-            return serve(comm, worker, signals, config.stop_grace)
+            code = serve(comm, worker, signals, config.stop_grace)
+            if remote is not None:
+                remote.push(layout.rank_files(rank))
+            return code
         assert plan is not None
         return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime)
     finally:
@@ -240,5 +257,5 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
     items = result["items"]
     print(f"mpibatch: {result['status']}: {items['succeeded']} of {items['total']} items succeeded, "
           f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks; "
-          f"see {plan.layout.job_result_txt}", file=sys.stderr)
+          f"see {plan.layout.shown(plan.layout.job_result_txt)}", file=sys.stderr)
     return code

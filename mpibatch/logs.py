@@ -15,6 +15,15 @@ class Layout:
 
     output: Path
     result_file: Path
+    remote_url: Optional[str] = None  # a remote output: `output` is its local staging folder
+
+    def shown(self, path: Path) -> str:
+        """A path as the user knows it: inside the remote URL for a remote output."""
+        return f"{self.remote_url.rstrip('/')}/{self.relative(path)}" if self.remote_url else str(path)
+
+    def rank_files(self, rank: int) -> list[Path]:
+        return [self.rank_log(rank), self.error_log(rank), self.stdout_log(rank), self.stderr_log(rank),
+                self.entry_log(rank)]
 
     @property
     def logs(self) -> Path:
