@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -18,6 +19,8 @@ from typing import Any, Optional
 import jinja2
 
 from .config import ConfigError, suggest
+from .progress import write_json_atomic
+from .status import SUBMITTED
 
 TEMPLATES_ENV = "MPIBATCH_SLURM_TEMPLATES"
 SUFFIX = ".sbatch.j2"
@@ -203,6 +206,7 @@ def submit(request: SubmitRequest, dry_run: bool = False) -> int:
     except RuntimeError as exc:
         print(f"mpibatch: error: {exc}", file=sys.stderr)
         return 1
+    write_json_atomic(request.output / SUBMITTED, {"job_id": job_id, "submitted": time.time()})
     log = request.slurm_log.replace("%j", job_id) if request.slurm_log else f"slurm-{job_id}.out"
     print(f"mpibatch: submitted Slurm job {job_id} ({request.nodes} node(s), profile {request.name}); "
           f"Slurm's log: {log}")

@@ -14,9 +14,10 @@ from .config import ConfigError
 from .progress import format_seconds
 
 STALE_AFTER_S = 60.0  # the coordinator rewrites logs/job_progress.json every 2 s
-LIVE = ("Starting", "Running", "Stopping")
+LIVE = ("Queued", "Starting", "Running", "Stopping")
 SLURM_GOING = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED")
 MAX_RANK_ROWS = 16
+SUBMITTED = Path("logs") / "slurm_job.json"  # written by `mpibatch submit`: the job that will run next
 
 
 def _read_json(path: Path) -> Optional[dict[str, Any]]:
@@ -45,9 +46,12 @@ def read_status(output: Path, now: Optional[float] = None) -> dict[str, Any]:
     state = _read_json(output / ".mpibatch" / "state.json")
     result = _read_json(output / "logs" / "job_result.json")
     progress = _read_json(output / "logs" / "job_progress.json")
+    submitted = _read_json(output / SUBMITTED)
     if state is None and result is None:
-        raise ConfigError(f"output: '{output}' holds no mpibatch job (no .mpibatch/state.json)")
-    if state is not None and state.get("status") == "Running":
+        if submitted is None:
+            raise ConfigError(f"output: '{output}' holds no mpibatch job (no .mpibatch/state.json)")
+        data: dict[str, Any] = {"status": "Submitted", "stale": False}
+    elif state is not None and state.get("status") == "Running":
         if progress is not None and progress.get("status") in LIVE:
             data = dict(progress)
         else:  # a new run (or a resumed one) that has not reported yet
@@ -62,6 +66,12 @@ def read_status(output: Path, now: Optional[float] = None) -> dict[str, Any]:
         data["stale"] = False
     data["output"] = str(output)
     data["slurm_state"] = _slurm_state(data.get("slurm_job_id"))
+    if data["status"] not in LIVE and submitted and submitted.get("job_id") != data.get("slurm_job_id"):
+        queued = _slurm_state(submitted["job_id"])
+        if queued in SLURM_GOING:  # a newer submission has not started yet
+            last = data["status"] if data["status"] != "Submitted" else None
+            data.update(last_status=last, status="Queued", slurm_job_id=submitted["job_id"],
+                        slurm_restart_count=None, slurm_state=queued, per_rank=None)
     return data
 
 
@@ -84,6 +94,8 @@ def render(data: dict[str, Any], now: Optional[float] = None) -> str:
             slurm += f" (restart {data['slurm_restart_count']})"
         notes.append(f"{slurm}: {data['slurm_state'] or 'no longer in the queue'}")
     lines = [f"output: {data['output']}", f"status: {status}" + (f"   ({'; '.join(notes)})" if notes else "")]
+    if data.get("last_status"):
+        lines.append(f"last run: {data['last_status']}")
     if data.get("reason"):
         lines.append(f"reason: {data['reason']}")
     mb, items = data.get("mini_batches"), data.get("items")

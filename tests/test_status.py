@@ -152,3 +152,37 @@ def test_watch_refreshes_until_the_job_ends(tmp_path, capsys):
     assert time.monotonic() - started < 10
     seen = [json.loads(line)["status"] for line in capsys.readouterr().out.splitlines()]
     assert seen[0] == "Running" and seen[-1] == "Completed" and len(seen) >= 3
+
+
+def fake_squeue(tmp_path: Path, monkeypatch, answers: dict[str, str]) -> None:
+    """An squeue that knows the given jobs' states and no others."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    cases = "".join(f'  {job}) echo {state};;\n' for job, state in answers.items())
+    (bin_dir / "squeue").write_text(f'#!/bin/sh\ncase "$3" in\n{cases}  *) exit 1;;\nesac\n')
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_a_fresh_submission_waiting_in_the_queue(tmp_path, monkeypatch):
+    fake_squeue(tmp_path, monkeypatch, {"31": "PENDING"})
+    out = tmp_path / "out"
+    (out / "logs").mkdir(parents=True)
+    write(out / "logs" / "slurm_job.json", {"job_id": "31", "submitted": NOW - 5})
+    data = read_status(out, now=NOW)
+    assert data["status"] == "Queued" and still_going(data)
+    assert render(data, now=NOW).splitlines()[1] == "status: Queued   (Slurm job 31: PENDING)"
+    fake_squeue(tmp_path, monkeypatch, {})
+    assert read_status(out, now=NOW)["status"] == "Submitted", "gone from the queue without ever starting"
+
+
+def test_a_resubmitted_job_is_queued_with_the_last_runs_counts(tmp_path, monkeypatch):
+    fake_squeue(tmp_path, monkeypatch, {"40": "PENDING"})
+    stopped = {**progress(status="Interrupted"), "slurm_job_id": "12"}
+    out = make_output(tmp_path, "Interrupted", stopped, dict(stopped))
+    write(out / "logs" / "slurm_job.json", {"job_id": "40", "submitted": NOW})
+    data = read_status(out, now=NOW)
+    assert data["status"] == "Queued" and data["slurm_job_id"] == "40" and data["last_status"] == "Interrupted"
+    assert "last run: Interrupted\n" in render(data, now=NOW)
+    write(out / "logs" / "slurm_job.json", {"job_id": "12", "submitted": NOW})
+    assert read_status(out, now=NOW)["status"] == "Interrupted", "the submitted job is the one that already ran"

@@ -3,7 +3,7 @@
 # Usage: scripts/slurm/start.sh BASE
 # Installs the Debian packages when they are missing. On success the last line on stdout is
 # SLURM_CONF=BASE/slurm.conf: export it to use this cluster; scripts/slurm/stop.sh BASE stops it.
-# The node offers 4 fake GPUs (gres gpu, files under BASE/dev) so GPU requests can be tested.
+# The node offers 4 fake GPUs (gres gpu, device files under BASE/dev) so GPU requests can be tested.
 set -euo pipefail
 base=${1:?usage: $0 BASE}
 mkdir -p "$base"
@@ -21,7 +21,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
         slurmctld slurmd slurm-client munge >&2
 fi
 
-mkdir -p "$base"/{munge,state,spool,log,run,dev}
+mkdir -p "$base"/{munge,state,spool,log,run,dev} "$base/spool/slurmd-$(hostname -s)"
 chmod 0700 "$base/munge"
 if [ ! -f "$base/munge/munge.key" ]; then
     dd if=/dev/urandom of="$base/munge/munge.key" bs=1024 count=1 status=none
@@ -41,13 +41,21 @@ print(*(s.getsockname()[1] for s in socks))
 PY
 )
 host=$(hostname -s)
-node=$(slurmd -C | head -n 1 | sed -e "s/^NodeName=[^ ]*//")
+# Job ids unlike any earlier private cluster's: MPICH names its shared-memory segments after the
+# job and step, and a segment left behind by a killed job must not be found by a new one.
+first_job_id=$(( (RANDOM * 32768 + RANDOM) % 60000000 + 1000000 ))
+# The node advertises at least 8 CPUs (config_overrides), so tests can run 4 ranks the way users
+# do (--ntasks-per-node=4); on a 2-core machine Slurm 22.05 refuses that even with --overcommit.
+cpus=$(nproc)
+[ "$cpus" -ge 8 ] || cpus=8
+memory=$(slurmd -C | head -n 1 | sed -n -e "s/.*RealMemory=\([0-9]*\).*/\1/p")
 for i in 0 1 2 3; do ln -sfn /dev/null "$base/dev/nvidia$i"; done  # gres wants device files
 cat > "$base/gres.conf" <<CONF
 NodeName=$host Name=gpu File=$base/dev/nvidia[0-3]
 CONF
 cat > "$base/slurm.conf" <<CONF
 ClusterName=mpibatch-test
+FirstJobId=$first_job_id
 SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
@@ -74,7 +82,8 @@ ReturnToService=2
 KillWait=10
 MailProg=/bin/true
 GresTypes=gpu
-NodeName=$host NodeAddr=127.0.0.1$node Gres=gpu:4
+SlurmdParameters=config_overrides
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$memory Gres=gpu:4
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF=$base/slurm.conf
