@@ -98,6 +98,8 @@ def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
                 text = fh.read()
         except FileNotFoundError:
             raise ConfigError(f"{where}: filelist '{source}' does not exist") from None
+        except Exception as exc:  # noqa: BLE001 - storage SDKs raise their own errors (a wrong key, no access)
+            raise ConfigError(f"{where}: cannot read filelist '{source}': {_one_line(exc)}") from None
         base = source.rsplit("/", 1)[0]
     else:
         if not os.path.isfile(source):
@@ -118,13 +120,19 @@ def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
     return items
 
 
+def _one_line(exc: BaseException) -> str:
+    """The first line of an error (Azure's carry the whole HTTP response after it)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def _list_remote(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
     import fsspec
 
     try:
         fs, path = fsspec.core.url_to_fs(spec.path, **spec.storage_options)
-    except (ImportError, ValueError) as exc:
-        raise ConfigError(f"{where}: cannot open '{spec.path}': {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a missing backend, a malformed connection string...
+        raise ConfigError(f"{where}: cannot open '{spec.path}': {_one_line(exc)}") from None
     try:
         if GLOB_CHARS & set(path):
             found = fs.glob(path, detail=True)
@@ -134,8 +142,10 @@ def _list_remote(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
             found = {path: fs.info(path)}
         else:
             raise ConfigError(f"{where}: path '{spec.path}' does not exist")
-    except (OSError, PermissionError) as exc:
-        raise ConfigError(f"{where}: cannot list '{spec.path}': {exc}") from None
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - storage SDKs raise their own errors (a wrong key, no access)
+        raise ConfigError(f"{where}: cannot list '{spec.path}': {_one_line(exc)}") from None
     items = []
     for name in sorted(found):
         info = found[name]
