@@ -10,6 +10,11 @@ def init():
     global model
     import tensorflow as tf
 
+    # mpibatch sets OMP_NUM_THREADS to threads_per_worker; TensorFlow's own pools need telling
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     model = tf.keras.models.load_model(Model.get_model_path("mnist"))
 
 
