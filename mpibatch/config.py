@@ -80,6 +80,7 @@ class JobConfig(BaseModel):
     progress: Literal["auto", "bar", "lines", "none"] = "auto"
     credits_per_worker: int = 2
     stop_grace: float = 10.0
+    max_worker_memory: Optional[Union[int, str]] = None
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -181,10 +182,22 @@ class JobConfig(BaseModel):
                 return int(value)  # '5' from a flag and 5 from YAML are the same job
         return value
 
+    @field_validator("max_worker_memory", mode="before")
+    @classmethod
+    def _memory_size(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        from .sizes import parse_bytes
+
+        parse_bytes(value)  # raises ValueError with the reason
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
     @model_validator(mode="after")
     def _threads(self) -> "JobConfig":
         if self.threads_per_worker == 0:
             raise ValueError("threads_per_worker: must be 'auto' or 1 or more")
+        if self.max_worker_memory is not None and self.executor != "process":
+            raise ValueError("max_worker_memory: needs executor: process (an inline script cannot be killed alone)")
         return self
 
     # ---- derived views -------------------------------------------------------------------
@@ -197,6 +210,13 @@ class JobConfig(BaseModel):
     def script_home(self) -> Path:
         """The folder put on the entry script's sys.path."""
         return Path(self.source_directory) if self.source_directory else self.script_path.parent
+
+    @property
+    def memory_limit(self) -> Optional[int]:
+        """max_worker_memory in bytes, or None for no limit."""
+        from .sizes import parse_bytes
+
+        return None if self.max_worker_memory is None else parse_bytes(self.max_worker_memory)
 
     @property
     def output_path(self) -> Path:
@@ -212,7 +232,7 @@ RESUME_NEUTRAL_KEYS = frozenset(
     {
         "resume", "allow_reuse", "logging_level", "progress", "coordinator_works", "executor",
         "threads_per_worker", "gpus_per_node", "init_timeout", "run_invocation_timeout",
-        "credits_per_worker", "stop_grace", "output_storage_options",
+        "credits_per_worker", "stop_grace", "output_storage_options", "max_worker_memory",
     }
 )
 

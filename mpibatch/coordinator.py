@@ -333,7 +333,24 @@ class Coordinator:
                 backoff.idle()
         return self._finish()
 
+    def _count_preempted(self) -> None:
+        """Attempts still running when the stop's grace ran out are killed: count them as `preempted`.
+
+        They are not journaled and use up no try, so a resume runs them again. A worker runs its
+        queue in dispatch order, so its first outstanding task is the one that was running.
+        """
+        for rank, queue in self.outstanding.items():
+            if not queue:
+                continue
+            task = next(iter(queue.values()))
+            self.tally.errors["preempted"] += 1
+            self._append_error_line(f"mini-batch {task.batch.id} attempt {task.attempt} rank {rank} (preempted): "
+                                    f"cut short by the stop ({self.reason})")
+            queue.clear()
+
     def _finish(self) -> int:
+        if self.stopping:
+            self._count_preempted()
         for rank in range(1, self.n_ranks):
             self.to_worker(rank, ("stop", self.exit_code))
         if self.local is not None:

@@ -20,6 +20,9 @@ from typing import IO, Optional, Union
 
 from .entry import EntryRuntime, RuntimeSpec, error_summary
 from .records import Outcome, Task
+from .sizes import format_bytes
+
+MEMORY_SAMPLE_EVERY_S = 0.2  # reading a process tree's RSS costs ~0.1 ms per process: not every poll
 
 # Variables of the MPI launcher that must not reach the entry-script process: a script that
 # imports mpi4py there would otherwise try to join the job's world.
@@ -47,6 +50,24 @@ def _signal_name(code: int) -> str:
         return f"signal {code}"
 
 
+def tree_rss(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes (0 if it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass  # ended between listing and reading
+    return total
+
+
 def describe_exit(returncode: int) -> str:
     """Why a child ended, in words: 'killed by SIGSEGV' or 'exited with status 3'."""
     if returncode < 0:
@@ -60,8 +81,12 @@ class ProcessExecutor:
     """The entry script in a child process started fresh, killable at its exact deadline."""
 
     def __init__(self, spec: RuntimeSpec, stdout: IO[bytes], stderr: IO[bytes], env: dict[str, str],
-                 init_timeout: float, run_timeout: float, cpus: Optional[list[int]] = None) -> None:
+                 init_timeout: float, run_timeout: float, cpus: Optional[list[int]] = None,
+                 memory_limit: Optional[int] = None, memory_text: str = "") -> None:
         self.spec = spec
+        self.memory_limit = memory_limit
+        self.memory_text = memory_text or (format_bytes(memory_limit) if memory_limit else "")
+        self._next_sample = 0.0
         self.stdout, self.stderr = stdout, stderr
         self.env = {k: v for k, v in env.items() if not k.startswith(_LAUNCHER_PREFIXES)}
         self.init_timeout, self.run_timeout = init_timeout, run_timeout
@@ -121,9 +146,26 @@ class ProcessExecutor:
             return self._on_death()
         if self.proc.poll() is not None:
             return self._on_death()
-        if time.monotonic() > self.deadline:
+        now = time.monotonic()
+        if now > self.deadline:
             return self._on_timeout()
+        if self.memory_limit and now >= self._next_sample:
+            self._next_sample = now + MEMORY_SAMPLE_EVERY_S
+            used = tree_rss(self.proc.pid)
+            if used > self.memory_limit:
+                return self._on_memory(used)
         return None
+
+    def _on_memory(self, used: int) -> Event:
+        """The memory guard: kill the whole group like the kernel's OOM killer would, then restart."""
+        self._kill()
+        what = f"used {format_bytes(used)}, above max_worker_memory={self.memory_text}"
+        if self.state == "starting":
+            self.state = "failed"
+            return InitFailed(f"the entry-script process {what} during init() and was killed", "")
+        outcome = self._lost_attempt("oom", f"the entry-script process {what}, and was killed")
+        self.start()
+        return outcome
 
     def _on_message(self, message: tuple) -> Optional[Event]:
         kind = message[0]

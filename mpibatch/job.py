@@ -165,7 +165,8 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     stderr = open(layout.stderr_log(rank), "ab")
     if config.executor == "process":
         executor: Any = ProcessExecutor(spec, stdout, stderr, dict(os.environ), config.init_timeout,
-                                        config.run_invocation_timeout, placement.cpus)
+                                        config.run_invocation_timeout, placement.cpus, config.memory_limit,
+                                        str(config.max_worker_memory or ""))
     else:
         executor = InlineExecutor(spec, stdout, stderr, config.init_timeout, config.run_invocation_timeout)
     log.info("worker: node %d, local worker %d of %d, gpu %s, cpus %s, %d threads, executor %s",

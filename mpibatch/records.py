@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-ERROR_CLASSES = ("exception", "timeout", "crash", "init")
+ERROR_CLASSES = ("exception", "timeout", "crash", "oom", "init", "preempted")
 
 
 @dataclass(frozen=True)

@@ -47,3 +47,29 @@ def files_per_batch(value: Union[int, str, None], default: int = 10) -> int:
     if size.unit != "count":
         raise ValueError(f"file inputs take a count of files, not '{value}'")
     return size.value
+
+
+def parse_bytes(value: Union[int, str]) -> int:
+    """A memory size such as `8GB`, `200MB` or a bare byte count; rows and counts make no sense here."""
+    if isinstance(value, bool):
+        raise ValueError("must be a size such as '8GB' or '500MB'")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("must be 1 byte or more")
+        return value
+    match = _PATTERN.match(str(value))
+    if not match or (match.group(2) or "").upper() == "ROWS":
+        raise ValueError("must be a size such as '8GB' or '500MB'")
+    amount = int(float(match.group(1)) * UNITS[(match.group(2) or "").upper()])
+    if amount < 1:
+        raise ValueError("must be 1 byte or more")
+    return amount
+
+
+def format_bytes(amount: float) -> str:
+    """A size for people: '231 MB', '9.1 GB' (KB = 1024 bytes, as in parse_bytes)."""
+    if amount >= UNITS["GB"]:
+        return f"{amount / UNITS['GB']:.1f} GB"
+    if amount >= UNITS["MB"]:
+        return f"{amount / UNITS['MB']:.0f} MB"
+    return f"{amount / UNITS['KB']:.0f} KB"

@@ -286,3 +286,21 @@ def test_numeric_arguments_become_strings(job: Path) -> None:
 def test_boolean_mini_batch_size_rejected(job: Path) -> None:
     with pytest.raises(ConfigError, match="mini_batch_size"):
         build_config(None, {**minimal_flags(job), "mini_batch_size": True}, cwd=job)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("8GB", 8 * 1024**3), ("200MB", 200 * 1024**2), ("1024", 1024),
+                                                 (4096, 4096), (None, None)])
+def test_max_worker_memory_parses_sizes(job: Path, value: object, expected: object) -> None:
+    config = build_config(None, {**minimal_flags(job), "max_worker_memory": value})
+    assert config.memory_limit == expected
+
+
+@pytest.mark.parametrize("value", ["lots", "5000rows", "0", True])
+def test_max_worker_memory_rejects_non_sizes(job: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match="^max_worker_memory: must be"):
+        build_config(None, {**minimal_flags(job), "max_worker_memory": value})
+
+
+def test_max_worker_memory_needs_the_process_executor(job: Path) -> None:
+    with pytest.raises(ConfigError, match="max_worker_memory: needs executor: process"):
+        build_config(None, {**minimal_flags(job), "max_worker_memory": "1GB", "executor": "inline"})

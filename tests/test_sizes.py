@@ -44,3 +44,13 @@ def test_files_per_batch_default_and_counts() -> None:
 def test_files_per_batch_rejects_sizes_and_rows(value: str) -> None:
     with pytest.raises(ValueError, match=value):
         files_per_batch(value)
+
+
+def test_parse_bytes_and_format_bytes() -> None:
+    from mpibatch.sizes import format_bytes, parse_bytes
+
+    assert parse_bytes("8GB") == 8 * 1024**3 and parse_bytes("1.5MB") == 1536 * 1024 and parse_bytes(77) == 77
+    for bad in ("10rows", "big", "0", True):
+        with pytest.raises(ValueError):
+            parse_bytes(bad)  # type: ignore[arg-type]
+    assert (format_bytes(9.1 * 1024**3), format_bytes(231 * 1024**2), format_bytes(3000)) == ("9.1 GB", "231 MB", "3 KB")

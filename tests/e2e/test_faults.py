@@ -37,7 +37,8 @@ def test_exception_is_retried_on_other_workers_then_counted(tmp_path):
     r = job.result
     assert r["mini_batches"] == {"total": 11, "succeeded": 10, "failed": 1, "retried": 1}
     assert r["items"] == {"total": 11, "succeeded": 10, "failed": 1}
-    assert r["errors_by_class"] == {"exception": 3, "timeout": 0, "crash": 0, "init": 0}
+    assert r["errors_by_class"] == {"exception": 3, "timeout": 0, "crash": 0, "oom": 0, "init": 0,
+                                     "preempted": 0}
     assert r["error"] == "ValueError: bad item zz_bad"
     tries = attempts_by_batch(job)[10]
     assert [a for a, _, _ in tries] == [1, 2, 3]
@@ -94,6 +95,22 @@ def test_process_executor_survives_hangs_and_crashes(tmp_path, word, cls, text):
         assert seconds and 0.95 <= seconds[0] < 1.9
 
 
+def test_memory_guard_kills_a_leaking_script_as_oom_and_the_job_goes_on(tmp_path):
+    files = {**oks(8), "zz_leak": "leak"}
+    out = tmp_path / "out"
+    job = run_cli(faulty_args(make_files(tmp_path / "d", files), out, "--max-worker-memory", "200MB",
+                              "--run-max-try", "2", "--run-invocation-timeout", "20"), out, ranks=2)
+    assert job.rc == 0, job.stderr
+    assert sorted(job.lines) == expected_lines(files)
+    r = job.result
+    assert r["errors_by_class"]["oom"] == 2 and sum(r["errors_by_class"].values()) == 2
+    assert r["items"] == {"total": 9, "succeeded": 8, "failed": 1}
+    assert re.search(r"used \d+ MB, above max_worker_memory=200MB", r["error"]), r["error"]
+    row = [r for r in csv.DictReader(open(out / "logs/sys/mini_batches.csv")) if r["status"] == "failed"][0]
+    assert row["error_class"] == "oom" and float(row["seconds"]) < 5, "killed soon after crossing the limit"
+    assert [c for _, _, c in attempts_by_batch(job)[8]] == ["oom", "oom"]
+
+
 def test_inline_executor_exception_partial_and_soft_timeout(tmp_path):
     files = {**oks(8), "b_raise": "raise", "c_skip": "skip", "d_slow": "sleep2.5"}
     out = tmp_path / "out"
@@ -102,7 +119,8 @@ def test_inline_executor_exception_partial_and_soft_timeout(tmp_path):
     assert job.rc == 0, job.stderr
     assert sorted(job.lines) == sorted(f"{n} ok" for n in oks(8)), "a late inline result must be discarded"
     r = job.result
-    assert r["errors_by_class"] == {"exception": 1, "timeout": 1, "crash": 0, "init": 0}
+    assert r["errors_by_class"] == {"exception": 1, "timeout": 1, "crash": 0, "oom": 0, "init": 0,
+                                     "preempted": 0}
     assert r["items"] == {"total": 11, "succeeded": 8, "failed": 3}
 
 

@@ -143,3 +143,30 @@ def test_second_concurrent_run_into_the_same_output_is_refused(slow_job):
     assert second.rc == 2 and "is in use by another running job (pid" in second.stderr
     first.send_signal(signal.SIGTERM)
     assert finish(first, out).rc == 143
+
+
+def wait_for_text(files: list[Path], text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(f.exists() and text in f.read_text() for f in files):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"'{text}' never appeared in all of {files}")
+
+
+def test_attempts_killed_after_the_grace_count_as_preempted_and_use_no_try(tmp_path):
+    files = {f"s{i}": "sleep3" for i in range(4)}
+    data, out = make_files(tmp_path / "data", files), tmp_path / "out"
+    args = faulty_args(data, out, "--stop-grace", "0.3", "--run-max-try", "1")
+    proc = start_cli(args, ranks=2)
+    wait_for_text([out / f"logs/user/stdout/rank-000{r}.txt" for r in (0, 1)], "sleeping on")
+    proc.send_signal(signal.SIGTERM)
+    job = finish(proc, out)
+    assert job.rc == 143, job.stderr
+    r = job.result
+    assert r["errors_by_class"]["preempted"] == 2 and sum(r["errors_by_class"].values()) == 2
+    assert r["mini_batches"]["failed"] == 0 and job.lines == []
+    assert job.log("logs/user/error.txt").count("(preempted): cut short by the stop (signal 15") == 2
+    resumed = run_cli([*args, "--resume"], out)
+    assert resumed.rc == 0, resumed.stderr
+    assert sorted(resumed.lines) == sorted(f"{n} sleep3" for n in files), "a preempted attempt is no used-up try"

@@ -2,7 +2,7 @@
 
 ok -> one line; raise -> exception; hang -> sleeps past any timeout; segv -> segfault;
 exit -> os._exit(7); kill9 -> SIGKILL as the OOM killer sends; skip -> not returned (partial return); flaky -> fails on attempt 1 only;
-sleepX -> sleeps X seconds then ok. FAULT_INIT: exit_rank1 | raise_all | sleep.
+sleepX -> sleeps X seconds then ok; leak -> allocates 50 MB per 0.1 s (up to 2 GB, then hangs). FAULT_INIT: exit_rank1 | raise_all | sleep.
 """
 import ctypes
 import os
@@ -38,11 +38,18 @@ def run(mini_batch, mini_batch_context=None):
             os._exit(7)
         if word == "kill9":
             os.kill(os.getpid(), 9)
+        if word == "leak":
+            hoard = []
+            for _ in range(40):
+                hoard.append(b"\x01" * (50 << 20))  # written, so resident
+                time.sleep(0.1)
+            time.sleep(3600)
         if word == "skip":
             continue
         if word == "flaky" and mini_batch_context.attempt == 1:
             raise RuntimeError(f"flaky {name} on attempt 1")
         if word.startswith("sleep"):
+            print(f"sleeping on {name}", flush=True)
             time.sleep(float(word[5:]))
         out.append(f"{name} {word}")
     return out
