@@ -103,6 +103,12 @@ class ProcessExecutor:
     def ready(self) -> bool:
         return self.state == "ready"
 
+    @property
+    def pid(self) -> Optional[int]:
+        """The entry-script process now alive, for the resource log; None between a death and its restart."""
+        proc = self.proc
+        return proc.pid if proc is not None and proc.returncode is None and self.state != "closed" else None
+
     def start(self) -> None:
         """Start a child and its init(); poll() reports InitDone or InitFailed."""
         to_child_r, to_child_w = os.pipe()
@@ -290,6 +296,11 @@ class InlineExecutor:
     @property
     def ready(self) -> bool:
         return self.state == "ready"
+
+    @property
+    def pid(self) -> Optional[int]:
+        """The script runs in this rank's own process."""
+        return os.getpid() if self.state != "closed" else None
 
     @property
     def stalled(self) -> bool:

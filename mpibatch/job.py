@@ -21,6 +21,7 @@ from .executor import InlineExecutor, ProcessExecutor
 from .inputs import InputListing, list_inputs
 from .launch import mislaunch_message
 from .logs import Layout, rank_logger
+from .perf import PerfLog
 from .placement import Placement, detect_gpus, node_layout, place
 from .plan import plan_batches
 from .polling import Backoff
@@ -179,7 +180,8 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     def send(message: tuple) -> None:
         comm.send(message, dest=0, tag=TAG)
 
-    return Worker(rank, executor, send, log, layout), working_dir
+    perf = PerfLog(layout.perf_log(rank), lambda: executor.pid, placement.gpu)
+    return Worker(rank, executor, send, log, layout, perf), working_dir
 
 
 def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -> int:

@@ -23,7 +23,7 @@ class Layout:
 
     def rank_files(self, rank: int) -> list[Path]:
         return [self.rank_log(rank), self.error_log(rank), self.stdout_log(rank), self.stderr_log(rank),
-                self.entry_log(rank)]
+                self.entry_log(rank), self.perf_log(rank)]
 
     @property
     def logs(self) -> Path:
@@ -73,8 +73,12 @@ class Layout:
     def entry_log(self, rank: int) -> Path:
         return self.logs / "user" / "entry_script_log" / f"rank-{rank:04d}.txt"
 
+    def perf_log(self, rank: int) -> Path:
+        """CPU, memory and GPU of the rank's entry-script process, a line every few seconds."""
+        return self.logs / "perf" / f"rank-{rank:04d}.csv"
+
     def make_dirs(self) -> None:
-        for sub in ("sys", "user/error", "user/stdout", "user/stderr", "user/entry_script_log"):
+        for sub in ("sys", "perf", "user/error", "user/stdout", "user/stderr", "user/entry_script_log"):
             (self.logs / sub).mkdir(parents=True, exist_ok=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
 

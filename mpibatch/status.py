@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import ConfigError
+from .perf import latest as latest_resources, render_lines as resource_lines
 from .progress import format_seconds
 
 STALE_AFTER_S = 60.0  # the coordinator rewrites logs/job_progress.json every 2 s
@@ -65,6 +66,7 @@ def read_status(output: Path, now: Optional[float] = None) -> dict[str, Any]:
                 data.setdefault(key, progress.get(key))
         data["stale"] = False
     data["output"] = str(output)
+    data["resources"] = {str(r): v for r, v in latest_resources(output / "logs").items()}
     data["slurm_state"] = _slurm_state(data.get("slurm_job_id"))
     if data["status"] not in LIVE and submitted and submitted.get("job_id") != data.get("slurm_job_id"):
         queued = _slurm_state(submitted["job_id"])
@@ -123,6 +125,7 @@ def render(data: dict[str, Any], now: Optional[float] = None) -> str:
     if data.get("ranks"):
         lines.append(f"ranks: {data['ranks']}   workers: {data.get('workers')}")
     lines += _rank_lines(data.get("per_rank") or {}, now)
+    lines += resource_lines(data.get("resources") or {})
     return "\n".join(lines) + "\n"
 
 

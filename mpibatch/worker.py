@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from .executor import Executor, InitDone, InitFailed
 from .logs import Layout
+from .perf import PerfLog
 from .polling import Backoff
 from .records import Outcome, Task
 from .signals import StopSignals
@@ -22,8 +23,10 @@ Send = Callable[[tuple], None]
 class Worker:
     """Takes tasks, runs them one at a time through its executor, reports every event."""
 
-    def __init__(self, rank: int, executor: Executor, send: Send, log: logging.Logger, layout: Layout) -> None:
+    def __init__(self, rank: int, executor: Executor, send: Send, log: logging.Logger, layout: Layout,
+                 perf: Optional[PerfLog] = None) -> None:
         self.rank = rank
+        self.perf = perf
         self.executor = executor
         self.send = send
         self.log = log
@@ -33,6 +36,8 @@ class Worker:
 
     def start(self) -> None:
         self.executor.start()
+        if self.perf is not None:
+            self.perf.start()
 
     def take(self, task: Task) -> None:
         if self.alive:
@@ -88,6 +93,8 @@ class Worker:
 
     def close(self, timeout: float) -> None:
         self.queue.clear()
+        if self.perf is not None:
+            self.perf.stop()
         self.executor.close(timeout)
 
 

@@ -2,7 +2,7 @@
 
 ok -> one line; raise -> exception; hang -> sleeps past any timeout; segv -> segfault;
 exit -> os._exit(7); kill9 -> SIGKILL as the OOM killer sends; skip -> not returned (partial return); flaky -> fails on attempt 1 only;
-sleepX -> sleeps X seconds then ok; leak -> allocates 50 MB per 0.1 s (up to 2 GB, then hangs). FAULT_INIT: exit_rank1 | raise_all | sleep.
+sleepX -> sleeps X seconds then ok; busyX -> spins X seconds then ok; leak -> allocates 50 MB per 0.1 s (up to 2 GB, then hangs). FAULT_INIT: exit_rank1 | raise_all | sleep.
 """
 import ctypes
 import os
@@ -48,6 +48,10 @@ def run(mini_batch, mini_batch_context=None):
             continue
         if word == "flaky" and mini_batch_context.attempt == 1:
             raise RuntimeError(f"flaky {name} on attempt 1")
+        if word.startswith("busy"):
+            until = time.monotonic() + float(word[4:])
+            while time.monotonic() < until:
+                pass
         if word.startswith("sleep"):
             print(f"sleeping on {name}", flush=True)
             time.sleep(float(word[5:]))
