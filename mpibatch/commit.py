@@ -20,6 +20,7 @@ from typing import IO, Any, Optional
 
 from .config import ConfigError, JobConfig, fingerprint_fields
 from .logs import Layout
+from .records import BatchId
 
 JOURNAL = "journal.jsonl"
 STATE = "state.json"
@@ -58,15 +59,24 @@ class Fingerprint:
 
 @dataclass
 class JournalEntry:
-    """One final mini-batch: committed (its bytes end at `end`) or failed after all tries."""
+    """One final mini-batch: committed (its bytes end at `end`), failed after all tries, split in
+    halves (split.py), or a single item isolated by splitting (with its error)."""
 
-    id: int
+    id: BatchId
     end: int
-    status: str
+    status: str  # succeeded, failed, split, isolated
     ok: int
     fail: int
     attempts: int
     errors: dict[str, int] = field(default_factory=dict)
+    item: str = ""
+    error_class: str = ""
+    error: str = ""
+
+    def to_json(self) -> str:
+        """One journal line; the isolated item's fields only where set, to keep the journal small."""
+        data = {k: v for k, v in asdict(self).items() if v != "" or k not in ("item", "error_class", "error")}
+        return json.dumps(data, separators=(",", ":")) + "\n"
 
 
 @dataclass
@@ -146,7 +156,7 @@ def prepare_output(config: JobConfig, layout: Layout, fingerprint: Fingerprint) 
 def _rewrite_journal(path: Path, entries: list[JournalEntry]) -> None:
     """Drop a torn tail so that new entries follow whole lines."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(asdict(e)) + "\n" for e in entries))
+    tmp.write_text("".join(e.to_json() for e in entries))
     os.replace(tmp, path)
 
 
@@ -187,8 +197,16 @@ class ResultStore:
         self._journal(JournalEntry(outcome.batch_id, self.offset, "succeeded", outcome.succeeded,
                                    outcome.failed, attempts, errors))
 
-    def record_failed(self, batch_id: int, n_items: int, attempts: int, errors: dict[str, int]) -> None:
+    def record_failed(self, batch_id: BatchId, n_items: int, attempts: int, errors: dict[str, int]) -> None:
         self._journal(JournalEntry(batch_id, self.offset, "failed", 0, n_items, attempts, errors))
+
+    def record_split(self, batch_id: BatchId, attempts: int, errors: dict[str, int]) -> None:
+        """Journaled before its halves run, so a resume re-creates the halves it lacks."""
+        self._journal(JournalEntry(batch_id, self.offset, "split", 0, 0, attempts, errors))
+
+    def record_isolated(self, batch_id: BatchId, item: str, errors: dict[str, int], error_class: str,
+                        error: str) -> None:
+        self._journal(JournalEntry(batch_id, self.offset, "isolated", 0, 1, 1, errors, item, error_class, error))
 
     def add_csv_row(self, row: list[Any]) -> None:
         self.csv.writerow(row)
@@ -196,7 +214,7 @@ class ResultStore:
     def _journal(self, entry: JournalEntry) -> None:
         if not self._pending:
             self._first_pending = time.monotonic()
-        self._pending.append(json.dumps(asdict(entry), separators=(",", ":")) + "\n")
+        self._pending.append(entry.to_json())
         if len(self._pending) >= FLUSH_EVERY_N:
             self.flush()
 

@@ -81,6 +81,7 @@ class JobConfig(BaseModel):
     credits_per_worker: int = 2
     stop_grace: float = 10.0
     max_worker_memory: Optional[Union[int, str]] = None
+    bisect_failures: Optional[bool] = None  # None: on for file inputs (split.py)
 
     @field_validator("inputs", mode="before")
     @classmethod

@@ -14,9 +14,10 @@ from .config import JobConfig
 from .logs import FirstError, Layout, write_job_result
 from .polling import Backoff
 from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
-from .records import ERROR_CLASSES, MiniBatch, Outcome, Task
+from .records import ERROR_CLASSES, BatchId, MiniBatch, Outcome, Task
 from .remote import RemoteOutput
 from .signals import StopSignals
+from .split import failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items, should_bisect
 from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker
 
@@ -30,7 +31,9 @@ class Tally:
     batches_total: int = 0
     batches_ok: int = 0
     batches_failed: int = 0
+    batches_split: int = 0  # planned mini-batches split in halves to isolate failing items
     retried: int = 0
+    items_isolated: int = 0  # single items that failed alone after splitting (failed_items.txt)
     items_total: int = 0
     items_ok: int = 0
     items_failed: int = 0
@@ -38,17 +41,25 @@ class Tally:
 
     @property
     def batches_final(self) -> int:
-        return self.batches_ok + self.batches_failed
+        return self.batches_ok + self.batches_failed + self.batches_split
+
+    def add_batch(self, status: str, retried: bool) -> None:
+        """A planned mini-batch became final (halves of split ones count only their items)."""
+        if status == "succeeded":
+            self.batches_ok += 1
+        elif status == "split":
+            self.batches_split += 1
+        else:
+            self.batches_failed += 1
+        self.retried += retried
 
     def add_journal(self, entries: Iterable[JournalEntry]) -> None:
         for entry in entries:
-            if entry.status == "succeeded":
-                self.batches_ok += 1
-            else:
-                self.batches_failed += 1
+            if not is_half(entry.id):
+                self.add_batch(entry.status, entry.attempts > 1)
             self.items_ok += entry.ok
             self.items_failed += entry.fail
-            self.retried += entry.attempts > 1
+            self.items_isolated += entry.status == "isolated"
             self.errors.update(entry.errors)
 
 
@@ -73,11 +84,14 @@ class Coordinator:
         self.live = list(worker_ranks)
         self.stalled: set[int] = set()  # inline workers held by an abandoned call
         self.worker_count = len(worker_ranks)
-        self.outstanding: dict[int, dict[int, Task]] = {r: {} for r in worker_ranks}
+        self.outstanding: dict[int, dict[BatchId, Task]] = {r: {} for r in worker_ranks}
         done = {e.id for e in earlier}
-        self.pending: deque[Task] = deque(Task(b, 1) for b in batches if b.id not in done)
+        redo = halves_to_redo(batches, earlier)  # halves of splits a killed run did not finish
+        self.pending: deque[Task] = deque(Task(b, 1) for b in [*redo, *(b for b in batches if b.id not in done)])
+        if earlier:
+            rewrite_failed_items(layout.failed_items_txt, earlier)
         self.retry: deque[tuple[Task, int]] = deque()
-        self.batch_errors: dict[int, Counter] = {}
+        self.batch_errors: dict[BatchId, Counter] = {}
         self.tally = Tally(batches_total=len(batches),
                            items_total=sum(t.batch.size for t in self.pending) + sum(e.ok + e.fail for e in earlier))
         self.tally.add_journal(earlier)
@@ -146,7 +160,7 @@ class Coordinator:
             if not self.stopping:
                 self.begin_stop("Interrupted", 128 + message[2], f"signal {message[2]} on rank {message[1]}")
 
-    def _on_returned(self, rank: int, ids: list[int]) -> None:
+    def _on_returned(self, rank: int, ids: list[BatchId]) -> None:
         tasks = [self.outstanding[rank].pop(i) for i in ids if i in self.outstanding[rank]]
         if not self.stopping:
             self.pending.extendleft(reversed(tasks))
@@ -191,24 +205,51 @@ class Coordinator:
             log = self.layout.error_log(outcome.rank) if outcome.traceback else self.layout.rank_log(outcome.rank)
             self.first_error = FirstError(task.batch.id, task.attempt, outcome.rank, cls, outcome.error,
                                           outcome.traceback, self.layout.relative(log))
-        if task.attempt < self.config.run_max_try:
+        if task.attempt < self._max_tries(task):
             if not self.stopping:
                 self.retry.append((Task(task.batch, task.attempt + 1), outcome.rank))
+            return
+        if should_bisect(self.config.bisect_failures, task.batch, errors):
+            if len(task.batch.items) > 1:
+                self._split(task, outcome, errors)
+            else:
+                self._isolate(task, outcome, errors, cls)
             return
         self.store.record_failed(task.batch.id, task.batch.size, task.attempt, dict(errors))
         self._final(task, "failed", 0, task.batch.size, outcome.seconds, outcome.rank, errors, outcome.error)
 
+    def _max_tries(self, task: Task) -> int:
+        """A half of a split mini-batch gets one try: the whole already had run_max_try."""
+        return 1 if is_half(task.batch.id) else self.config.run_max_try
+
+    def _split(self, task: Task, outcome: Outcome, errors: Counter) -> None:
+        """Journal the split first (a resume re-creates the halves), then run both halves next."""
+        self.store.record_split(task.batch.id, task.attempt, dict(errors))
+        first, second = halves(task.batch)
+        self.log.warning("mini-batch %s failed its last try: split into %s (%d items) and %s (%d items) to isolate "
+                         "the failing items", task.batch.id, first.id, first.size, second.id, second.size)
+        if not self.stopping:
+            self.pending.extendleft([Task(second, 1), Task(first, 1)])
+        self._final(task, "split", 0, 0, outcome.seconds, outcome.rank, errors, outcome.error)
+
+    def _isolate(self, task: Task, outcome: Outcome, errors: Counter, error_class: str) -> None:
+        """A single item that fails alone: a failed item (not a failed mini-batch), listed in failed_items.txt."""
+        item = str(task.batch.items[0])
+        self.store.record_isolated(task.batch.id, item, dict(errors), error_class, outcome.error)
+        with open(self.layout.failed_items_txt, "a") as fh:
+            fh.write(failed_item_line(item, error_class, outcome.error))
+        self._final(task, "isolated", 0, 1, outcome.seconds, outcome.rank, errors, outcome.error)
+
     def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
                errors: Counter, error: str = "") -> None:
         tally = self.tally
-        tally.items_total += ok + failed - task.batch.size  # a tabular size was an estimate until read
-        if status == "succeeded":
-            tally.batches_ok += 1
-        else:
-            tally.batches_failed += 1
+        if status != "split":  # a split's items are counted by its halves
+            tally.items_total += ok + failed - task.batch.size  # a tabular size was an estimate until read
+        if not is_half(task.batch.id):
+            tally.add_batch(status, task.attempt > 1)
         tally.items_ok += ok
         tally.items_failed += failed
-        tally.retried += task.attempt > 1
+        tally.items_isolated += status == "isolated"
         self.activity[rank]["mini_batches"] += 1
         self.activity[rank]["items"] += ok
         self.batch_errors.pop(task.batch.id, None)
@@ -398,6 +439,7 @@ class Coordinator:
             "workers": self.worker_count,
             "mini_batches": {"total": tally.batches_total, "succeeded": tally.batches_ok,
                              "failed": tally.batches_failed, "retried": tally.retried},
+            "bisection": {"mini_batches_split": tally.batches_split, "items_isolated": tally.items_isolated},
             "items": {"total": tally.items_total, "succeeded": tally.items_ok, "failed": tally.items_failed},
             "errors_by_class": {cls: tally.errors.get(cls, 0) for cls in ERROR_CLASSES},
             "output_file": (self.layout.shown(self.layout.result_file)

@@ -58,6 +58,11 @@ class Layout:
     def error_txt(self) -> Path:
         return self.logs / "user" / "error.txt"
 
+    @property
+    def failed_items_txt(self) -> Path:
+        """Items isolated by bisection: item, error class, first error line (tab-separated)."""
+        return self.logs / "user" / "failed_items.txt"
+
     def rank_log(self, rank: int) -> Path:
         return self.logs / "sys" / f"rank-{rank:04d}.txt"
 
@@ -118,13 +123,16 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
     """Write logs/job_result.json and the human-readable logs/job_result.txt."""
     layout.job_result_json.write_text(json.dumps(result, indent=2) + "\n")
     mb, items, errors = result["mini_batches"], result["items"], result["errors_by_class"]
+    bisection = result.get("bisection") or {}
+    split, isolated = bisection.get("mini_batches_split", 0), bisection.get("items_isolated", 0)
     lines = [
         f"status: {result['status']}",
         *([f"reason: {result['reason']}"] if result.get("reason") else []),
         f"started: {result['started']}   finished: {result['finished']}   elapsed: {result['elapsed_s']:.1f} s",
         f"ranks: {result['ranks']}   workers: {result['workers']}",
         f"mini-batches: {mb['total']} total, {mb['succeeded']} succeeded, {mb['failed']} failed, "
-        f"{mb['retried']} retried, {mb['total'] - mb['succeeded'] - mb['failed']} not run",
+        + (f"{split} split ({isolated} failing items isolated: logs/user/failed_items.txt), " if split else "")
+        + f"{mb['retried']} retried, {mb['total'] - mb['succeeded'] - mb['failed'] - split} not run",
         f"items: {items['total']} total, {items['succeeded']} succeeded, {items['failed']} failed",
         "errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()),
         f"output: {result['output_file'] or '(summary_only: no result file)'}",

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+BatchId = Union[int, str]  # planned mini-batches: 0, 1, 2...; halves of a split one: "17.0", "17.1.0" (split.py)
 ERROR_CLASSES = ("exception", "timeout", "crash", "oom", "init", "preempted")
 
 
@@ -24,7 +25,7 @@ class TableSlice:
 class MiniBatch:
     """A descriptor, never data: what the worker must read for one call of run()."""
 
-    id: int
+    id: BatchId
     input_index: int
     items: tuple[Any, ...]  # file paths, or TableSlices of a tabular input
     partition_key_value: dict[str, Any] = field(default_factory=dict)
@@ -47,7 +48,7 @@ class Task:
 class Outcome:
     """What one attempt produced: result bytes ready to append, counts, or the error."""
 
-    batch_id: int
+    batch_id: BatchId
     attempt: int
     rank: int
     n_items: int

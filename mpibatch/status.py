@@ -102,7 +102,7 @@ def render(data: dict[str, Any], now: Optional[float] = None) -> str:
         lines.append(f"reason: {data['reason']}")
     mb, items = data.get("mini_batches"), data.get("items")
     if mb and items:
-        done = mb["succeeded"] + mb["failed"]
+        done = mb["succeeded"] + mb["failed"] + (data.get("bisection") or {}).get("mini_batches_split", 0)
         percent = 100.0 * done / mb["total"] if mb["total"] else 100.0
         lines += [f"mini-batches: {done} of {mb['total']} done ({percent:.1f}%): {mb['succeeded']} succeeded, "
                   f"{mb['failed']} failed, {mb['retried']} retried",

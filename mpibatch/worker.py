@@ -64,10 +64,10 @@ class Worker:
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Outcome):
             if event.ok:
-                self.log.info("mini-batch %d attempt %d: %d items, %d returned in %.3f s", event.batch_id,
+                self.log.info("mini-batch %s attempt %d: %d items, %d returned in %.3f s", event.batch_id,
                               event.attempt, event.n_items, event.n_returned, event.seconds)
             else:
-                self.log.warning("mini-batch %d attempt %d failed (%s) after %.3f s: %s", event.batch_id,
+                self.log.warning("mini-batch %s attempt %d failed (%s) after %.3f s: %s", event.batch_id,
                                  event.attempt, event.error_class, event.seconds, event.error)
                 self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
                                   event.error, event.traceback)

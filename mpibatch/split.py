@@ -1,0 +1,64 @@
+"""Poison-pill bisection: a mini-batch that failed all its tries is split in halves, recursively,
+until the single items that fail alone are isolated and everything else succeeds.
+
+Halves have deterministic ids (planned id 17 -> "17.0" and "17.1" -> "17.1.0"...), so a resumed
+job re-creates exactly the halves of journaled splits that were not committed yet.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from .records import BatchId, MiniBatch
+
+SPLITTABLE_CLASSES = frozenset({"exception", "crash"})  # a timeout or oom may be the batch's size, not an item
+
+
+def is_half(batch_id: BatchId) -> bool:
+    """Planned mini-batches have int ids; the pieces of split ones have dotted str ids."""
+    return isinstance(batch_id, str)
+
+
+def is_file_batch(batch: MiniBatch) -> bool:
+    """Only lists of files are split (a table slice's rows are not items we can name)."""
+    return batch.n_items < 0 and all(isinstance(item, str) for item in batch.items)
+
+
+def halves(batch: MiniBatch) -> tuple[MiniBatch, MiniBatch]:
+    """The two halves of a mini-batch of two or more files, with ids derived from its id."""
+    mid = len(batch.items) // 2
+    return (MiniBatch(f"{batch.id}.0", batch.input_index, batch.items[:mid], batch.partition_key_value),
+            MiniBatch(f"{batch.id}.1", batch.input_index, batch.items[mid:], batch.partition_key_value))
+
+
+def should_bisect(setting: Optional[bool], batch: MiniBatch, errors: Iterable[str]) -> bool:
+    """Bisect a finally failed mini-batch? (setting None: on for file inputs)"""
+    if setting is False or not is_file_batch(batch) or not set(errors) <= SPLITTABLE_CLASSES:
+        return False
+    return len(batch.items) > 1 or is_half(batch.id)
+
+
+def halves_to_redo(batches: list[MiniBatch], journal: Iterable[Any]) -> list[MiniBatch]:
+    """Halves of journaled splits that have no journal entry of their own (resume)."""
+    entries = list(journal)
+    by_id: dict[BatchId, MiniBatch] = {b.id: b for b in batches}
+    done = {e.id for e in entries}
+    for entry in entries:  # a split is journaled before its halves, so parents come first
+        if entry.status == "split" and entry.id in by_id:
+            for half in halves(by_id[entry.id]):
+                by_id[half.id] = half
+    return [b for b in by_id.values() if is_half(b.id) and b.id not in done]
+
+
+def failed_item_line(item: str, error_class: str, error: str) -> str:
+    """One line of logs/user/failed_items.txt: the item, its error class, the first line of its error."""
+    first = (error.strip().splitlines() or [""])[0]
+    return f"{item}\t{error_class}\t{first}\n"
+
+
+def rewrite_failed_items(path: Path, journal: Iterable[Any]) -> None:
+    """On resume, failed_items.txt holds exactly the isolations the journal holds (a killed run may
+    have written a line whose isolation was never journaled)."""
+    lines = [failed_item_line(e.item, e.error_class, e.error) for e in journal if e.status == "isolated"]
+    if lines or path.exists():
+        path.write_text("".join(lines))

@@ -1,0 +1,39 @@
+"""Unit tests for mpibatch.split: deterministic halves and what a resume re-creates."""
+from __future__ import annotations
+
+from mpibatch.commit import JournalEntry
+from mpibatch.records import MiniBatch, TableSlice
+from mpibatch.split import halves, halves_to_redo, rewrite_failed_items, should_bisect
+
+BATCH = MiniBatch(17, 0, tuple(f"f{i}" for i in range(5)))
+
+
+def test_halves_have_derived_ids_and_split_the_items() -> None:
+    a, b = halves(BATCH)
+    assert (a.id, a.items, b.id, b.items) == ("17.0", ("f0", "f1"), "17.1", ("f2", "f3", "f4"))
+    assert [h.id for h in halves(b)] == ["17.1.0", "17.1.1"]
+
+
+def test_should_bisect_only_file_batches_failed_by_exception_or_crash() -> None:
+    assert should_bisect(None, BATCH, ["exception", "crash"])
+    assert not should_bisect(False, BATCH, ["exception"])
+    assert not should_bisect(None, BATCH, ["exception", "timeout"])
+    assert not should_bisect(None, MiniBatch(3, 0, ("only",)), ["exception"]), "a planned single file fails as before"
+    assert should_bisect(None, MiniBatch("3.1", 0, ("only",)), ["exception"]), "a single half is isolated"
+    table = MiniBatch(4, 0, (TableSlice("t.csv", "bytes", 0, 10, 2),), n_items=2)
+    assert not should_bisect(True, table, ["exception"])
+
+
+def test_halves_to_redo_follows_nested_splits_and_skips_committed_halves() -> None:
+    journal = [JournalEntry(17, 0, "split", 0, 0, 3), JournalEntry("17.0", 5, "succeeded", 2, 0, 1),
+               JournalEntry("17.1", 5, "split", 0, 0, 1), JournalEntry("17.1.1", 5, "isolated", 0, 1, 1)]
+    redo = halves_to_redo([BATCH, MiniBatch(18, 0, ("x",))], journal)
+    assert [(b.id, b.items) for b in redo] == [("17.1.0", ("f2",))]
+
+
+def test_rewrite_failed_items_keeps_only_journaled_isolations(tmp_path) -> None:
+    path = tmp_path / "failed_items.txt"
+    path.write_text("a\texception\tboom\nb\texception\tboom (never journaled)\n")
+    rewrite_failed_items(path, [JournalEntry("1.0", 0, "isolated", 0, 1, 1, item="a", error_class="exception",
+                                             error="boom\nmore")])
+    assert path.read_text() == "a\texception\tboom\n"
