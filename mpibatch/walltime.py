@@ -35,7 +35,7 @@ def slurm_end_time(job_id: str) -> Optional[float]:
     """The job's end time from squeue (epoch seconds), or None when Slurm cannot say."""
     try:
         proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%e"], capture_output=True, text=True,
-                              timeout=30, env={**os.environ, "SLURM_TIME_FORMAT": "%s"})
+                              timeout=10, env={**os.environ, "SLURM_TIME_FORMAT": "%s"})
     except (OSError, subprocess.TimeoutExpired):
         return None
     fields = proc.stdout.split()

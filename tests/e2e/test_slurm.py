@@ -209,6 +209,20 @@ def test_the_time_limit_warning_signal_stops_cleanly_and_the_job_requeues_itself
     assert done.result["status"] == "Completed"
 
 
+def test_a_job_requeued_by_slurm_as_on_preemption_resumes_without_loss_or_repeat(slurm, tmp_path):
+    job = write_job(tmp_path, "faulty.py", SLOW, 2)
+    output = tmp_path / "out"
+    job_id = submit(slurm, job, "--nodes", "1", "--ntasks-per-node", "2", "--template", str(LOCAL_TEMPLATE))
+    wait_for_lines(output, 8)
+    slurm.run("scontrol", "requeue", job_id)  # what PreemptMode=REQUEUE does: SIGTERM, then requeue
+    record = slurm.wait(job_id, output)
+    log = slurm_log(output, job_id)
+    assert record["JobState"] == "COMPLETED" and record["Restarts"] == "1", log
+    assert re.search(r"mpibatch: Interrupted: \d+ of 60 items succeeded", log), "the first run stopped cleanly"
+    assert "requeueing it to continue" not in log, "Slurm requeued it; the script must not do it again"
+    assert sorted(finished(output).lines) == SLOW_LINES
+
+
 def _log_time(line: str) -> datetime:
     return datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S")
 
