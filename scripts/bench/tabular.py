@@ -1,0 +1,429 @@
+"""The tabular benchmark: mpibatch reading parquet and csv against pyarrow reading the same files.
+
+    .venv/bin/python scripts/bench/tabular.py               # ~2 GB parquet + ~2 GB csv, some minutes
+    .venv/bin/python scripts/bench/tabular.py --quick       # tiny data, seconds: a smoke test
+    .venv/bin/python scripts/bench/tabular.py --no-write    # print the report, leave docs alone
+
+1. Throughput. A few files of numeric and string columns in each format (generated once into
+   .cache/bench-tabular, reused afterwards; --quick uses a temporary folder). Contenders, in an
+   order that rotates round by round: pyarrow in one process (pyarrow.parquet.read_table /
+   pyarrow.csv.read_csv per file) and `mpibatch run` on one rank (process executor, run() only
+   counts the rows of its DataFrame) at the default mini_batch_size and at larger ones, and for
+   csv also with pandas' opt-in pyarrow parser (`engine: pyarrow` in the input mapping). Every
+   contender must see the same row count. Medians over the rounds; the ratio is mpibatch's rate
+   over pyarrow's, from the job's elapsed_s (job_result.json) and from the whole wall time.
+2. Rank 0's peak memory (VmHWM) while planning and running 10,000 small parquet files, and the
+   same with 10x more rows per file: it must not grow with the row count.
+
+The report goes to docs/benchmarks.md between `<!-- tabular:start -->` and `<!-- tabular:end -->`
+(the rest of that file belongs to scripts/bench/run_all.py); --quick and --no-write write nothing.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DOC = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- tabular:start -->", "<!-- tabular:end -->"
+CHUNK_ROWS = 1 << 20  # rows generated at a time; also the parquet row-group size (pyarrow's default)
+TARGET_RATIO = 0.8
+COUNT_SCRIPT = "def run(mini_batch):\n    return range(len(mini_batch))\n"
+PYARROW_READER = """
+import json, sys, time
+import pyarrow.csv, pyarrow.parquet
+fmt, paths = sys.argv[1], sys.argv[2:]
+read = pyarrow.parquet.read_table if fmt == "parquet" else pyarrow.csv.read_csv
+started = time.perf_counter()
+rows = sum(read(path).num_rows for path in paths)
+print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
+"""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much to measure: the full run or the --quick smoke test."""
+
+    parquet_files: int
+    parquet_rows: int  # per file
+    csv_files: int
+    csv_rows: int  # per file
+    batch_sizes: tuple[str, ...]  # mini_batch_size values tried besides the default
+    rounds: int
+    many_files: int
+    many_rows: tuple[int, int]  # rows per file of the small-files runs: base and 10x
+    cached: bool  # keep generated data in .cache/bench-tabular
+
+
+FULL = Sizes(4, 17_000_000, 4, 7_300_000, ("8MB", "64MB"), 3, 10_000, (100, 1_000), True)
+QUICK = Sizes(2, 20_000, 2, 20_000, (), 1, 100, (10, 100), False)
+
+
+def log(message: str) -> None:
+    print(f"[tabular] {message}", file=sys.stderr, flush=True)
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+
+def _chunk(rng, start: int, n: int):
+    """n rows: a sequential id, two random floats, a small int, a high-cardinality and a low one string."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    users = pc.binary_join_element_wise("user-", pc.cast(pa.array(rng.integers(0, 10**6, n)), pa.string()), "")
+    tags = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"])[rng.integers(0, 8, n)]
+    return pa.table({"id": pa.array(np.arange(start, start + n)), "x": rng.random(n), "y": rng.standard_normal(n),
+                     "n": pa.array(rng.integers(0, 1000, n).astype(np.int32)), "user": users, "tag": pa.array(tags)})
+
+
+def _write_table_file(path: Path, fmt: str, rows: int, seed: int, first_id: int) -> None:
+    import numpy as np
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    writer = None
+    try:
+        for start in range(0, rows, CHUNK_ROWS):
+            table = _chunk(rng, first_id + start, min(CHUNK_ROWS, rows - start))
+            if writer is None:
+                writer = (pq.ParquetWriter(path, table.schema) if fmt == "parquet" else
+                          pcsv.CSVWriter(path, table.schema, write_options=pcsv.WriteOptions(quoting_style="none")))
+            writer.write_table(table)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def dataset(root: Path, fmt: str, files: int, rows: int) -> Path:
+    """A folder of `files` table files of `rows` rows each, made once (a stamp beside it marks it complete)."""
+    folder = root / f"{fmt}-{files}x{rows}"
+    stamp = root / f"{folder.name}.complete"
+    if stamp.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    log(f"generating {folder} ...")
+    suffix = "parquet" if fmt == "parquet" else "csv"
+    for i in range(files):
+        _write_table_file(folder / f"part-{i:05d}.{suffix}", fmt, rows, seed=i, first_id=i * rows)
+    stamp.write_text("")
+    return folder
+
+
+def table_files(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir())
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in table_files(folder))
+
+
+# ---- contenders ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Measure:
+    contender: str
+    rows: int
+    seconds: float  # the reading itself: pyarrow's loop, or the job's elapsed_s
+    wall: float  # the whole command: interpreter start, imports, planning, shutdown
+
+
+def run_pyarrow(fmt: str, folder: Path) -> Measure:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", PYARROW_READER, fmt, *map(str, table_files(folder))],
+                          capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - started
+    found = json.loads(proc.stdout)
+    return Measure("pyarrow", found["rows"], found["seconds"], wall)
+
+
+def run_mpibatch(folder: Path, scratch: Path, size: Optional[str], name: str, options: Optional[dict] = None,
+                 timeout: float = 1800) -> Measure:
+    script = scratch / "count_rows.py"
+    script.write_text(COUNT_SCRIPT)
+    out = scratch / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [str(BIN / "mpibatch"), "run", "--entry-script", str(script), "--output", str(out),
+           "--inputs", json.dumps({"path": str(folder), "type": "tabular", **(options or {})}),
+           "--output-action", "summary_only", "--progress", "none", "--executor", "process"]
+    if size:
+        cmd += ["--mini-batch-size", size]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - started
+    result = json.loads((out / "logs" / "job_result.json").read_text()) if proc.returncode == 0 else None
+    if result is None or result["status"] != "Completed" or result["items"]["failed"]:
+        raise SystemExit(f"mpibatch failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    shutil.rmtree(out, ignore_errors=True)
+    return Measure(name, result["items"]["succeeded"], result["elapsed_s"], wall)
+
+
+def warm_page_cache(folder: Path) -> None:
+    """Read every file once, so the first contender of round 1 is not the only one reading from disk."""
+    for path in table_files(folder):
+        with open(path, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
+
+
+def throughput(fmt: str, folder: Path, sizes: Sizes, scratch: Path) -> list[list[Measure]]:
+    """Rounds of every contender on one dataset; the order rotates each round."""
+    contenders: list[tuple[str, Callable[[], Measure]]] = [
+        ("pyarrow", lambda: run_pyarrow(fmt, folder)),
+        ("mpibatch (default 1MB)", lambda: run_mpibatch(folder, scratch, None, "mpibatch (default 1MB)")),
+    ]
+    for size in sizes.batch_sizes:
+        contenders.append((f"mpibatch ({size})", partial(run_mpibatch, folder, scratch, size, f"mpibatch ({size})")))
+    large = sizes.batch_sizes[-1] if sizes.batch_sizes else None
+    if fmt == "csv":  # the opt-in multi-threaded parser: `engine: pyarrow` in the input mapping
+        name = f"mpibatch ({large or 'default 1MB'}, engine: pyarrow)"
+        contenders.append((name, lambda: run_mpibatch(folder, scratch, large, name, {"engine": "pyarrow"})))
+    warm_page_cache(folder)
+    rounds = []
+    for r in range(sizes.rounds):
+        shift = r % len(contenders)
+        measures = {}
+        for name, run in contenders[shift:] + contenders[:shift]:
+            measures[name] = run()
+            log(f"{fmt} round {r + 1}: {name}: {measures[name].rows} rows, {measures[name].seconds:.2f} s "
+                f"(wall {measures[name].wall:.2f} s)")
+        rows = {m.rows for m in measures.values()}
+        if len(rows) != 1:
+            raise SystemExit(f"{fmt}: contenders saw different row counts: {measures}")
+        rounds.append([measures[name] for name, _ in contenders])
+    return rounds
+
+
+# ---- rank 0's memory -------------------------------------------------------------------------------
+
+
+def high_water_mark(pid: int) -> Optional[int]:
+    """A process's peak resident memory so far (VmHWM), in bytes; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+@dataclass
+class Memory:
+    files: int
+    rows_per_file: int
+    mini_batches: int
+    rank0_peak: int
+    child_peak: int
+    wall: float
+
+
+def planning_memory(folder: Path, files: int, rows: int, scratch: Path) -> Memory:
+    """Run a row-counting job over many small files on one rank; sample rank 0's and its child's VmHWM."""
+    import psutil
+
+    script = scratch / "count_rows.py"
+    script.write_text(COUNT_SCRIPT)
+    out = scratch / "out-memory"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [str(BIN / "mpibatch"), "run", "--entry-script", str(script), "--output", str(out),
+           "--inputs", json.dumps({"path": str(folder), "type": "tabular"}), "--output-action", "summary_only",
+           "--progress", "none"]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rank0 = child = 0
+    while proc.poll() is None:
+        rank0 = max(rank0, high_water_mark(proc.pid) or 0)
+        try:
+            for kid in psutil.Process(proc.pid).children(recursive=True):
+                child = max(child, high_water_mark(kid.pid) or 0)
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(0.02)
+    wall = time.perf_counter() - started
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"mpibatch failed (exit {proc.returncode}): {stderr[-2000:]}")
+    result = json.loads((out / "logs" / "job_result.json").read_text())
+    if result["items"]["succeeded"] != files * rows:
+        raise SystemExit(f"expected {files * rows} rows, mpibatch saw {result['items']}")
+    shutil.rmtree(out, ignore_errors=True)
+    return Memory(files, rows, result["mini_batches"]["total"], rank0, child, wall)
+
+
+def many_files(root: Path, files: int, rows: int) -> Path:
+    """`files` small parquet files of `rows` rows each (one row group), made once."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    folder = root / f"many-{files}x{rows}"
+    stamp = root / f"{folder.name}.complete"
+    if stamp.exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    log(f"generating {folder} ...")
+    rng = np.random.default_rng(0)
+    template = _chunk(rng, 0, rows)
+    for i in range(files):
+        pq.write_table(template, folder / f"part-{i:06d}.parquet")
+    stamp.write_text("")
+    return folder
+
+
+# ---- report ----------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    import pandas
+    import pyarrow
+    import psutil
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
+            f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
+            f"pyarrow {pyarrow.__version__}, pandas {pandas.__version__}")
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.0f}"
+
+
+def throughput_table(fmt: str, nbytes: int, rounds: list[list[Measure]]) -> tuple[list[str], list[float]]:
+    names = [m.contender for m in rounds[0]]
+    rows = rounds[0][0].rows
+    base = statistics.median(r[0].seconds for r in rounds)
+    base_wall = statistics.median(r[0].wall for r in rounds)
+    lines = []
+    ratios = []
+    for i, name in enumerate(names):
+        seconds = statistics.median(r[i].seconds for r in rounds)
+        wall = statistics.median(r[i].wall for r in rounds)
+        per_round = statistics.median(r[0].seconds / r[i].seconds for r in rounds)
+        ratio = f"{base / seconds:.2f} (per round {per_round:.2f}); wall {base_wall / wall:.2f}"
+        if i:
+            ratios.append(base / seconds)
+        lines.append(f"| {fmt} | {name} | {rows:,} | {_mb(nbytes)} | {seconds:.2f} | {wall:.2f} | "
+                     f"{rows / seconds / 1e6:.2f} M | {nbytes / seconds / 1e6:,.0f} | "
+                     f"{'1 (the baseline)' if i == 0 else ratio} |")
+    return lines, ratios
+
+
+def render(command: str, started: datetime.datetime, took: float, quick: bool, sizes: Sizes,
+           results: dict[str, tuple[int, list[list[Measure]]]], memory: list[Memory]) -> str:
+    out = [START, "## Tabular inputs: reading throughput and rank 0's planning memory", "",
+           f"`{command}` on {started:%Y-%m-%d %H:%M}, {took:.0f} s{' (--quick: tiny data, not a measurement)' if quick else ''}.",
+           f"Machine: {machine()}; load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}.", "",
+           f"### Reading a dataset through mpibatch vs pyarrow ({sizes.rounds} rounds, medians)", "",
+           "mpibatch: `mpibatch run` on one rank (coordinator and one process-executor worker), run() returns "
+           "`range(len(mini_batch))`, output_action summary_only; seconds = job_result.json `elapsed_s`, wall = the "
+           "whole command (start-up, listing, planning). pyarrow: one process reading every file whole "
+           "(`pyarrow.parquet.read_table` / `pyarrow.csv.read_csv`, Arrow tables, no pandas); seconds = its read "
+           "loop, wall = with interpreter start and imports. Files are in the page cache. Ratio = mpibatch's rate / "
+           f"pyarrow's (target >= {TARGET_RATIO}), from the medians, and the median of the per-round ratios. "
+           "`engine: pyarrow` is an input option the user opts into (pandas' multi-threaded parser; its dtypes can "
+           "differ from the default C parser's, e.g. it turns ISO dates into datetimes).", "",
+           "| data | contender | rows | MB on disk | seconds | wall s | rows/s | MB/s | ratio to pyarrow |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for fmt, (nbytes, rounds) in results.items():
+        lines, _ = throughput_table(fmt, nbytes, rounds)
+        out += lines
+    out += ["", f"### Rank 0's peak memory while planning and running many small parquet files", "",
+            "`mpibatch run` on one rank over a folder of one-row-group parquet files, default mini_batch_size (one "
+            "mini-batch per file); peak RSS = VmHWM sampled every 20 ms. Rank 0 reads only footers, so its peak must "
+            "not grow with the rows per file.", "",
+            "| files | rows per file | mini-batches | rank 0 peak RSS (MB) | entry-script process peak RSS (MB) | wall s |",
+            "|---:|---:|---:|---:|---:|---:|"]
+    for m in memory:
+        out.append(f"| {m.files:,} | {m.rows_per_file:,} | {m.mini_batches:,} | {m.rank0_peak / 2**20:.0f} | "
+                   f"{m.child_peak / 2**20:.0f} | {m.wall:.1f} |")
+    out.append(END)
+    return "\n".join(out) + "\n"
+
+
+def write_section(doc: Path, section: str) -> None:
+    """Replace the text between the markers, or append the section; the rest of the file stays as it is."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        after = rest.split(END, 1)[1]
+        text = before + section.rstrip("\n") + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
+
+
+# ---- main ------------------------------------------------------------------------------------------
+
+
+def command_line() -> str:
+    python = Path(sys.executable)
+    shown = os.path.relpath(python, REPO) if python.is_relative_to(REPO) else str(python)
+    return " ".join([shown, "scripts/bench/tabular.py", *sys.argv[1:]])
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny data, one round: a smoke test of seconds")
+    parser.add_argument("--no-write", action="store_true", help="print the report only (--quick never writes)")
+    parser.add_argument("--rounds", type=int, help="rounds of the throughput contest")
+    parser.add_argument("--data", type=Path, help="where generated data is kept (default .cache/bench-tabular)")
+    parser.add_argument("--skip-memory", action="store_true", help="only the throughput part")
+    args = parser.parse_args(argv)
+    if not (BIN / "mpibatch").exists():
+        raise SystemExit(f"no mpibatch beside {sys.executable}: run this with the venv's python (.venv/bin/python)")
+    sizes = QUICK if args.quick else FULL
+    if args.rounds:
+        sizes = replace(sizes, rounds=args.rounds)
+    started, clock = datetime.datetime.now(), time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="mpibatch-bench-tabular-"))
+    root = args.data or (REPO / ".cache" / "bench-tabular" if sizes.cached else scratch / "data")
+    try:
+        results = {}
+        for fmt, files, rows in (("parquet", sizes.parquet_files, sizes.parquet_rows),
+                                 ("csv", sizes.csv_files, sizes.csv_rows)):
+            folder = dataset(root, fmt, files, rows)
+            results[fmt] = (folder_bytes(folder), throughput(fmt, folder, sizes, scratch))
+        memory = []
+        if not args.skip_memory:
+            for rows in sizes.many_rows:
+                folder = many_files(root, sizes.many_files, rows)
+                memory.append(planning_memory(folder, sizes.many_files, rows, scratch))
+                log(f"{sizes.many_files} files x {rows} rows: rank 0 peak {memory[-1].rank0_peak / 2**20:.0f} MB")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report = render(command_line(), started, time.perf_counter() - clock, args.quick, sizes, results, memory)
+    print(report)
+    if not (args.quick or args.no_write):
+        write_section(DOC, report)
+        log(f"wrote the tabular section of {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
