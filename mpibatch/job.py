@@ -205,6 +205,8 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
             plan = prepare(config, size)
         except ConfigError as exc:
             error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the other ranks wait for rank 0: never leave them hanging
+            error = f"cannot plan the job: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     wait_politely(comm)
     shared = comm.bcast((error, plan.layout if plan else None, plan.inputs if plan else None,
                          bool(plan and plan.prepared.reuse)), root=0)

@@ -87,3 +87,19 @@ def test_mislaunch_is_detected(job_dir):
     lines = job.stderr.strip().splitlines()
     assert len(lines) == 1 and "did not join one MPI world" in lines[0] and "srun --mpi=pmi2" in lines[0]
     assert not (job_dir / "out").exists()
+
+
+def test_an_unexpected_error_while_planning_ends_every_rank(job_dir):
+    """A bug or storage error on rank 0 during planning must not leave the other ranks waiting."""
+    (job_dir / "sitecustomize.py").write_text(
+        "import mpibatch.plan as plan\n"
+        "def boom(*args, **kwargs):\n"
+        "    raise RuntimeError('disk on fire')\n"
+        "plan.plan_batches = boom\n"
+        "import mpibatch.job as job\n"
+        "job.plan_batches = boom\n")
+    job = run_cli(["run", *BASE], job_dir / "out", ranks=2, cwd=job_dir, timeout=60,
+                  env={"PYTHONPATH": str(job_dir)})
+    assert job.rc == 2
+    lines = job.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == "mpibatch: error: cannot plan the job: RuntimeError: disk on fire"
