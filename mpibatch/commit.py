@@ -140,6 +140,8 @@ def prepare_output(config: JobConfig, layout: Layout, fingerprint: Fingerprint) 
             raise ConfigError(f"resume refused: {why} since the run in '{layout.output}'")
         entries = _read_journal(layout.state_dir / JOURNAL)
         end = entries[-1].end if entries else 0
+        if config.retry_failed:  # failed work wrote no bytes: forgetting it re-queues it (split.py re-creates halves)
+            entries = [e for e in entries if e.status not in ("failed", "isolated")]
         if layout.result_file.exists():
             with open(layout.result_file, "r+b") as fh:
                 fh.truncate(end)

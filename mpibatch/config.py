@@ -82,6 +82,7 @@ class JobConfig(BaseModel):
     stop_grace: float = 10.0
     max_worker_memory: Optional[Union[int, str]] = None
     bisect_failures: Optional[bool] = None  # None: on for file inputs (split.py)
+    retry_failed: bool = False
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -197,6 +198,8 @@ class JobConfig(BaseModel):
     def _threads(self) -> "JobConfig":
         if self.threads_per_worker == 0:
             raise ValueError("threads_per_worker: must be 'auto' or 1 or more")
+        if self.retry_failed and not self.resume:
+            raise ValueError("retry_failed: needs resume (--resume --retry-failed re-runs an earlier run's failures)")
         if self.max_worker_memory is not None and self.executor != "process":
             raise ValueError("max_worker_memory: needs executor: process (an inline script cannot be killed alone)")
         return self
@@ -233,7 +236,7 @@ RESUME_NEUTRAL_KEYS = frozenset(
     {
         "resume", "allow_reuse", "logging_level", "progress", "coordinator_works", "executor",
         "threads_per_worker", "gpus_per_node", "init_timeout", "run_invocation_timeout",
-        "credits_per_worker", "stop_grace", "output_storage_options", "max_worker_memory",
+        "credits_per_worker", "stop_grace", "output_storage_options", "max_worker_memory", "retry_failed",
     }
 )
 

@@ -88,8 +88,7 @@ class Coordinator:
         done = {e.id for e in earlier}
         redo = halves_to_redo(batches, earlier)  # halves of splits a killed run did not finish
         self.pending: deque[Task] = deque(Task(b, 1) for b in [*redo, *(b for b in batches if b.id not in done)])
-        if earlier:
-            rewrite_failed_items(layout.failed_items_txt, earlier)
+        rewrite_failed_items(layout.failed_items_txt, earlier)  # a resume keeps exactly the journaled isolations
         self.retry: deque[tuple[Task, int]] = deque()
         self.batch_errors: dict[BatchId, Counter] = {}
         self.tally = Tally(batches_total=len(batches),

@@ -170,3 +170,26 @@ def test_attempts_killed_after_the_grace_count_as_preempted_and_use_no_try(tmp_p
     resumed = run_cli([*args, "--resume"], out)
     assert resumed.rc == 0, resumed.stderr
     assert sorted(resumed.lines) == sorted(f"{n} sleep3" for n in files), "a preempted attempt is no used-up try"
+
+
+def test_resume_with_retry_failed_reruns_only_failed_work_and_appends_it_once(tmp_path):
+    files = {"a0_bad": "raise", **{f"a{i}": "ok" for i in range(1, 8)}, "z_bad": "raise"}
+    data, out = make_files(tmp_path / "data", files), tmp_path / "out"
+    args = faulty_args(data, out, "--mini-batch-size", "4", "--run-max-try", "1")
+    first = run_cli(args, out)
+    assert first.rc == 0, first.stderr
+    assert first.result["items"] == {"total": 9, "succeeded": 7, "failed": 2}
+    assert first.result["mini_batches"]["failed"] == 1 and first.result["bisection"]["items_isolated"] == 1
+    assert "a0_bad\texception" in first.log("logs/user/failed_items.txt")
+
+    assert run_cli([*args, "--retry-failed"], out).rc == 2, "retry_failed needs --resume"
+    again = run_cli([*args, "--resume", "--retry-failed"], out, env={"FAULT_FIXED": "1"})
+    assert again.rc == 0, again.stderr
+    assert sorted(again.lines) == sorted(f"{name} {word}" for name, word in files.items())
+    r = again.result
+    assert r["items"] == {"total": 9, "succeeded": 9, "failed": 0}
+    assert r["mini_batches"] == {"total": 3, "succeeded": 2, "failed": 0, "retried": 0}
+    assert r["bisection"] == {"mini_batches_split": 1, "items_isolated": 0}
+    assert again.log("logs/user/failed_items.txt") == ""
+    resumed = run_cli([*args, "--resume"], out, env={"FAULT_FIXED": "1"})
+    assert resumed.rc == 0 and sorted(resumed.lines) == sorted(again.lines), "nothing left to re-run"
