@@ -387,3 +387,21 @@ def test_process_remote_input_timeout_counts_from_after_the_download(process_exe
     outcome = wait_event(executor)
     assert outcome.error_class == "timeout", outcome
     assert time.monotonic() - began < 3.0
+
+
+def test_memory_guard_kills_the_tree_as_oom_and_restarts(process_executor, tmp_path: Path) -> None:
+    from mpibatch.executor import tree_rss
+
+    executor = started(process_executor())
+    first_pid = executor.pid
+    assert first_pid is not None and tree_rss(first_pid) > 0
+    executor.memory_limit = tree_rss(first_pid) + 4 * 2**20  # the grandchild's interpreter pushes it over
+    executor.memory_text = "the test limit"
+    executor.submit(task(1, "spawn-and-sleep"))
+    outcome = wait_event(executor)
+    assert isinstance(outcome, Outcome) and outcome.error_class == "oom", outcome
+    assert "MB, above max_worker_memory=the test limit, and was killed" in outcome.error and outcome.seconds < 10
+    grandchild = int((tmp_path / "grandchild.pid").read_text())
+    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+    executor.memory_limit = None  # the restarted child must not trip over the test's tight limit
+    assert isinstance(wait_event(executor), InitDone) and executor.pid not in (None, first_pid)
