@@ -131,7 +131,8 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
         f"started: {result['started']}   finished: {result['finished']}   elapsed: {result['elapsed_s']:.1f} s",
         f"ranks: {result['ranks']}   workers: {result['workers']}",
         f"mini-batches: {mb['total']} total, {mb['succeeded']} succeeded, {mb['failed']} failed, "
-        + (f"{split} split ({isolated} failing items isolated: logs/user/failed_items.txt), " if split else "")
+        + (f"{split} split ({isolated} failing item{'s' * (isolated != 1)} isolated: logs/user/failed_items.txt), "
+           if split else "")
         + f"{mb['retried']} retried, {mb['total'] - mb['succeeded'] - mb['failed'] - split} not run",
         f"items: {items['total']} total, {items['succeeded']} succeeded, {items['failed']} failed",
         "errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()),
