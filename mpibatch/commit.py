@@ -26,7 +26,7 @@ JOURNAL = "journal.jsonl"
 STATE = "state.json"
 LOCK = "lock"
 FLUSH_EVERY_S = 1.0
-FLUSH_EVERY_N = 256
+FLUSH_EVERY_N = 4096  # and at least every FLUSH_EVERY_S: fsyncs must not pace a fast job
 CSV_COLUMNS = ["id", "input", "items", "attempts", "status", "succeeded", "failed", "seconds", "rank",
                "error_class", "error"]
 
@@ -75,7 +75,7 @@ class JournalEntry:
 
     def to_json(self) -> str:
         """One journal line; the isolated item's fields only where set, to keep the journal small."""
-        data = {k: v for k, v in asdict(self).items() if v != "" or k not in ("item", "error_class", "error")}
+        data = {k: v for k, v in vars(self).items() if v != "" or k not in ("item", "error_class", "error")}
         return json.dumps(data, separators=(",", ":")) + "\n"
 
 

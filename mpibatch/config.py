@@ -78,7 +78,7 @@ class JobConfig(BaseModel):
     resume: bool = False
     allow_reuse: bool = False
     progress: Literal["auto", "bar", "lines", "none"] = "auto"
-    credits_per_worker: int = 2
+    credits_per_worker: Union[int, Literal["auto"]] = "auto"
     stop_grace: float = 10.0
     max_worker_memory: Optional[Union[int, str]] = None
     bisect_failures: Optional[bool] = None  # None: on for file inputs (split.py)
@@ -150,7 +150,14 @@ class JobConfig(BaseModel):
             raise ValueError("must be a number of seconds above 0")
         return value
 
-    @field_validator("run_max_try", "credits_per_worker")
+    @field_validator("credits_per_worker")
+    @classmethod
+    def _credits(cls, value: Union[int, str]) -> Union[int, str]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'auto' or 1 or more")
+        return value
+
+    @field_validator("run_max_try")
     @classmethod
     def _at_least_one(cls, value: int) -> int:
         if value < 1:

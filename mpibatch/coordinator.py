@@ -22,6 +22,8 @@ from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker
 
 HOUSEKEEPING_EVERY_S = 0.2
+MIN_CREDITS, MAX_CREDITS = 2, 32
+LATENCY_TO_HIDE_S = 0.005  # a message round trip plus wake-ups on a busy node, generously
 
 
 @dataclass
@@ -107,6 +109,7 @@ class Coordinator:
         self.progress = Progress(config.progress, len(batches), self.tally.batches_final,
                                  layout.progress_overview)
         self._dirty = True
+        self._mean_seconds: Optional[float] = None  # of run() calls, for the credits
         self.walltime = walltime or Walltime(None)
         self.activity: dict[int, dict[str, Any]] = {
             r: {"mini_batches": 0, "items": 0, "last": None} for r in worker_ranks}
@@ -118,8 +121,9 @@ class Coordinator:
     def to_worker(self, rank: int, message: tuple) -> None:
         if self.local is not None and rank == 0:
             kind, body = message
-            if kind == "task":
-                self.local.take(body)
+            if kind == "tasks":
+                for task in body:
+                    self.local.take(task)
             elif kind == "cancel":
                 self.local.cancel()
         else:
@@ -182,6 +186,8 @@ class Coordinator:
             return  # an attempt already settled (a late inline result)
         self._dirty = True
         self.walltime.observe(outcome.seconds)
+        seconds = outcome.seconds
+        self._mean_seconds = seconds if self._mean_seconds is None else 0.9 * self._mean_seconds + 0.1 * seconds
         self.activity[outcome.rank]["last"] = time.time()
         errors = self.batch_errors.get(task.batch.id, Counter())
         if outcome.ok:
@@ -283,18 +289,31 @@ class Coordinator:
             return self.pending.popleft()
         return None
 
+    def _credits(self) -> int:
+        """Mini-batches outstanding per worker: 2 (one running, one queued), more when they are so
+        short that a message round trip would leave the worker idle (credits_per_worker: auto)."""
+        setting = self.config.credits_per_worker
+        if setting != "auto":
+            return int(setting)
+        if self._mean_seconds is None:
+            return MIN_CREDITS
+        return max(MIN_CREDITS, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
+
     def _dispatch(self) -> None:
-        credits = self.config.credits_per_worker
+        credits = self._credits()
         for rank in self.live:
             if not (self.pending or self.retry):
                 return
             queue = self.outstanding[rank]
+            tasks = []
             while len(queue) < credits and self.walltime.fits(len(queue)):
                 task = self._next_task(rank)
                 if task is None:
                     break
                 queue[task.batch.id] = task
-                self.to_worker(rank, ("task", task))
+                tasks.append(task)
+            if tasks:
+                self.to_worker(rank, ("tasks", tasks))
 
     def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
         """Stop handing out work; running attempts get stop_grace seconds to finish and commit."""

@@ -108,8 +108,9 @@ def serve(comm: Any, worker: Worker, signals: StopSignals, shutdown_timeout: flo
         while (message := comm.improbe(source=0, tag=TAG)) is not None:
             kind, body = message.recv()
             busy = True
-            if kind == "task":
-                worker.take(body)
+            if kind == "tasks":
+                for task in body:
+                    worker.take(task)
             elif kind == "cancel":
                 worker.cancel()
             elif kind == "stop":
