@@ -79,6 +79,8 @@ class JobConfig(BaseModel):
     allow_reuse: bool = False
     progress: Literal["auto", "bar", "lines", "none"] = "auto"
     credits_per_worker: Union[int, Literal["auto"]] = "auto"
+    speculative: bool = True
+    speculation_factor: float = 3.0
     stop_grace: float = 10.0
     max_worker_memory: Optional[Union[int, str]] = None
     bisect_failures: Optional[bool] = None  # None: on for file inputs (split.py)
@@ -148,6 +150,13 @@ class JobConfig(BaseModel):
     def _positive_seconds(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be a number of seconds above 0")
+        return value
+
+    @field_validator("speculation_factor")
+    @classmethod
+    def _factor(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be 1 or more (a multiple of the median mini-batch duration)")
         return value
 
     @field_validator("credits_per_worker")
@@ -243,7 +252,7 @@ RESUME_NEUTRAL_KEYS = frozenset(
     {
         "resume", "allow_reuse", "logging_level", "progress", "coordinator_works", "executor",
         "threads_per_worker", "gpus_per_node", "init_timeout", "run_invocation_timeout",
-        "credits_per_worker", "stop_grace", "output_storage_options", "max_worker_memory", "retry_failed",
+        "credits_per_worker", "stop_grace", "speculative", "speculation_factor", "output_storage_options", "max_worker_memory", "retry_failed",
     }
 )
 

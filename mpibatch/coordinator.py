@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker
 
 HOUSEKEEPING_EVERY_S = 0.2
+SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
 MIN_CREDITS, MAX_CREDITS = 2, 32
 LATENCY_TO_HIDE_S = 0.005  # a message round trip plus wake-ups on a busy node, generously
 
@@ -110,6 +112,10 @@ class Coordinator:
                                  layout.progress_overview)
         self._dirty = True
         self._mean_seconds: Optional[float] = None  # of run() calls, for the credits
+        self.running_since: dict[int, float] = {}  # rank -> when its first outstanding task started
+        self.copies: dict[Any, set[int]] = {}  # speculated mini-batch -> the ranks running it
+        self.copy_origin: dict[Any, int] = {}  # speculated mini-batch -> the rank that ran it first
+        self.speculated = self.speculation_won = 0
         self.walltime = walltime or Walltime(None)
         self.activity: dict[int, dict[str, Any]] = {
             r: {"mini_batches": 0, "items": 0, "last": None} for r in worker_ranks}
@@ -126,6 +132,8 @@ class Coordinator:
                     self.local.take(task)
             elif kind == "cancel":
                 self.local.cancel()
+            elif kind == "abort":
+                self.local.abort(body)
         else:
             self.requests.append(self.comm.isend(message, dest=rank, tag=TAG))
 
@@ -165,6 +173,8 @@ class Coordinator:
 
     def _on_returned(self, rank: int, ids: list[BatchId]) -> None:
         tasks = [self.outstanding[rank].pop(i) for i in ids if i in self.outstanding[rank]]
+        self._mark_started(rank)
+        tasks = [t for t in tasks if not self._drop_copy(t.batch.id, rank)]
         if not self.stopping:
             self.pending.extendleft(reversed(tasks))
         self._dirty = True
@@ -182,8 +192,11 @@ class Coordinator:
 
     def _on_outcome(self, outcome: Outcome) -> None:
         task = self.outstanding[outcome.rank].pop(outcome.batch_id, None)
+        self._mark_started(outcome.rank)
         if task is None:
-            return  # an attempt already settled (a late inline result)
+            return  # an attempt already settled (a late inline result, a speculative copy that lost)
+        if task.batch.id in self.copies and self._settle_copies(task, outcome):
+            return
         self._dirty = True
         self.walltime.observe(outcome.seconds)
         seconds = outcome.seconds
@@ -279,6 +292,81 @@ class Coordinator:
                     f"{tally.batches_total} mini-batches failed")
         return None
 
+    # ---- speculation ---------------------------------------------------------------------------
+
+    def _mark_started(self, rank: int) -> None:
+        """A worker runs its queue in order: its next task starts when the previous one settles."""
+        if self.outstanding.get(rank):
+            self.running_since[rank] = time.monotonic()
+        else:
+            self.running_since.pop(rank, None)
+
+    def _speculate(self) -> None:
+        """With nothing left to hand out, start a straggler again on an idle worker: the first
+        result wins, the other copy is aborted and discarded, so no line is written twice."""
+        if not self.config.speculative or self.config.executor != "process" or self.stopping or self.pending \
+                or self.retry:
+            return  # (an inline copy that loses cannot be aborted)
+        idle = [r for r in self.live if not self.outstanding[r]]
+        if not idle or len(self.walltime.durations) < 3:
+            return
+        limit = max(SPECULATION_FLOOR_S, self.config.speculation_factor * statistics.median(self.walltime.durations))
+        hanging = self.config.run_invocation_timeout / 2  # older attempts are hangs, not stragglers: leave them
+        now = time.monotonic()
+        stragglers = sorted((since, rank) for rank, since in self.running_since.items()
+                            if limit < now - since < hanging and self.outstanding.get(rank))
+        for since, rank in stragglers:
+            task = next(iter(self.outstanding[rank].values()))
+            if task.batch.id in self.copies or not idle:
+                continue
+            helper = idle.pop(0)
+            self.copies[task.batch.id] = {rank, helper}
+            self.copy_origin[task.batch.id] = rank
+            self.outstanding[helper][task.batch.id] = task
+            self.running_since[helper] = now
+            self.speculated += 1
+            self.log.warning("speculation: mini-batch %s has run %.1f s on rank %d (limit %.1f s); starting a copy "
+                             "on idle rank %d", task.batch.id, now - since, rank, limit, helper)
+            self.to_worker(helper, ("tasks", [task]))
+
+    def _settle_copies(self, task: Task, outcome: Outcome) -> bool:
+        """A copy's outcome: the first success wins and the others are aborted. True when the caller
+        must not go on (a failed copy while another copy still runs: no retry, no second commit)."""
+        ranks = self.copies[task.batch.id]
+        ranks.discard(outcome.rank)
+        if not outcome.ok:
+            if ranks:
+                self.tally.errors[outcome.error_class or "exception"] += 1
+                self._append_error_line(f"mini-batch {task.batch.id} attempt {task.attempt} rank {outcome.rank} "
+                                        f"({outcome.error_class}): {outcome.error} (a copy still runs elsewhere)")
+                return True
+            self._forget_copies(task.batch.id)
+            return False
+        for other in ranks:
+            self.outstanding[other].pop(task.batch.id, None)
+            self._mark_started(other)
+            self.to_worker(other, ("abort", task.batch.id))
+            self.log.info("speculation: mini-batch %s finished first on rank %d; its copy on rank %d is aborted",
+                          task.batch.id, outcome.rank, other)
+        self.speculation_won += outcome.rank != self.copy_origin.get(task.batch.id)
+        self._forget_copies(task.batch.id)
+        return False
+
+    def _forget_copies(self, batch_id: Any) -> None:
+        self.copies.pop(batch_id, None)
+        self.copy_origin.pop(batch_id, None)
+
+    def _drop_copy(self, batch_id: Any, rank: int) -> bool:
+        """True if a handed-back task is a copy whose twin still runs (so it must not be requeued)."""
+        ranks = self.copies.get(batch_id)
+        if ranks is None:
+            return False
+        ranks.discard(rank)
+        if ranks:
+            return True
+        self._forget_copies(batch_id)
+        return False
+
     def _next_task(self, rank: int) -> Optional[Task]:
         """A retry that last failed elsewhere first, then new work."""
         for i, (task, failed_on) in enumerate(self.retry):
@@ -313,6 +401,8 @@ class Coordinator:
                 queue[task.batch.id] = task
                 tasks.append(task)
             if tasks:
+                if len(queue) == len(tasks):
+                    self.running_since[rank] = time.monotonic()
                 self.to_worker(rank, ("tasks", tasks))
 
     def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
@@ -382,6 +472,7 @@ class Coordinator:
                     self.remote.push(self.store.committed_files)
                 self.progress.update(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
                 self._check_walltime()
+                self._speculate()
                 if now >= self._next_snapshot:
                     self._next_snapshot = now + OVERVIEW_EVERY_S
                     write_json_atomic(self.layout.progress_json, self.snapshot())
@@ -458,6 +549,7 @@ class Coordinator:
             "mini_batches": {"total": tally.batches_total, "succeeded": tally.batches_ok,
                              "failed": tally.batches_failed, "retried": tally.retried},
             "bisection": {"mini_batches_split": tally.batches_split, "items_isolated": tally.items_isolated},
+            "speculation": {"copies_started": self.speculated, "copies_won": self.speculation_won},
             "items": {"total": tally.items_total, "succeeded": tally.items_ok, "failed": tally.items_failed},
             "errors_by_class": {cls: tally.errors.get(cls, 0) for cls in ERROR_CLASSES},
             "output_file": (self.layout.shown(self.layout.result_file)

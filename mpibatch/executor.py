@@ -233,6 +233,13 @@ class ProcessExecutor:
                 conn.close()
         self._inbox = self._outbox = None
 
+    def abort(self, batch_id: object) -> None:
+        """Kill the running attempt of this mini-batch (its copy won elsewhere) and start afresh."""
+        if self.state == "running" and self.task is not None and self.task.batch.id == batch_id:
+            self._kill()
+            self.task = None
+            self.start()
+
     def close(self, timeout: float) -> None:
         """Call shutdown() in a ready child (within timeout), then make sure it is gone."""
         if self.state == "ready" and self._outbox is not None and self._inbox is not None:
@@ -379,6 +386,9 @@ class InlineExecutor:
                        error=f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s "
                              "(inline executor: the call was abandoned, not killed)",
                        seconds=time.monotonic() - self.started)
+
+    def abort(self, batch_id: object) -> None:
+        """A thread cannot be killed: the call runs on and the coordinator ignores its result."""
 
     def close(self, timeout: float) -> None:
         if self.state == "ready":

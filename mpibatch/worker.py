@@ -51,6 +51,11 @@ class Worker:
         self.queue.clear()
         self.send(("returned", self.rank, dropped))
 
+    def abort(self, batch_id: object) -> None:
+        """A speculative copy of this mini-batch won elsewhere: drop it, queued or running."""
+        self.queue = deque(t for t in self.queue if t.batch.id != batch_id)
+        self.executor.abort(batch_id)
+
     def step(self) -> bool:
         """Advance the executor by one event and feed it; True if anything happened."""
         event = self.executor.poll()
@@ -113,6 +118,8 @@ def serve(comm: Any, worker: Worker, signals: StopSignals, shutdown_timeout: flo
                     worker.take(task)
             elif kind == "cancel":
                 worker.cancel()
+            elif kind == "abort":
+                worker.abort(body)
             elif kind == "stop":
                 worker.close(shutdown_timeout)
                 return int(body)

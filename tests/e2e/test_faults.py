@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import re
+import time
 
 import pytest
 from conftest import faulty_args, make_files, run_cli
@@ -181,3 +182,26 @@ def test_nothing_succeeded_is_a_failure(tmp_path):
                   out, ranks=2)
     assert job.rc == 1
     assert job.result["reason"] == "no item succeeded"
+
+
+def test_a_straggler_is_speculated_on_an_idle_worker_and_written_once(tmp_path):
+    """Rank 1 stalls 30 s on one item: once nothing is left to hand out, rank 0 runs a copy, the copy
+    wins, rank 1's attempt is aborted, and the item's line is written exactly once."""
+    files = {"a0": "ok", "a1": "ok", "a2": "slow_on_rank1", "a3": "ok", **{f"b{i:02d}": "ok" for i in range(20)}}
+    out = tmp_path / "out"
+    started = time.monotonic()
+    job = run_cli(faulty_args(make_files(tmp_path / "d", files), out), out, ranks=2)
+    assert job.rc == 0, job.stderr
+    assert time.monotonic() - started < 20, "the job must not wait for the straggler"
+    assert sorted(job.lines) == sorted(f"{n} {w}" for n, w in files.items())
+    assert job.result["speculation"] == {"copies_started": 1, "copies_won": 1}
+    rows = {r["id"]: r for r in csv.DictReader(open(out / "logs/sys/mini_batches.csv"))}
+    assert rows["2"]["rank"] == "0" and rows["2"]["status"] == "succeeded"
+    assert "speculation: mini-batch 2 has run" in job.log("logs/sys/rank-0000.txt")
+
+
+def test_no_speculation_when_switched_off(tmp_path):
+    files = {f"s{i}": "sleep0.3" for i in range(6)}
+    out = tmp_path / "out"
+    job = run_cli(faulty_args(make_files(tmp_path / "d", files), out, "--no-speculative"), out, ranks=2)
+    assert job.rc == 0 and job.result["speculation"] == {"copies_started": 0, "copies_won": 0}

@@ -53,6 +53,8 @@ def run(mini_batch, mini_batch_context=None):
             until = time.monotonic() + float(word[4:])
             while time.monotonic() < until:
                 pass
+        if word == "slow_on_rank1" and EntryScript().rank == 1:
+            time.sleep(30)
         if word.startswith("sleep"):
             print(f"sleeping on {name}", flush=True)
             time.sleep(float(word[5:]))
