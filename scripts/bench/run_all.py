@@ -533,8 +533,8 @@ def main(argv: list[str]) -> int:
     info = machine()
     before = Snapshot.now()
     scratch = Path(tempfile.mkdtemp(prefix="mpibatch-bench-"))
-    info["mpibatch"] += f" (sources frozen at the start, sha256 {freeze_mpibatch(scratch)}…)"
     try:
+        info["mpibatch"] += f" (sources frozen at the start, sha256 {freeze_mpibatch(scratch)}…)"
         runs = throughput_rounds(sizes, scratch)
         cpu = cpu_rounds(sizes, scratch)
     except BaseException:
