@@ -20,7 +20,7 @@ from .remote import RemoteOutput
 from .signals import StopSignals
 from .split import failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items, should_bisect
 from .walltime import EXIT_TIME_LIMIT, Walltime
-from .worker import TAG, Worker
+from .worker import TAG, Worker, idle_policy
 
 HOUSEKEEPING_EVERY_S = 0.2
 SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
@@ -448,7 +448,7 @@ class Coordinator:
     def run(self) -> int:
         self.log.info("coordinating %d mini-batches (%d already committed) on %d workers",
                       self.tally.batches_total, self.tally.batches_final, self.worker_count)
-        backoff = Backoff()
+        backoff = idle_policy(self.local) if self.local is not None else Backoff()
         next_housekeeping = 0.0
         while True:
             busy = self._receive()

@@ -233,6 +233,10 @@ class ProcessExecutor:
                 conn.close()
         self._inbox = self._outbox = None
 
+    def wait(self, timeout: float) -> None:
+        """Idle time of the worker loop (waiting on the pipe measured no better than sleeping)."""
+        time.sleep(timeout)
+
     def abort(self, batch_id: object) -> None:
         """Kill the running attempt of this mini-batch (its copy won elsewhere) and start afresh."""
         if self.state == "running" and self.task is not None and self.task.batch.id == batch_id:
@@ -297,6 +301,7 @@ class InlineExecutor:
         self._abandoned = False
         self._tasks: "queue.SimpleQueue[Optional[Task]]" = queue.SimpleQueue()
         self._events: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._early: Optional[Event] = None  # an event wait() took off the queue, for the next poll()
         self._thread: Optional[threading.Thread] = None
         self._runtime = EntryRuntime(spec)
 
@@ -350,6 +355,17 @@ class InlineExecutor:
                 return
             self._events.put(self._runtime.run(task))
 
+    def wait(self, timeout: float) -> None:
+        """Idle time of the worker loop: block on the script thread's next event, not a sleep, so
+        the thread gets the GIL at once and its result is seen the moment it lands."""
+        if self._early is not None or self.state not in ("starting", "running"):
+            time.sleep(timeout)
+            return
+        try:
+            self._early = self._events.get(timeout=timeout)
+        except queue.Empty:
+            pass
+
     def submit(self, task: Task) -> None:
         assert self.state == "ready"
         self.task, self.state = task, "running"
@@ -358,10 +374,12 @@ class InlineExecutor:
         self._tasks.put(task)
 
     def poll(self) -> Optional[Event]:
-        try:
-            event = self._events.get_nowait()
-        except queue.Empty:
-            event = None
+        event, self._early = self._early, None
+        if event is None:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                pass
         if isinstance(event, InitDone):
             self.state = "ready"
             return event

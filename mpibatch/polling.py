@@ -3,6 +3,7 @@ and Python signal handlers keep running (a blocking MPI receive would prevent bo
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 SPIN_S = 50e-6
 MIN_SLEEP_S = 20e-6
@@ -12,8 +13,11 @@ MAX_SLEEP_S = 1e-3
 class Backoff:
     """Call busy() after useful work and idle() after a pass that found nothing."""
 
-    def __init__(self, max_sleep: float = MAX_SLEEP_S) -> None:
+    def __init__(self, max_sleep: float = MAX_SLEEP_S, spin: float = SPIN_S,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.max_sleep = max_sleep
+        self.spin = spin
+        self.sleep = sleep  # an executor's wait(): wakes early when its result is there
         self._idle_since = 0.0
         self._delay = 0.0
 
@@ -26,7 +30,7 @@ class Backoff:
         if not self._idle_since:
             self._idle_since = now
             return
-        if now - self._idle_since < SPIN_S:
+        if now - self._idle_since < self.spin:
             return
         self._delay = min(max(self._delay * 2, MIN_SLEEP_S), self.max_sleep)
-        time.sleep(self._delay)
+        self.sleep(self._delay)

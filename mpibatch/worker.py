@@ -9,7 +9,7 @@ import logging
 from collections import deque
 from typing import Any, Callable, Optional
 
-from .executor import Executor, InitDone, InitFailed
+from .executor import Executor, InitDone, InitFailed, InlineExecutor
 from .logs import Layout
 from .perf import PerfLog
 from .polling import Backoff
@@ -103,9 +103,17 @@ class Worker:
         self.executor.close(timeout)
 
 
+def idle_policy(worker: Worker) -> Backoff:
+    """How a loop that drives this worker waits: an inline script's thread needs the GIL, so
+    no spinning, and the wait wakes on its result; a child process is simply slept beside."""
+    if isinstance(worker.executor, InlineExecutor):
+        return Backoff(spin=0.0, sleep=worker.executor.wait)
+    return Backoff()
+
+
 def serve(comm: Any, worker: Worker, signals: StopSignals, shutdown_timeout: float) -> int:
     """The loop of a rank other than 0: run what rank 0 sends until it says stop; the exit code."""
-    backoff = Backoff()
+    backoff = idle_policy(worker)
     told_signal = False
     worker.start()
     while True:
