@@ -18,7 +18,7 @@ from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
 from .records import ERROR_CLASSES, BatchId, MiniBatch, Outcome, Task
 from .remote import RemoteOutput
 from .signals import StopSignals
-from .split import failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items, should_bisect
+from .split import failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items, should_bisect, splittable
 from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker, idle_policy
 
@@ -228,7 +228,7 @@ class Coordinator:
                 self.retry.append((Task(task.batch, task.attempt + 1), outcome.rank))
             return
         if should_bisect(self.config.bisect_failures, task.batch, errors):
-            if len(task.batch.items) > 1:
+            if splittable(task.batch, outcome.n_items):
                 self._split(task, outcome, errors)
             else:
                 self._isolate(task, outcome, errors, cls)
@@ -252,7 +252,7 @@ class Coordinator:
 
     def _isolate(self, task: Task, outcome: Outcome, errors: Counter, error_class: str) -> None:
         """A single item that fails alone: a failed item (not a failed mini-batch), listed in failed_items.txt."""
-        item = str(task.batch.items[0])
+        item = outcome.label or str(task.batch.items[0])
         self.store.record_isolated(task.batch.id, item, dict(errors), error_class, outcome.error)
         with open(self.layout.failed_items_txt, "a") as fh:
             fh.write(failed_item_line(item, error_class, outcome.error))

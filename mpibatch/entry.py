@@ -144,6 +144,16 @@ def format_result(result: Any, output_action: str, options: dict[str, Any]) -> t
     return "".join(f"{element}\n" for element in result).encode(), b"", count
 
 
+def _rows_part(frame: Any, batch: Any) -> tuple[Any, str]:
+    """The rows of a bisected tabular half, and a label that finds them again."""
+    lo, hi, den = batch.rows_part
+    first, stop = len(frame) * lo // den, len(frame) * hi // den
+    piece = batch.items[0]
+    where = f"{piece.path} ({piece.unit} {piece.start}-{piece.stop})"
+    label = f"{where} row {first}" if stop - first == 1 else f"{where} rows {first}-{stop - 1}"
+    return frame.iloc[first:stop].reset_index(drop=True), label
+
+
 def _load_module(path: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(Path(path).stem, path)
     if spec is None or spec.loader is None:
@@ -229,6 +239,7 @@ class EntryRuntime:
         started = time.perf_counter()
         scratch = None
         n_items = batch.size
+        label = ""
         try:
             items: Any = list(batch.items)
             info = self.spec.inputs[batch.input_index]
@@ -236,6 +247,8 @@ class EntryRuntime:
                 from .inputs.read import read_slices
 
                 items = read_slices(batch.items, info.format, info.options, self._opener(info))
+                if batch.rows_part:
+                    items, label = _rows_part(items, batch)
                 n_items = len(items)
             elif info.remote:
                 scratch, items = self._fetch(batch.id, batch.items, info)
@@ -249,13 +262,13 @@ class EntryRuntime:
             result = self._run(*args)
             payload, header, count = format_result(result, self.spec.output_action, self.spec.append_row_options)
             return Outcome(batch.id, task.attempt, rank, n_items, True, payload, header, count,
-                           seconds=time.perf_counter() - started)
+                           seconds=time.perf_counter() - started, label=label)
         except BaseException as exc:  # noqa: BLE001 - the user's script may raise anything, SystemExit too
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return Outcome(batch.id, task.attempt, rank, n_items, False, error_class="exception",
                            error=error_summary(exc), traceback=traceback.format_exc(),
-                           seconds=time.perf_counter() - started)
+                           seconds=time.perf_counter() - started, label=label)
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)

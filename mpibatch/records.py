@@ -30,6 +30,7 @@ class MiniBatch:
     items: tuple[Any, ...]  # file paths, or TableSlices of a tabular input
     partition_key_value: dict[str, Any] = field(default_factory=dict)
     n_items: int = -1  # rows of a tabular mini-batch (maybe estimated); files: len(items)
+    rows_part: tuple[int, int, int] = ()  # a bisected tabular half: rows [lo/den, hi/den) of what items hold
 
     @property
     def size(self) -> int:
@@ -60,6 +61,7 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     seconds: float = 0.0
+    label: str = ""  # the rows of a bisected tabular half, for failed_items.txt
 
     @property
     def succeeded(self) -> int:

@@ -20,22 +20,36 @@ def is_half(batch_id: BatchId) -> bool:
 
 
 def is_file_batch(batch: MiniBatch) -> bool:
-    """Only lists of files are split (a table slice's rows are not items we can name)."""
     return batch.n_items < 0 and all(isinstance(item, str) for item in batch.items)
 
 
 def halves(batch: MiniBatch) -> tuple[MiniBatch, MiniBatch]:
-    """The two halves of a mini-batch of two or more files, with ids derived from its id."""
-    mid = len(batch.items) // 2
-    return (MiniBatch(f"{batch.id}.0", batch.input_index, batch.items[:mid], batch.partition_key_value),
-            MiniBatch(f"{batch.id}.1", batch.input_index, batch.items[mid:], batch.partition_key_value))
+    """The two halves of a mini-batch, with ids derived from its id: files split by position; a
+    table's rows by fraction ([lo/den, hi/den) of the rows its slices hold, applied once read)."""
+    first_id, second_id = f"{batch.id}.0", f"{batch.id}.1"
+    if is_file_batch(batch):
+        mid = len(batch.items) // 2
+        return (MiniBatch(first_id, batch.input_index, batch.items[:mid], batch.partition_key_value),
+                MiniBatch(second_id, batch.input_index, batch.items[mid:], batch.partition_key_value))
+    lo, hi, den = batch.rows_part or (0, 1, 1)
+    lo, hi, den = 2 * lo, 2 * hi, 2 * den
+    mid = (lo + hi) // 2
+    rows = batch.size // 2
+    return (MiniBatch(first_id, batch.input_index, batch.items, batch.partition_key_value, rows, (lo, mid, den)),
+            MiniBatch(second_id, batch.input_index, batch.items, batch.partition_key_value,
+                      batch.size - rows, (mid, hi, den)))
+
+
+def splittable(batch: MiniBatch, rows_read: int) -> bool:
+    """More than one item to tell apart: files, or the rows the failed attempt read."""
+    return len(batch.items) > 1 if is_file_batch(batch) else rows_read > 1
 
 
 def should_bisect(setting: Optional[bool], batch: MiniBatch, errors: Iterable[str]) -> bool:
-    """Bisect a finally failed mini-batch? (setting None: on for file inputs)"""
-    if setting is False or not is_file_batch(batch) or not set(errors) <= SPLITTABLE_CLASSES:
+    """Bisect a finally failed mini-batch? (setting None: on, for file and tabular inputs)"""
+    if setting is False or not set(errors) <= SPLITTABLE_CLASSES:
         return False
-    return len(batch.items) > 1 or is_half(batch.id)
+    return len(batch.items) > 1 or is_half(batch.id) or not is_file_batch(batch)
 
 
 def halves_to_redo(batches: list[MiniBatch], journal: Iterable[Any]) -> list[MiniBatch]:

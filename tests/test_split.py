@@ -14,14 +14,28 @@ def test_halves_have_derived_ids_and_split_the_items() -> None:
     assert [h.id for h in halves(b)] == ["17.1.0", "17.1.1"]
 
 
-def test_should_bisect_only_file_batches_failed_by_exception_or_crash() -> None:
+def test_should_bisect_batches_failed_by_exception_or_crash() -> None:
     assert should_bisect(None, BATCH, ["exception", "crash"])
     assert not should_bisect(False, BATCH, ["exception"])
     assert not should_bisect(None, BATCH, ["exception", "timeout"])
     assert not should_bisect(None, MiniBatch(3, 0, ("only",)), ["exception"]), "a planned single file fails as before"
     assert should_bisect(None, MiniBatch("3.1", 0, ("only",)), ["exception"]), "a single half is isolated"
     table = MiniBatch(4, 0, (TableSlice("t.csv", "bytes", 0, 10, 2),), n_items=2)
-    assert not should_bisect(True, table, ["exception"])
+    assert should_bisect(None, table, ["exception"]), "tables bisect by rows too"
+    assert not should_bisect(False, table, ["exception"])
+
+
+def test_table_halves_split_the_rows_by_fraction_and_cover_each_row_once() -> None:
+    table = MiniBatch(4, 0, (TableSlice("t.parquet", "rows", 100, 137, 37),), n_items=37)
+    a, b = halves(table)
+    assert (a.id, a.rows_part, a.size, b.id, b.rows_part, b.size) == ("4.0", (0, 1, 2), 18, "4.1", (1, 2, 2), 19)
+    assert a.items == b.items == table.items
+    leaves = [a, *halves(b)]
+    assert [leaf.rows_part for leaf in leaves] == [(0, 1, 2), (2, 3, 4), (3, 4, 4)]
+    for n in (1, 2, 7, 37):  # whatever the rows read, the fractions cover each row exactly once
+        covered = [i for leaf in leaves for i in range(n * leaf.rows_part[0] // leaf.rows_part[2],
+                                                          n * leaf.rows_part[1] // leaf.rows_part[2])]
+        assert covered == list(range(n))
 
 
 def test_halves_to_redo_follows_nested_splits_and_skips_committed_halves() -> None:

@@ -247,3 +247,21 @@ def test_bad_tabular_inputs_are_exit_2(tmp_path, spec, needle):
     lines = job.stderr.strip().splitlines()
     assert job.rc == 2 and len(lines) == 1 and needle in lines[0], job.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_bisection_isolates_poison_rows_of_a_tabular_mini_batch(tmp_path, fmt):
+    path = write(fmt, tmp_path / "in", frame(40))
+    out = tmp_path / "out"
+    job = run_cli(["run", "--entry-script", str(SCRIPTS / "table_poison.py"), "--inputs",
+                   json.dumps({"path": str(path), "type": "tabular"}), "--output", str(out), "--progress", "none",
+                   "--mini-batch-size", "40rows", "--run-max-try", "1"], out, ranks=2, env={"POISON": "7,23"})
+    assert job.rc == 0, job.stderr + job.result_txt
+    assert sorted(job.lines) == sorted(f"row {i}" for i in range(40) if i not in (7, 23))
+    isolated = (out / "logs/user/failed_items.txt").read_text().splitlines()
+    assert len(isolated) == 2
+    assert any(line.split("\t")[0].endswith(" row 7") for line in isolated), isolated
+    assert any(line.split("\t")[0].endswith(" row 23") for line in isolated), isolated
+    assert all("ValueError: poison row id" in line for line in isolated)
+    assert job.result["items"] == {"total": 40, "succeeded": 38, "failed": 2}
+    assert job.result["mini_batches"]["failed"] == 0
