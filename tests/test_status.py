@@ -7,7 +7,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from mpibatch.cli import main
 from mpibatch.status import read_status, render, still_going

@@ -352,7 +352,7 @@ def render(command: str, started: datetime.datetime, took: float, quick: bool, s
     for fmt, (nbytes, rounds) in results.items():
         lines, _ = throughput_table(fmt, nbytes, rounds)
         out += lines
-    out += ["", f"### Rank 0's peak memory while planning and running many small parquet files", "",
+    out += ["", "### Rank 0's peak memory while planning and running many small parquet files", "",
             "`mpibatch run` on one rank over a folder of one-row-group parquet files, default mini_batch_size (one "
             "mini-batch per file); peak RSS = VmHWM sampled every 20 ms. Rank 0 reads only footers, so its peak must "
             "not grow with the rows per file.", "",

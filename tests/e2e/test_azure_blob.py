@@ -180,7 +180,7 @@ def test_missing_path_is_one_line_and_exit_2(tmp_path, azurite, blob):
     container, fs = blob
     upload_images(fs, container, n=2)
     options = {"connection_string": azurite.connection_string}
-    for path in (f"az://{container}/nothing-here", f"az://no-such-container/images", f"az://{container}/images/*.png"):
+    for path in (f"az://{container}/nothing-here", "az://no-such-container/images", f"az://{container}/images/*.png"):
         job = run_job(tmp_path, FILES_SCRIPT, [{"path": path, "storage_options": options}])
         lines = job.stderr.strip().splitlines()
         assert job.rc == 2 and len(lines) == 1, job.stderr

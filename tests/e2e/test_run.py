@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, SCRIPTS, command, faulty_args, make_files, run_cli
+from conftest import SCRIPTS, command, faulty_args, make_files, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -208,4 +208,4 @@ def test_remote_files_are_fetched_to_scratch_and_removed(tmp_path, executor):
                   out, ranks=2)
     assert job.rc == 0, job.stderr + job.result_txt
     assert sorted(job.lines) == sorted(f"images/set{i % 2}/img{i}.txt content{i} True" for i in range(7))
-    assert not list(Path(tempfile.gettempdir()).glob(f"mpibatch-rank*/mini-batch-*/images/set0/img0.txt"))
+    assert not list(Path(tempfile.gettempdir()).glob("mpibatch-rank*/mini-batch-*/images/set0/img0.txt"))

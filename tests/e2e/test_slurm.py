@@ -236,7 +236,7 @@ def test_a_short_time_limit_stops_the_job_before_it_and_the_requeued_job_complet
     record = slurm.wait(job_id, output, timeout=180)
     log = slurm_log(output, job_id)
     assert record["JobState"] == "COMPLETED" and record["Restarts"] == "1", log
-    assert f"stopped cleanly before its end (exit 124): requeueing it to continue" in log
+    assert "stopped cleanly before its end (exit 124): requeueing it to continue" in log
     rank0 = (output / "logs/sys/rank-0000.txt").read_text().splitlines()
     began = _log_time(next(line for line in rank0 if "coordinating" in line))
     stop = next(line for line in rank0 if "stopping (Interrupted): time limit" in line)

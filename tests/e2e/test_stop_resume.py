@@ -1,7 +1,6 @@
 """Stops and resume: SIGTERM/SIGINT stop cleanly, SIGKILL loses nothing, resume completes exactly once."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time

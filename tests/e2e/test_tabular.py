@@ -222,7 +222,7 @@ def test_corrupt_files_fail_only_their_mini_batch_with_the_path(tmp_path):
     assert job.rc == 0
     assert_every_row_once(job, range(500))
     assert job.result["mini_batches"]["failed"] == 1
-    assert f"cannot read bytes 10-" in job.result["error"] and "ragged.csv" in job.result["error"]
+    assert "cannot read bytes 10-" in job.result["error"] and "ragged.csv" in job.result["error"]
 
     (tmp_path / "pq").mkdir()
     (tmp_path / "pq" / "broken.parquet").write_bytes(b"not a parquet file at all")
