@@ -41,6 +41,7 @@ REPO = BENCH.parents[1]
 sys.path.insert(0, str(BENCH))
 
 import rank0_cpu  # noqa: E402 - a sibling module of this script
+from doc_section import command_line, write_section  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RANKS = 4
@@ -488,26 +489,11 @@ def render(command: str, started: datetime.datetime, took_s: float, sizes: Sizes
     return "\n".join(parts) + "\n"
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Replace the text between our markers, or put the section first; the rest of the file stays."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        title, _, body = text.partition("\n")
-        text = f"{title}\n\n{section}\n{body.lstrip(chr(10))}" if title.startswith("# ") else f"{section}\n{text}"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
 
 
 # ---- main -------------------------------------------------------------------------------------
 
 
-def command_line() -> str:
-    python = Path(sys.executable)
-    shown = os.path.relpath(python, REPO) if python.is_relative_to(REPO) else str(python)
-    return " ".join([shown, "scripts/bench/run_all.py", *sys.argv[1:]])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -543,9 +529,9 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(scratch, ignore_errors=True)
     info["interference while measuring"] = Noise.between(before, Snapshot.now()).describe()
     info["load average at end"] = load_average()
-    report = render(command_line(), started, time.perf_counter() - clock, sizes, args.quick, info, runs, cpu)
+    report = render(command_line("scripts/bench/run_all.py"), started, time.perf_counter() - clock, sizes, args.quick, info, runs, cpu)
     if doc is not None:
-        write_section(doc, report)
+        write_section(doc, report, START, END)
         log(f"wrote {doc}")
     print(report)
     return 0

@@ -37,6 +37,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from doc_section import command_line, write_section  # noqa: E402 - a sibling module of this script
 BIN = Path(sys.executable).parent
 DOC = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- tabular:start -->", "<!-- tabular:end -->"
@@ -365,26 +368,11 @@ def render(command: str, started: datetime.datetime, took: float, quick: bool, s
     return "\n".join(out) + "\n"
 
 
-def write_section(doc: Path, section: str) -> None:
-    """Replace the text between the markers, or append the section; the rest of the file stays as it is."""
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        after = rest.split(END, 1)[1]
-        text = before + section.rstrip("\n") + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
 
 
 # ---- main ------------------------------------------------------------------------------------------
 
 
-def command_line() -> str:
-    python = Path(sys.executable)
-    shown = os.path.relpath(python, REPO) if python.is_relative_to(REPO) else str(python)
-    return " ".join([shown, "scripts/bench/tabular.py", *sys.argv[1:]])
 
 
 def main(argv: list[str]) -> int:
@@ -417,10 +405,10 @@ def main(argv: list[str]) -> int:
                 log(f"{sizes.many_files} files x {rows} rows: rank 0 peak {memory[-1].rank0_peak / 2**20:.0f} MB")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report = render(command_line(), started, time.perf_counter() - clock, args.quick, sizes, results, memory)
+    report = render(command_line("scripts/bench/tabular.py"), started, time.perf_counter() - clock, args.quick, sizes, results, memory)
     print(report)
     if not (args.quick or args.no_write):
-        write_section(DOC, report)
+        write_section(DOC, report, START, END)
         log(f"wrote the tabular section of {DOC}")
     return 0
 
