@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from .commit import Fingerprint, Prepared, ResultStore, prepare_output
 from .config import ConfigError, JobConfig
-from .entry import RuntimeSpec, WorkerInfo
+from .entry import RuntimeSpec, WorkerInfo, error_summary
 from .executor import InlineExecutor, ProcessExecutor
 from .inputs import InputListing, list_inputs
 from .launch import mislaunch_message
@@ -206,7 +206,7 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
         except ConfigError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - the other ranks wait for rank 0: never leave them hanging
-            error = f"cannot plan the job: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            error = f"cannot plan the job: {error_summary(exc)}"
     wait_politely(comm)
     shared = comm.bcast((error, plan.layout if plan else None, plan.inputs if plan else None,
                          bool(plan and plan.prepared.reuse)), root=0)
