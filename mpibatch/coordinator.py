@@ -227,7 +227,7 @@ class Coordinator:
             if not self.stopping:
                 self.retry.append((Task(task.batch, task.attempt + 1), outcome.rank))
             return
-        if should_bisect(self.config.bisect_failures, task.batch, errors):
+        if should_bisect(self.config.bisect_failures, task.batch, errors, outcome.n_items):
             if splittable(task.batch, outcome.n_items):
                 self._split(task, outcome, errors)
             else:

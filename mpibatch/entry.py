@@ -246,6 +246,7 @@ class EntryRuntime:
             if info.format:
                 from .inputs.read import read_slices
 
+                n_items = 0  # until the rows are read: a failed read is no row's fault (no bisection)
                 items = read_slices(batch.items, info.format, info.options, self._opener(info))
                 if batch.rows_part:
                     items, label = _rows_part(items, batch)

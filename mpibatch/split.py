@@ -45,11 +45,14 @@ def splittable(batch: MiniBatch, rows_read: int) -> bool:
     return len(batch.items) > 1 if is_file_batch(batch) else rows_read > 1
 
 
-def should_bisect(setting: Optional[bool], batch: MiniBatch, errors: Iterable[str]) -> bool:
-    """Bisect a finally failed mini-batch? (setting None: on, for file and tabular inputs)"""
+def should_bisect(setting: Optional[bool], batch: MiniBatch, errors: Iterable[str], rows_read: int = -1) -> bool:
+    """Bisect a finally failed mini-batch? (setting None: on, for file and tabular inputs; a table only
+    when its rows were read, since a file that cannot be read fails whatever the half)"""
     if setting is False or not set(errors) <= SPLITTABLE_CLASSES:
         return False
-    return len(batch.items) > 1 or is_half(batch.id) or not is_file_batch(batch)
+    if not is_file_batch(batch):
+        return rows_read != 0
+    return len(batch.items) > 1 or is_half(batch.id)
 
 
 def halves_to_redo(batches: list[MiniBatch], journal: Iterable[Any]) -> list[MiniBatch]:

@@ -21,7 +21,8 @@ def test_should_bisect_batches_failed_by_exception_or_crash() -> None:
     assert not should_bisect(None, MiniBatch(3, 0, ("only",)), ["exception"]), "a planned single file fails as before"
     assert should_bisect(None, MiniBatch("3.1", 0, ("only",)), ["exception"]), "a single half is isolated"
     table = MiniBatch(4, 0, (TableSlice("t.csv", "bytes", 0, 10, 2),), n_items=2)
-    assert should_bisect(None, table, ["exception"]), "tables bisect by rows too"
+    assert should_bisect(None, table, ["exception"], rows_read=2), "tables bisect by rows too"
+    assert not should_bisect(None, table, ["exception"], rows_read=0), "a failed read is no row's fault"
     assert not should_bisect(False, table, ["exception"])
 
 
