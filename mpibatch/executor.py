@@ -166,12 +166,8 @@ class ProcessExecutor:
         """The memory guard: kill the whole group like the kernel's OOM killer would, then restart."""
         self._kill()
         what = f"used {format_bytes(used)}, above max_worker_memory={self.memory_text}"
-        if self.state == "starting":
-            self.state = "failed"
-            return InitFailed(f"the entry-script process {what} during init() and was killed", "")
-        outcome = self._lost_attempt("oom", f"the entry-script process {what}, and was killed")
-        self.start()
-        return outcome
+        return self._lost("oom", f"the entry-script process {what} during init() and was killed",
+                          f"the entry-script process {what}, and was killed")
 
     def _on_message(self, message: tuple) -> Optional[Event]:
         kind = message[0]
@@ -190,33 +186,31 @@ class ProcessExecutor:
             return message[1]
         return None
 
-    def _lost_attempt(self, error_class: str, error: str) -> Outcome:
+    def _lost(self, error_class: str, during_init: str, during_run: str) -> Event:
+        """The child is gone: during init() the worker has failed; during run() the attempt has,
+        and a fresh child starts for the next one."""
+        if self.state == "starting":
+            self.state = "failed"
+            return InitFailed(during_init, "")
         assert self.task is not None
         task, self.task = self.task, None
-        return Outcome(task.batch.id, task.attempt, self.spec.worker.rank, task.batch.size, False,
-                       error_class=error_class, error=error, seconds=time.monotonic() - self.started)
+        outcome = Outcome(task.batch.id, task.attempt, self.spec.worker.rank, task.batch.size, False,
+                          error_class=error_class, error=during_run, seconds=time.monotonic() - self.started)
+        self.start()
+        return outcome
 
     def _on_death(self) -> Event:
         assert self.proc is not None
         returncode = self.proc.wait()
         self._close_pipes()
         how = describe_exit(returncode)
-        if self.state == "starting":
-            self.state = "failed"
-            return InitFailed(f"the entry-script process {how} during init()", "")
-        outcome = self._lost_attempt("crash", f"the entry-script process {how} during run()")
-        self.start()
-        return outcome
+        return self._lost("crash", f"the entry-script process {how} during init()",
+                          f"the entry-script process {how} during run()")
 
     def _on_timeout(self) -> Event:
         self._kill()
-        if self.state == "starting":
-            self.state = "failed"
-            return InitFailed(f"init() did not finish within init_timeout={self.init_timeout:g}s", "")
-        outcome = self._lost_attempt("timeout", f"run() did not finish within run_invocation_timeout="
-                                                f"{self.run_timeout:g}s and was killed")
-        self.start()
-        return outcome
+        return self._lost("timeout", f"init() did not finish within init_timeout={self.init_timeout:g}s",
+                          f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s and was killed")
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
