@@ -68,6 +68,7 @@ class Walltime:
         self.end = end
         self.margin = margin_s
         self.durations: deque[float] = deque(maxlen=KEEP)
+        self._estimate: Optional[float] = None  # cached: fits() runs for every dispatched mini-batch
 
     @property
     def limited(self) -> bool:
@@ -75,14 +76,18 @@ class Walltime:
 
     def observe(self, seconds: float) -> None:
         self.durations.append(max(seconds, 0.0))
+        self._estimate = None
 
     def estimate(self) -> float:
         """A high quantile of recent mini-batch durations (0 before any came back)."""
-        if not self.durations:
-            return 0.0
-        if len(self.durations) < QUANTILE_FROM:
-            return max(self.durations)
-        return statistics.quantiles(self.durations, n=20, method="inclusive")[-1]  # the 95th percentile
+        if self._estimate is None:
+            if not self.durations:
+                self._estimate = 0.0
+            elif len(self.durations) < QUANTILE_FROM:
+                self._estimate = max(self.durations)
+            else:  # the 95th percentile
+                self._estimate = statistics.quantiles(self.durations, n=20, method="inclusive")[-1]
+        return self._estimate
 
     def fits(self, queued: int = 0, now: Optional[float] = None) -> bool:
         """Would a mini-batch handed to a worker with `queued` ahead of it finish in time?"""
