@@ -114,20 +114,27 @@ def _write_table_file(path: Path, fmt: str, rows: int, seed: int, first_id: int)
             writer.close()
 
 
-def dataset(root: Path, fmt: str, files: int, rows: int) -> Path:
-    """A folder of `files` table files of `rows` rows each, made once (a stamp beside it marks it complete)."""
-    folder = root / f"{fmt}-{files}x{rows}"
-    stamp = root / f"{folder.name}.complete"
-    if stamp.exists():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    log(f"generating {folder} ...")
-    suffix = "parquet" if fmt == "parquet" else "csv"
-    for i in range(files):
-        _write_table_file(folder / f"part-{i:05d}.{suffix}", fmt, rows, seed=i, first_id=i * rows)
-    stamp.write_text("")
+def made_once(folder: Path, make: Callable[[Path], None]) -> Path:
+    """A generated folder, kept between runs: a stamp beside it marks it complete."""
+    stamp = folder.parent / f"{folder.name}.complete"
+    if not stamp.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        log(f"generating {folder} ...")
+        make(folder)
+        stamp.write_text("")
     return folder
+
+
+def dataset(root: Path, fmt: str, files: int, rows: int) -> Path:
+    """A folder of `files` table files of `rows` rows each, made once."""
+    suffix = "parquet" if fmt == "parquet" else "csv"
+
+    def make(folder: Path) -> None:
+        for i in range(files):
+            _write_table_file(folder / f"part-{i:05d}.{suffix}", fmt, rows, seed=i, first_id=i * rows)
+
+    return made_once(root / f"{fmt}-{files}x{rows}", make)
 
 
 def table_files(folder: Path) -> list[Path]:
@@ -278,19 +285,12 @@ def many_files(root: Path, files: int, rows: int) -> Path:
     import numpy as np
     import pyarrow.parquet as pq
 
-    folder = root / f"many-{files}x{rows}"
-    stamp = root / f"{folder.name}.complete"
-    if stamp.exists():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    log(f"generating {folder} ...")
-    rng = np.random.default_rng(0)
-    template = _chunk(rng, 0, rows)
-    for i in range(files):
-        pq.write_table(template, folder / f"part-{i:06d}.parquet")
-    stamp.write_text("")
-    return folder
+    def make(folder: Path) -> None:
+        template = _chunk(np.random.default_rng(0), 0, rows)
+        for i in range(files):
+            pq.write_table(template, folder / f"part-{i:06d}.parquet")
+
+    return made_once(root / f"many-{files}x{rows}", make)
 
 
 # ---- report ----------------------------------------------------------------------------------------
