@@ -11,9 +11,12 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from multiprocessing.connection import Connection
 
 from .entry import EntryRuntime, RuntimeSpec, error_summary
+from .polling import readable_now
+from .records import Task
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -32,6 +35,7 @@ def main(argv: list[str]) -> int:
         stream.reconfigure(line_buffering=True)  # a killed child still leaves its last lines
     inbox = Connection(int(argv[0]), readable=True, writable=False)
     outbox = Connection(int(argv[1]), readable=False, writable=True)
+    inbox_ready = readable_now(int(argv[0]))
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     spec: RuntimeSpec = inbox.recv()
     runtime = EntryRuntime(spec)
@@ -42,22 +46,31 @@ def main(argv: list[str]) -> int:
         outbox.send(("init_failed", error_summary(exc), traceback.format_exc()))
         return 3
     outbox.send(("init_ok", time.perf_counter() - started))
+    queued: deque[Task] = deque()
     while True:
         try:
-            message = inbox.recv()
+            while not queued or inbox_ready():  # read ahead: a "drop" may concern queued tasks
+                message = inbox.recv()
+                if message[0] == "run":
+                    queued.extend(message[1])
+                elif message[0] == "drop":
+                    queued = deque(t for t in queued if t.batch.id not in message[1])
+                elif message[0] == "shutdown":
+                    _shutdown(runtime)
+                    outbox.send(("bye",))
+                    return 0
         except EOFError:
             return 0
-        if message[0] == "run":
-            outcome = runtime.run(message[1], on_fetched=lambda: outbox.send(("fetched",)))
-            outbox.send(("outcome", outcome))
-        elif message[0] == "shutdown":
-            try:
-                runtime.shutdown()
-            except BaseException as exc:  # noqa: BLE001
-                print(f"shutdown() failed: {error_summary(exc)}", file=sys.stderr)
-                traceback.print_exc()
-            outbox.send(("bye",))
-            return 0
+        outcome = runtime.run(queued.popleft(), on_fetched=lambda: outbox.send(("fetched",)))
+        outbox.send(("outcome", outcome))
+
+
+def _shutdown(runtime: EntryRuntime) -> None:
+    try:
+        runtime.shutdown()
+    except BaseException as exc:  # noqa: BLE001
+        print(f"shutdown() failed: {error_summary(exc)}", file=sys.stderr)
+        traceback.print_exc()
 
 
 if __name__ == "__main__":

@@ -14,14 +14,17 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import IO, Optional, Union
+from typing import IO, Any, Callable, Optional, Union
 
 from .entry import EntryRuntime, RuntimeSpec, error_summary
-from .records import Outcome, Task
+from .polling import readable_now
+from .records import BatchId, Outcome, Task
 from .sizes import format_bytes
 
+PIPELINE_DEPTH = 64  # tasks an executor holds at once: the running one and those queued behind it
 MEMORY_SAMPLE_EVERY_S = 0.2  # reading a process tree's RSS costs ~0.1 ms per process: not every poll
 
 # Variables of the MPI launcher that must not reach the entry-script process: a script that
@@ -78,7 +81,12 @@ def describe_exit(returncode: int) -> str:
 
 
 class ProcessExecutor:
-    """The entry script in a child process started fresh, killable at its exact deadline."""
+    """The entry script in a child process started fresh, killable at its exact deadline.
+
+    Tasks are pipelined: up to PIPELINE_DEPTH wait in the child's pipe behind the running one, so
+    a short run() never waits for a round trip. The head of `inflight` is the running task; its
+    clock starts when the outcome before it arrives.
+    """
 
     def __init__(self, spec: RuntimeSpec, stdout: IO[bytes], stderr: IO[bytes], env: dict[str, str],
                  init_timeout: float, run_timeout: float, cpus: Optional[list[int]] = None,
@@ -91,17 +99,25 @@ class ProcessExecutor:
         self.env = {k: v for k, v in env.items() if not k.startswith(_LAUNCHER_PREFIXES)}
         self.init_timeout, self.run_timeout = init_timeout, run_timeout
         self.cpus = cpus
-        self.state = "new"  # new, starting, ready, running, failed, closed
-        self.task: Optional[Task] = None
+        self.state = "new"  # new, starting, ready, failed, closed
+        self.inflight: deque[Task] = deque()  # sent to the child (or to be re-sent after a restart), in order
+        self._dropped: set[Any] = set()  # ids taken back while maybe already read by the child
         self.deadline = 0.0
         self.started = 0.0
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._inbox: Optional[Connection] = None
         self._outbox: Optional[Connection] = None
+        self._inbox_ready: Callable[[], bool] = lambda: False
 
     @property
     def ready(self) -> bool:
-        return self.state == "ready"
+        """Initialised and idle."""
+        return self.state == "ready" and not self.inflight
+
+    @property
+    def room(self) -> int:
+        """How many more tasks submit() takes now."""
+        return PIPELINE_DEPTH - len(self.inflight) if self.state == "ready" else 0
 
     @property
     def pid(self) -> Optional[int]:
@@ -127,29 +143,43 @@ class ProcessExecutor:
                 pass
         self._outbox = Connection(to_child_w, readable=False, writable=True)
         self._inbox = Connection(from_child_r, readable=True, writable=False)
+        self._inbox_ready = readable_now(from_child_r)
         self._outbox.send(self.spec)
+        self._dropped.clear()
         self.state, self.started = "starting", time.monotonic()
         self.deadline = self.started + self.init_timeout
 
-    def submit(self, task: Task) -> None:
-        assert self.state == "ready" and self._outbox is not None
-        self._outbox.send(("run", task))
-        self.task, self.state = task, "running"
+    def submit(self, *tasks: Task) -> None:
+        assert self.state == "ready" and self._outbox is not None and len(tasks) <= self.room
+        idle = not self.inflight
+        self.inflight.extend(tasks)
+        self._outbox.send(("run", tasks))
+        if idle:
+            self._start_clock()
+
+    def _start_clock(self) -> None:
+        """The head of the pipeline starts now (its predecessor just ended)."""
+        if not self.inflight:
+            return
         self.started = time.monotonic()
         # while remote files download, the run() clock has not started yet
-        remote = self.spec.inputs[task.batch.input_index].remote
+        remote = self.spec.inputs[self.inflight[0].batch.input_index].remote
         self.deadline = self.started + (max(self.run_timeout, 600.0) if remote else self.run_timeout)
 
     def poll(self) -> Optional[Event]:
         """One event if something happened, else None; never blocks."""
-        if self.state not in ("starting", "running"):
+        if self.state not in ("starting", "ready"):
             return None
         assert self._inbox is not None and self.proc is not None
         try:
-            if self._inbox.poll(0):
-                return self._on_message(self._inbox.recv())
+            while self._inbox_ready():
+                event = self._on_message(self._inbox.recv())
+                if event is not None:
+                    return event
         except (EOFError, OSError):
             return self._on_death()
+        if self.state == "ready" and not self.inflight:
+            return None
         if self.proc.poll() is not None:
             return self._on_death()
         now = time.monotonic()
@@ -173,6 +203,10 @@ class ProcessExecutor:
         kind = message[0]
         if kind == "init_ok":
             self.state = "ready"
+            if self.inflight:  # tasks that waited behind a task that crashed the previous child
+                assert self._outbox is not None
+                self._outbox.send(("run", tuple(self.inflight)))
+                self._start_clock()
             return InitDone(message[1])
         if kind == "init_failed":
             self._kill()
@@ -182,18 +216,23 @@ class ProcessExecutor:
             self.deadline = time.monotonic() + self.run_timeout
             return None
         if kind == "outcome":
-            self.state, self.task = "ready", None
-            return message[1]
+            outcome: Outcome = message[1]
+            if self.inflight and self.inflight[0].batch.id == outcome.batch_id:
+                self.inflight.popleft()
+                self._start_clock()
+                return outcome
+            if outcome.batch_id in self._dropped:  # taken back, but the child had already begun it
+                self._dropped.discard(outcome.batch_id)
+                self._start_clock()
         return None
 
     def _lost(self, error_class: str, during_init: str, during_run: str) -> Event:
         """The child is gone: during init() the worker has failed; during run() the attempt has,
-        and a fresh child starts for the next one."""
+        and a fresh child starts (the tasks queued behind it go to the new child)."""
         if self.state == "starting":
             self.state = "failed"
             return InitFailed(during_init, "")
-        assert self.task is not None
-        task, self.task = self.task, None
+        task = self.inflight.popleft()
         outcome = Outcome(task.batch.id, task.attempt, self.spec.worker.rank, task.batch.size, False,
                           error_class=error_class, error=during_run, seconds=time.monotonic() - self.started)
         self.start()
@@ -231,16 +270,40 @@ class ProcessExecutor:
         """Idle time of the worker loop (waiting on the pipe measured no better than sleeping)."""
         time.sleep(timeout)
 
+    def take_back(self) -> list[Task]:
+        """The submitted tasks that have not started (a stop): the child will skip them."""
+        if self.state != "ready":  # no child runs any of them: all come back
+            tasks, self.inflight = list(self.inflight), deque()
+            return tasks
+        tasks = list(self.inflight)[1:]
+        self._drop(tasks)
+        return tasks
+
+    def _drop(self, tasks: list[Task]) -> None:
+        ids = {t.batch.id for t in tasks}
+        if not ids:
+            return
+        self.inflight = deque(t for t in self.inflight if t.batch.id not in ids)
+        self._dropped |= ids
+        assert self._outbox is not None
+        self._outbox.send(("drop", ids))
+
     def abort(self, batch_id: object) -> None:
-        """Kill the running attempt of this mini-batch (its copy won elsewhere) and start afresh."""
-        if self.state == "running" and self.task is not None and self.task.batch.id == batch_id:
+        """A copy of this mini-batch won elsewhere: kill its running attempt (the tasks behind it go
+        to a fresh child) or make the child skip it."""
+        if self.state != "ready" or not self.inflight:
+            self.inflight = deque(t for t in self.inflight if t.batch.id != batch_id)
+            return
+        if self.inflight[0].batch.id == batch_id:
             self._kill()
-            self.task = None
+            self.inflight.popleft()
             self.start()
+        else:
+            self._drop([t for t in self.inflight if t.batch.id == batch_id])
 
     def close(self, timeout: float) -> None:
-        """Call shutdown() in a ready child (within timeout), then make sure it is gone."""
-        if self.state == "ready" and self._outbox is not None and self._inbox is not None:
+        """Call shutdown() in an idle child (within timeout), then make sure it is gone."""
+        if self.ready and self._outbox is not None and self._inbox is not None:
             try:
                 self._outbox.send(("shutdown",))
                 if self._inbox.poll(timeout):
@@ -279,8 +342,9 @@ class _ThreadRoutedStream:
 class InlineExecutor:
     """The entry script in a thread of the rank: no process hop, soft timeouts.
 
-    A call past its deadline is reported as a timeout at once and its late result discarded;
-    the thread cannot be killed, so the worker takes no new work until the call returns.
+    Tasks are pipelined to the thread like to a child process. A call past its deadline is
+    reported as a timeout at once and its late result discarded; the thread cannot be killed, so
+    it starts nothing new (stalled) until the call returns.
     """
 
     def __init__(self, spec: RuntimeSpec, stdout: IO[bytes], stderr: IO[bytes],
@@ -288,12 +352,13 @@ class InlineExecutor:
         self.spec = spec
         self.stdout, self.stderr = stdout, stderr
         self.init_timeout, self.run_timeout = init_timeout, run_timeout
-        self.state = "new"
-        self.task: Optional[Task] = None
+        self.state = "new"  # new, starting, ready, failed, closed
+        self.inflight: deque[Task] = deque()  # submitted and not yet reported, in order
         self.deadline = 0.0
-        self.started = 0.0
-        self._abandoned = False
-        self._tasks: "queue.SimpleQueue[Optional[Task]]" = queue.SimpleQueue()
+        self._late: Optional[BatchId] = None  # the abandoned call's mini-batch, while it still runs
+        self._cond = threading.Condition()
+        self._queued: deque[Optional[Task]] = deque()  # guarded by _cond; None asks the thread to end
+        self._running: Optional[tuple[Task, float]] = None  # guarded by _cond: the call and its start
         self._events: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
         self._early: Optional[Event] = None  # an event wait() took off the queue, for the next poll()
         self._thread: Optional[threading.Thread] = None
@@ -301,7 +366,12 @@ class InlineExecutor:
 
     @property
     def ready(self) -> bool:
-        return self.state == "ready"
+        """Initialised and idle."""
+        return self.state == "ready" and not self.inflight and self._late is None
+
+    @property
+    def room(self) -> int:
+        return PIPELINE_DEPTH - len(self.inflight) if self.state == "ready" and self._late is None else 0
 
     @property
     def pid(self) -> Optional[int]:
@@ -311,11 +381,11 @@ class InlineExecutor:
     @property
     def stalled(self) -> bool:
         """A timed-out call still holds the thread: no work can start until it returns."""
-        return self._abandoned
+        return self._late is not None
 
     def start(self) -> None:
-        self.state, self.started = "starting", time.monotonic()
-        self.deadline = self.started + self.init_timeout
+        self.state = "starting"
+        self.deadline = time.monotonic() + self.init_timeout
         self._thread = threading.Thread(target=self._serve, name="entry-script", daemon=True)
         self._thread.start()
 
@@ -340,19 +410,27 @@ class InlineExecutor:
             return
         self._events.put(InitDone(time.perf_counter() - started))
         while True:
-            task = self._tasks.get()
+            with self._cond:
+                while not self._queued or self._late is not None:
+                    self._cond.wait()
+                task = self._queued.popleft()
+                if task is not None:
+                    self._running = (task, time.monotonic())
             if task is None:
                 try:
                     self._runtime.shutdown()
                 except BaseException as exc:  # noqa: BLE001
                     print(f"shutdown() failed: {error_summary(exc)}", file=sys.stderr)
                 return
-            self._events.put(self._runtime.run(task))
+            outcome = self._runtime.run(task)
+            with self._cond:  # the deadline check sees the call either running or done
+                self._running = None
+                self._events.put(outcome)
 
     def wait(self, timeout: float) -> None:
         """Idle time of the worker loop: block on the script thread's next event, not a sleep, so
         the thread gets the GIL at once and its result is seen the moment it lands."""
-        if self._early is not None or self.state not in ("starting", "running"):
+        if self._early is not None or self.state == "ready" and not self.inflight and self._late is None:
             time.sleep(timeout)
             return
         try:
@@ -360,12 +438,12 @@ class InlineExecutor:
         except queue.Empty:
             pass
 
-    def submit(self, task: Task) -> None:
-        assert self.state == "ready"
-        self.task, self.state = task, "running"
-        self.started = time.monotonic()
-        self.deadline = self.started + self.run_timeout
-        self._tasks.put(task)
+    def submit(self, *tasks: Task) -> None:
+        assert len(tasks) <= self.room
+        self.inflight.extend(tasks)
+        with self._cond:
+            self._queued.extend(tasks)
+            self._cond.notify()
 
     def poll(self) -> Optional[Event]:
         event, self._early = self._early, None
@@ -383,30 +461,65 @@ class InlineExecutor:
             self.state = "failed"
             return event
         if isinstance(event, Outcome):
-            late, self._abandoned = self._abandoned, False
-            self.state, self.task = "ready", None
-            return InitDone(0.0) if late else event  # after a late call: ready again
-        if self._abandoned or self.state not in ("starting", "running") or time.monotonic() <= self.deadline:
+            if self._late is not None and event.batch_id == self._late:
+                with self._cond:  # the abandoned call returned: ready again
+                    self._late = None
+                    self._cond.notify()
+                return InitDone(0.0)
+            if self.inflight and self.inflight[0].batch.id == event.batch_id:
+                self.inflight.popleft()
+                return event
             return None
-        if self.state == "starting":
+        if self.state == "starting" and time.monotonic() > self.deadline:
             self.state = "failed"
             return InitFailed(f"init() did not finish within init_timeout={self.init_timeout:g}s", "")
-        assert self.task is not None
-        self._abandoned = True
-        return Outcome(self.task.batch.id, self.task.attempt, self.spec.worker.rank, self.task.batch.size,
+        if self.state == "ready" and self.inflight and self._late is None:
+            return self._check_deadline()
+        return None
+
+    def _check_deadline(self) -> Optional[Event]:
+        with self._cond:
+            running = self._running
+            if running is None or time.monotonic() - running[1] <= self.run_timeout:
+                return None
+            task, started = running
+            self._late = task.batch.id  # the thread starts nothing new until this call returns
+        if self.inflight and self.inflight[0].batch.id == task.batch.id:
+            self.inflight.popleft()
+        return Outcome(task.batch.id, task.attempt, self.spec.worker.rank, task.batch.size,
                        False, error_class="timeout",
                        error=f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s "
                              "(inline executor: the call was abandoned, not killed)",
-                       seconds=time.monotonic() - self.started)
+                       seconds=time.monotonic() - started)
+
+    def take_back(self) -> list[Task]:
+        """The submitted tasks the thread has not started (a stop, a stall)."""
+        with self._cond:
+            tasks = [t for t in self._queued if t is not None]
+            self._queued = deque(t for t in self._queued if t is None)
+        ids = {t.batch.id for t in tasks}
+        self.inflight = deque(t for t in self.inflight if t.batch.id not in ids)
+        return tasks
 
     def abort(self, batch_id: object) -> None:
-        """A thread cannot be killed: the call runs on and the coordinator ignores its result."""
+        """A copy won elsewhere: skip it if it has not started; a running call cannot be killed
+        (it runs on and the coordinator ignores its result)."""
+        with self._cond:
+            if any(t is not None and t.batch.id == batch_id for t in self._queued):
+                self._queued = deque(t for t in self._queued if t is None or t.batch.id != batch_id)
+                self.inflight = deque(t for t in self.inflight if t.batch.id != batch_id)
 
     def close(self, timeout: float) -> None:
-        if self.state == "ready":
-            self._tasks.put(None)
-            if self._thread is not None:
-                self._thread.join(timeout)
+        """Ask the thread to call shutdown() and end: at once if idle (waiting up to timeout), else
+        once its call returns (a stalled thread is not waited for)."""
+        waits = self.state == "ready" and self._late is None
+        with self._cond:
+            self._queued.clear()
+            self._queued.append(None)
+            self._late = None
+            self._cond.notify()
+        if waits and self._thread is not None:
+            self._thread.join(timeout)
         self.state = "closed"
 
 

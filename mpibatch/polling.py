@@ -2,6 +2,7 @@
 and Python signal handlers keep running (a blocking MPI receive would prevent both)."""
 from __future__ import annotations
 
+import select
 import time
 from typing import Callable
 
@@ -34,3 +35,11 @@ class Backoff:
             return
         self._delay = min(max(self._delay * 2, MIN_SLEEP_S), self.max_sleep)
         self.sleep(self._delay)
+
+
+def readable_now(fd: int) -> Callable[[], bool]:
+    """A check that fd has data (or its writer is gone), one poll() system call each time:
+    Connection.poll(0) builds a selector per call, costing more than a short run() itself."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return lambda: bool(poller.poll(0))

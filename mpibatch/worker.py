@@ -10,7 +10,7 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 from .executor import Executor, InitDone, InitFailed, InlineExecutor
-from .logs import Layout
+from .logs import Layout, log_lines
 from .perf import PerfLog
 from .polling import Backoff
 from .records import Outcome, Task
@@ -31,7 +31,8 @@ class Worker:
         self.send = send
         self.log = log
         self.layout = layout
-        self.queue: deque[Task] = deque()
+        self.queue: deque[Task] = deque()  # taken, not yet submitted to the executor
+        self.outcomes: list[Outcome] = []  # to report in one message at the end of the step
         self.alive = True
 
     def start(self) -> None:
@@ -43,13 +44,13 @@ class Worker:
         if self.alive:
             self.queue.append(task)
         else:
-            self.send(("returned", self.rank, [task.batch.id]))
+            self._send(("returned", self.rank, [task.batch.id]))
 
     def cancel(self) -> None:
-        """Drop queued tasks (a stop): they go back to the coordinator unrun."""
-        dropped = [t.batch.id for t in self.queue]
+        """Drop the tasks not started (a stop): they go back to the coordinator unrun."""
+        dropped = [t.batch.id for t in (*self.executor.take_back(), *self.queue)]
         self.queue.clear()
-        self.send(("returned", self.rank, dropped))
+        self._send(("returned", self.rank, dropped))
 
     def abort(self, batch_id: object) -> None:
         """A speculative copy of this mini-batch won elsewhere: drop it, queued or running."""
@@ -57,46 +58,61 @@ class Worker:
         self.executor.abort(batch_id)
 
     def step(self) -> bool:
-        """Advance the executor by one event and feed it; True if anything happened."""
-        event = self.executor.poll()
-        if event is not None:
+        """Take every event of the executor, report them (outcomes in one message), feed it; True
+        if anything happened."""
+        events = 0
+        while (event := self.executor.poll()) is not None:
+            events += 1
             self._on_event(event)
-        if self.alive and self.queue and self.executor.ready:
-            self.executor.submit(self.queue.popleft())
+        self._flush_outcomes()
+        room = self.executor.room if self.alive else 0
+        if room and self.queue:
+            tasks = [self.queue.popleft() for _ in range(min(room, len(self.queue)))]
+            self.executor.submit(*tasks)
             return True
-        return event is not None
+        return events > 0
+
+    def _send(self, message: tuple) -> None:
+        """Every message after the outcomes that happened before it."""
+        self._flush_outcomes()
+        self.send(message)
+
+    def _flush_outcomes(self) -> None:
+        if self.outcomes:
+            outcomes, self.outcomes = self.outcomes, []
+            log_lines(self.log, [f"mini-batch {o.batch_id} attempt {o.attempt}: {o.n_items} items, {o.n_returned} "
+                                 f"returned in {o.seconds:.3f} s" for o in outcomes if o.ok])
+            self.send(("outcomes", outcomes))
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Outcome):
-            if event.ok:
-                self.log.info("mini-batch %s attempt %d: %d items, %d returned in %.3f s", event.batch_id,
-                              event.attempt, event.n_items, event.n_returned, event.seconds)
-            else:
+            if not event.ok:
+                self._flush_outcomes()  # the log keeps the order of events
                 self.log.warning("mini-batch %s attempt %d failed (%s) after %.3f s: %s", event.batch_id,
                                  event.attempt, event.error_class, event.seconds, event.error)
                 self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
                                   event.error, event.traceback)
-            self.send(("outcome", event))
+            self.outcomes.append(event)
             if getattr(self.executor, "stalled", False):
                 self.log.warning("run() still holds this worker; it takes no work until the call returns")
-                self.send(("stalled", self.rank))
+                self._send(("stalled", self.rank))
                 self.cancel()
         elif isinstance(event, InitDone):
             self.log.info("init() finished in %.3f s", event.seconds)
-            self.send(("ready", self.rank, event.seconds))
+            self._send(("ready", self.rank, event.seconds))
         elif isinstance(event, InitFailed):
             self.alive = False
             self.log.error("init() failed, this worker takes no more work: %s", event.error)
             self._write_error("init()", event.error, event.traceback)
-            self.send(("init_failed", self.rank, event.error, event.traceback))
-            if self.queue:
-                self.cancel()
+            self._send(("init_failed", self.rank, event.error, event.traceback))
+            self.cancel()
 
     def _write_error(self, what: str, error: str, traceback: str) -> None:
         with open(self.layout.error_log(self.rank), "a") as fh:
             fh.write(f"=== {what}: {error}\n{traceback.rstrip() if traceback else '(no traceback)'}\n\n")
 
     def close(self, timeout: float) -> None:
+        self._flush_outcomes()
         self.queue.clear()
         if self.perf is not None:
             self.perf.stop()

@@ -273,6 +273,74 @@ def test_process_close_calls_shutdown(process_executor, tmp_path: Path) -> None:
     assert executor.poll() is None
 
 
+def outcomes_until(executor: Any, count: int, within: float = 20.0) -> list[Any]:
+    """The next `count` outcomes (InitDone events of restarts skipped)."""
+    found: list[Any] = []
+    deadline = time.monotonic() + within
+    while len(found) < count:
+        event = wait_event(executor, max(deadline - time.monotonic(), 0.1))
+        if isinstance(event, Outcome):
+            found.append(event)
+    return found
+
+
+def test_process_pipelined_tasks_run_in_order(process_executor) -> None:
+    executor = started(process_executor())
+    assert executor.room > 3
+    executor.submit(task(0, "a"), task(1, "b"), task(2, "c"))
+    assert not executor.ready and len(executor.inflight) == 3
+    got = outcomes_until(executor, 3)
+    assert [o.batch_id for o in got] == [0, 1, 2] and all(o.ok for o in got)
+    assert executor.ready
+
+
+def test_process_crash_fails_only_the_running_task_the_queued_ones_go_to_the_new_child(process_executor) -> None:
+    executor = started(process_executor())
+    first_pid = executor.proc.pid
+    executor.submit(task(0, "a"), task(1, "segfault"), task(2, "b"), task(3, "c"))
+    got = outcomes_until(executor, 4)
+    assert [(o.batch_id, o.ok, o.error_class) for o in got] == [
+        (0, True, None), (1, False, "crash"), (2, True, None), (3, True, None)]
+    assert executor.proc.pid != first_pid and executor.ready
+
+
+def test_process_timeout_clock_starts_when_the_task_before_ends(process_executor) -> None:
+    """Two 0.6 s tasks behind each other under a 1 s limit: neither is a timeout."""
+    executor = started(process_executor(run_timeout=1.0))
+    executor.submit(task(0, "sleep:0.6"), task(1, "sleep:0.6"), task(2, "sleep"))
+    got = outcomes_until(executor, 3)
+    assert [(o.batch_id, o.ok) for o in got] == [(0, True), (1, True), (2, False)]
+    assert got[2].error_class == "timeout"
+
+
+def test_process_take_back_returns_the_queued_tasks_and_the_child_skips_them(process_executor) -> None:
+    executor = started(process_executor())
+    executor.submit(task(0, "sleep:0.5"), task(1, "a"), task(2, "b"))
+    time.sleep(0.1)
+    assert [t.batch.id for t in executor.take_back()] == [1, 2]
+    got = outcomes_until(executor, 1)
+    assert got[0].batch_id == 0 and got[0].ok
+    time.sleep(0.3)
+    assert executor.poll() is None and executor.ready  # 1 and 2 never ran
+
+
+def test_process_abort_of_a_queued_task_skips_it(process_executor) -> None:
+    executor = started(process_executor())
+    executor.submit(task(0, "sleep:0.3"), task(1, "a"), task(2, "b"))
+    executor.abort(1)
+    got = outcomes_until(executor, 2)
+    assert [o.batch_id for o in got] == [0, 2]
+
+
+def test_process_abort_of_the_running_task_restarts_and_keeps_the_queue(process_executor) -> None:
+    executor = started(process_executor())
+    executor.submit(task(0, "sleep"), task(1, "a"))
+    time.sleep(0.2)
+    executor.abort(0)
+    got = outcomes_until(executor, 1)
+    assert got[0].batch_id == 1 and got[0].ok
+
+
 def test_describe_exit() -> None:
     assert describe_exit(-11) == "was killed by SIGSEGV"
     assert "out of memory" in describe_exit(-9)
@@ -303,8 +371,7 @@ def inline_executor(tmp_path: Path, spec_factory, monkeypatch: pytest.MonkeyPatc
     for executor in made:
         executor.close(2.0)
         if executor._thread is not None and executor._thread.is_alive():
-            executor._tasks.put(None)  # a thread past a timeout: let it end once its call returns
-            executor._thread.join(2.0)
+            executor._thread.join(2.0)  # a thread past a timeout ends once its call returns
         executor.stdout.close()
         executor.stderr.close()
     os.environ.clear()
@@ -405,3 +472,31 @@ def test_memory_guard_kills_the_tree_as_oom_and_restarts(process_executor, tmp_p
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
     executor.memory_limit = None  # the restarted child must not trip over the test's tight limit
     assert isinstance(wait_event(executor), InitDone) and executor.pid not in (None, first_pid)
+
+
+def test_inline_pipelined_tasks_run_in_order(inline_executor) -> None:
+    executor = started(inline_executor())
+    executor.submit(task(0, "a"), task(1, "b"), task(2, "c"))
+    got = outcomes_until(executor, 3)
+    assert [o.payload for o in got] == [b"a ok\n", b"b ok\n", b"c ok\n"]
+    assert executor.ready
+
+
+def test_inline_timeout_stalls_and_gives_back_what_did_not_start(inline_executor) -> None:
+    executor = started(inline_executor(run_timeout=0.5))
+    executor.submit(task(0, "a"), task(1, "sleep:1.5"), task(2, "b"), task(3, "c"))
+    got = outcomes_until(executor, 2)
+    assert [(o.batch_id, o.ok, o.error_class) for o in got] == [(0, True, None), (1, False, "timeout")]
+    assert executor.stalled and executor.room == 0
+    assert [t.batch.id for t in executor.take_back()] == [2, 3]
+    assert isinstance(wait_event(executor, 5.0), InitDone)  # the late call returned: ready again
+    assert executor.ready
+    assert run_ok(executor, task(4, "d")).payload == b"d ok\n"
+
+
+def test_inline_abort_of_a_queued_task_skips_it(inline_executor) -> None:
+    executor = started(inline_executor())
+    executor.submit(task(0, "sleep:0.3"), task(1, "a"), task(2, "b"))
+    executor.abort(1)
+    got = outcomes_until(executor, 2)
+    assert [o.batch_id for o in got] == [0, 2]
