@@ -13,10 +13,11 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any, Callable, Optional
 
 from .config import ConfigError, JobConfig, fingerprint_fields
 from .logs import Layout
@@ -75,6 +76,10 @@ class JournalEntry:
 
     def to_json(self) -> str:
         """One journal line; the isolated item's fields only where set, to keep the journal small."""
+        if not self.item and not self.errors:  # the common line, formatted directly (rank 0's hot path)
+            return (f'{{"id":{json.dumps(self.id) if isinstance(self.id, str) else self.id},"end":{self.end},'
+                    f'"status":"{self.status}","ok":{self.ok},"fail":{self.fail},"attempts":{self.attempts},'
+                    f'"errors":{{}}}}\n')
         data = {k: v for k, v in vars(self).items() if v != "" or k not in ("item", "error_class", "error")}
         return json.dumps(data, separators=(",", ":")) + "\n"
 
@@ -169,6 +174,39 @@ def _write_state(layout: Layout, fingerprint: Fingerprint, status: str) -> None:
     os.replace(tmp, layout.state_dir / STATE)
 
 
+class Background:
+    """One call at a time on a worker thread; its error is raised by the next wait()."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._thread: Optional[threading.Thread] = None
+        self._error: Optional[BaseException] = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run(self, fn: Callable[..., None], *args: Any) -> None:
+        self.wait()
+
+        def call() -> None:
+            try:
+                fn(*args)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by wait()
+                self._error = exc
+
+        self._thread = threading.Thread(target=call, name=self.name, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 class ResultStore:
     """Rank 0's writer of the result file, the journal and logs/sys/mini_batches.csv."""
 
@@ -187,6 +225,7 @@ class ResultStore:
             self.csv.writerow(CSV_COLUMNS)
         self._pending: list[str] = []
         self._first_pending = 0.0
+        self._syncer = Background("mpibatch-commit")
 
     def commit(self, outcome: Any, attempts: int, errors: dict[str, int]) -> None:
         """Append a succeeded attempt's bytes, then journal it (exactly once: the caller never repeats an id)."""
@@ -218,23 +257,35 @@ class ResultStore:
             self._first_pending = time.monotonic()
         self._pending.append(entry.to_json())
         if len(self._pending) >= FLUSH_EVERY_N:
-            self.flush()
+            self.flush(wait=False)
 
     def maybe_flush(self) -> None:
         if self._pending and time.monotonic() - self._first_pending >= FLUSH_EVERY_S:
-            self.flush()
+            self.flush(wait=False)
 
-    def flush(self) -> None:
-        """Result bytes reach the disk before the journal lines that cover them."""
+    def flush(self, wait: bool = True) -> None:
+        """Make everything committed so far durable: result bytes reach the disk before the
+        journal lines that cover them. With wait=False the fsyncs happen on a thread, so a slow
+        disk never stalls dispatch; a group that finds the thread still busy waits for the next."""
+        if wait:
+            self._syncer.wait()
+        elif self._syncer.busy:
+            return
         if self.result is not None:
-            self.result.flush()
-            os.fsync(self.result.fileno())
+            self.result.flush()  # the bytes the pending lines cover are in the kernel now
         self.csv_file.flush()
-        if self._pending:
-            self.journal.write("".join(self._pending))
+        lines, self._pending = "".join(self._pending), []
+        self._syncer.run(self._sync, lines)
+        if wait:
+            self._syncer.wait()
+
+    def _sync(self, lines: str) -> None:
+        if self.result is not None:
+            os.fsync(self.result.fileno())
+        if lines:
+            self.journal.write(lines)
             self.journal.flush()
             os.fsync(self.journal.fileno())
-            self._pending.clear()
 
     @property
     def committed_files(self) -> list[Path]:

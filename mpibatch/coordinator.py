@@ -8,13 +8,14 @@ import statistics
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import psutil
 
 from .commit import JournalEntry, ResultStore
 from .config import JobConfig
 from .logs import FirstError, Layout, write_job_result
+from .plan import BatchPlan
 from .polling import Backoff
 from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
 from .records import ERROR_CLASSES, BatchId, MiniBatch, Outcome, Task
@@ -70,10 +71,39 @@ class Tally:
             self.errors.update(entry.errors)
 
 
+class Pending:
+    """Mini-batches waiting to be handed out: those given back or split come first, then the
+    plan's own in id order, made one at a time (a million-mini-batch job starts at once)."""
+
+    def __init__(self, planned: Iterator[MiniBatch], first: list[Task]) -> None:
+        self._front: deque[Task] = deque(first)
+        self._planned = planned
+        self._next = next(planned, None)
+
+    def __bool__(self) -> bool:
+        return bool(self._front) or self._next is not None
+
+    def popleft(self) -> Task:
+        if self._front:
+            return self._front.popleft()
+        if self._next is None:
+            raise IndexError("nothing pending")
+        batch, self._next = self._next, next(self._planned, None)
+        return Task(batch, 1)
+
+    def extendleft(self, tasks: Iterable[Task]) -> None:
+        """Like deque.extendleft: the last of `tasks` ends up first."""
+        self._front.extendleft(tasks)
+
+    def clear(self) -> None:
+        self._front.clear()
+        self._planned, self._next = iter(()), None
+
+
 class Coordinator:
     """The dispatch loop of rank 0; run() returns the job's exit status."""
 
-    def __init__(self, comm: Any, config: JobConfig, layout: Layout, batches: list[MiniBatch],
+    def __init__(self, comm: Any, config: JobConfig, layout: Layout, batches: BatchPlan,
                  store: ResultStore, earlier: list[JournalEntry], worker_ranks: list[int],
                  local: Optional[Worker], signals: StopSignals, log: logging.Logger, n_ranks: int,
                  input_names: list[str], walltime: Optional[Walltime] = None) -> None:
@@ -93,13 +123,14 @@ class Coordinator:
         self.worker_count = len(worker_ranks)
         self.outstanding: dict[int, dict[BatchId, Task]] = {r: {} for r in worker_ranks}
         done = {e.id for e in earlier}
-        redo = halves_to_redo(batches, earlier)  # halves of splits a killed run did not finish
-        self.pending: deque[Task] = deque(Task(b, 1) for b in [*redo, *(b for b in batches if b.id not in done)])
+        redo = halves_to_redo(batches.get, earlier)  # halves of splits a killed run did not finish
+        self.pending = Pending(batches.after(done), [Task(b, 1) for b in redo])
         rewrite_failed_items(layout.failed_items_txt, earlier)  # a resume keeps exactly the journaled isolations
         self.retry: deque[tuple[Task, int]] = deque()
         self.batch_errors: dict[BatchId, Counter] = {}
-        self.tally = Tally(batches_total=len(batches),
-                           items_total=sum(t.batch.size for t in self.pending) + sum(e.ok + e.fail for e in earlier))
+        planned_done = (batches.get(e.id) for e in earlier)
+        items_left = batches.n_items - sum(b.size for b in planned_done if b is not None) + sum(b.size for b in redo)
+        self.tally = Tally(batches_total=len(batches), items_total=items_left + sum(e.ok + e.fail for e in earlier))
         self.tally.add_journal(earlier)
         self.first_error: Optional[FirstError] = None
         self.init_error: Optional[FirstError] = None
@@ -155,8 +186,9 @@ class Coordinator:
 
     def _handle(self, message: tuple) -> None:
         kind = message[0]
-        if kind == "outcome":
-            self._on_outcome(message[1])
+        if kind == "outcomes":
+            for outcome in message[1]:
+                self._on_outcome(outcome)
         elif kind == "ready":
             self.log.info("worker on rank %d ready (init %.3f s)", message[1], message[2])
             if message[1] in self.stalled:
@@ -207,12 +239,15 @@ class Coordinator:
         seconds = outcome.seconds
         self._mean_seconds = seconds if self._mean_seconds is None else 0.9 * self._mean_seconds + 0.1 * seconds
         self.activity[outcome.rank]["last"] = time.time()
-        errors = self.batch_errors.get(task.batch.id, Counter())
+        errors = self.batch_errors.get(task.batch.id)  # of earlier attempts
         if outcome.ok:
-            self.store.commit(outcome, task.attempt, dict(errors))
-            self._final(task, "succeeded", outcome.succeeded, outcome.failed, outcome.seconds, outcome.rank, errors)
+            succeeded = outcome.succeeded
+            self.store.commit(outcome, task.attempt, dict(errors) if errors else {})
+            self._final(task, "succeeded", succeeded, outcome.n_items - succeeded, seconds, outcome.rank, errors)
+            if succeeded == outcome.n_items:
+                return  # nothing failed: no threshold can be newly exceeded
         else:
-            self._on_failed_attempt(task, outcome, errors)
+            self._on_failed_attempt(task, outcome, errors or Counter())
         reason = self._threshold_exceeded()
         if reason and not self.stopping:
             self.begin_stop("Failed", 1, reason)
@@ -264,7 +299,7 @@ class Coordinator:
         self._final(task, "isolated", 0, 1, outcome.seconds, outcome.rank, errors, outcome.error)
 
     def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
-               errors: Counter, error: str = "") -> None:
+               errors: Optional[Counter], error: str = "") -> None:
         tally = self.tally
         if status != "split":  # a split's items are counted by its halves
             tally.items_total += ok + failed - task.batch.size  # a tabular size was an estimate until read
@@ -394,10 +429,12 @@ class Coordinator:
         return max(MIN_CREDITS, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
     def _dispatch(self) -> None:
-        credits = self._credits()
+        remote_credits = self._credits()
         for rank in self.live:
             if not (self.pending or self.retry):
                 return
+            # rank 0's own worker has no message round trip to hide: one task running, one queued
+            credits = min(remote_credits, MIN_CREDITS) if rank == 0 and self.local is not None else remote_credits
             queue = self.outstanding[rank]
             tasks = []
             while len(queue) < credits and self.walltime.fits(len(queue)):

@@ -23,13 +23,16 @@ from .launch import mislaunch_message
 from .logs import Layout, rank_logger
 from .perf import PerfLog
 from .placement import Placement, detect_gpus, node_layout, place
-from .plan import plan_batches
+from .plan import BatchPlan, plan_batches
 from .polling import Backoff
-from .records import InputInfo, MiniBatch
+from .records import InputInfo
 from .remote import RemoteOutput
 from .signals import StopSignals
 from .walltime import Walltime, job_end_time, stop_margin
 from .worker import TAG, Worker, serve
+
+
+EXIT_INTERNAL = 1  # mpibatch itself failed: the job failed (SPEC §5)
 
 
 def check_entry_script(config: JobConfig) -> None:
@@ -64,7 +67,7 @@ class Plan:
 
     layout: Layout
     inputs: list[InputInfo]
-    batches: list[MiniBatch]
+    batches: BatchPlan
     fingerprint: Fingerprint
     prepared: Prepared
     notes: list[logging.LogRecord]
@@ -97,7 +100,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     plan_log.addHandler(notes)
     try:
         listings: list[InputListing] = list_inputs(config.inputs)
-        batches = list(plan_batches(listings, config))
+        batches = plan_batches(listings, config)
     finally:
         plan_log.removeHandler(notes)
     remote = remote_output(config)
@@ -240,7 +243,14 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
                 remote.push(layout.rank_files(rank))
             return code
         assert plan is not None
-        return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime)
+        try:
+            return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime)
+        except Exception as exc:  # noqa: BLE001 - a bug of ours must not leave the other ranks waiting forever
+            log.exception("the coordinator failed")
+            print(f"mpibatch: error: internal error on rank 0 ({error_summary(exc)}); the job is aborted, "
+                  f"see {layout.shown(layout.rank_log(0))}", file=sys.stderr)
+            comm.Abort(EXIT_INTERNAL)
+            raise
     finally:
         if working_dir:
             shutil.rmtree(working_dir, ignore_errors=True)

@@ -7,7 +7,7 @@ job re-creates exactly the halves of journaled splits that were not committed ye
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from .records import BatchId, MiniBatch
 
@@ -55,16 +55,19 @@ def should_bisect(setting: Optional[bool], batch: MiniBatch, errors: Iterable[st
     return len(batch.items) > 1 or is_half(batch.id)
 
 
-def halves_to_redo(batches: list[MiniBatch], journal: Iterable[Any]) -> list[MiniBatch]:
-    """Halves of journaled splits that have no journal entry of their own (resume)."""
+def halves_to_redo(planned: Callable[[BatchId], Optional[MiniBatch]], journal: Iterable[Any]) -> list[MiniBatch]:
+    """Halves of journaled splits that have no journal entry of their own (resume); `planned`
+    finds a planned mini-batch by id."""
     entries = list(journal)
-    by_id: dict[BatchId, MiniBatch] = {b.id: b for b in batches}
+    made: dict[BatchId, MiniBatch] = {}
     done = {e.id for e in entries}
     for entry in entries:  # a split is journaled before its halves, so parents come first
-        if entry.status == "split" and entry.id in by_id:
-            for half in halves(by_id[entry.id]):
-                by_id[half.id] = half
-    return [b for b in by_id.values() if is_half(b.id) and b.id not in done]
+        if entry.status == "split":
+            parent = made.get(entry.id) or planned(entry.id)
+            if parent is not None:
+                for half in halves(parent):
+                    made[half.id] = half
+    return [b for b in made.values() if b.id not in done]
 
 
 def failed_item_line(item: str, error_class: str, error: str) -> str:

@@ -283,3 +283,20 @@ def test_journal_never_points_past_result_bytes_after_flush(job: Path) -> None:
     store.flush()
     assert journal_of(layout)[-1]["end"] == layout.result_file.stat().st_size == 30
     store.close("Completed")
+
+
+def test_a_background_flush_journals_only_synced_bytes_and_close_waits_for_it(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    for i in range(3):
+        store.commit(outcome(i, [f"line{i}"]), 1, {})
+    store.flush(wait=False)  # fsyncs on a thread: dispatch goes on
+    store.commit(outcome(3, ["line3"]), 1, {})  # after the group: not covered by it
+    store._syncer.wait()
+    assert [e["id"] for e in journal_of(layout)] == [0, 1, 2]
+    assert journal_of(layout)[-1]["end"] == 18 <= layout.result_file.stat().st_size
+    store.close("Completed")
+    assert [e["id"] for e in journal_of(layout)] == [0, 1, 2, 3]
+    assert layout.result_file.read_bytes() == b"line0\nline1\nline2\nline3\n"

@@ -42,7 +42,7 @@ def test_table_halves_split_the_rows_by_fraction_and_cover_each_row_once() -> No
 def test_halves_to_redo_follows_nested_splits_and_skips_committed_halves() -> None:
     journal = [JournalEntry(17, 0, "split", 0, 0, 3), JournalEntry("17.0", 5, "succeeded", 2, 0, 1),
                JournalEntry("17.1", 5, "split", 0, 0, 1), JournalEntry("17.1.1", 5, "isolated", 0, 1, 1)]
-    redo = halves_to_redo([BATCH, MiniBatch(18, 0, ("x",))], journal)
+    redo = halves_to_redo({b.id: b for b in [BATCH, MiniBatch(18, 0, ("x",))]}.get, journal)
     assert [(b.id, b.items) for b in redo] == [("17.1.0", ("f2",))]
 
 

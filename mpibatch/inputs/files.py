@@ -106,15 +106,18 @@ def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
             raise ConfigError(f"{where}: filelist '{source}' does not exist")
         text = Path(source).read_text()
         base = os.path.dirname(source)
+    digest.add(base, text)  # the same text from the same place lists the same files
     items = []
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
+        if not line or line[0] == "#":
             continue
-        if not is_url(line) and not os.path.isabs(line):
-            line = f"{base}/{line}" if is_url(base) else os.path.normpath(os.path.join(base, line))
-        items.append(_local_path(line))
-        digest.add(line)
+        if line[0] != "/":  # (a fast test first: a million-line filelist is mostly absolute paths)
+            if line.startswith("file://"):
+                line = line[len("file://"):]
+            elif not is_url(line):
+                line = f"{base}/{line}" if is_url(base) else os.path.normpath(os.path.join(base, line))
+        items.append(line)
     if not items:
         raise ConfigError(f"{where}: filelist '{source}' lists no files")
     return items

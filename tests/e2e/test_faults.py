@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import time
 
@@ -205,3 +206,20 @@ def test_no_speculation_when_switched_off(tmp_path):
     out = tmp_path / "out"
     job = run_cli(faulty_args(make_files(tmp_path / "d", files), out, "--no-speculative"), out, ranks=2)
     assert job.rc == 0 and job.result["speculation"] == {"copies_started": 0, "copies_won": 0}
+
+
+def test_a_failure_of_the_coordinator_itself_ends_every_rank(tmp_path):
+    """A bug of ours on rank 0 (here: injected by sitecustomize) must not leave the workers waiting."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import mpibatch.coordinator as c\n"
+        "def broken(self):\n"
+        "    raise RuntimeError('injected coordinator bug')\n"
+        "c.Coordinator.run = broken\n")
+    out = tmp_path / "out"
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(inject), os.environ.get("PYTHONPATH")]))}
+    job = run_cli(faulty_args(make_files(tmp_path / "d", oks(4)), out), out, ranks=3, timeout=60, env=env)
+    assert job.rc != 0
+    assert "internal error on rank 0 (RuntimeError: injected coordinator bug)" in job.stderr
+    assert "injected coordinator bug" in job.log("logs/sys/rank-0000.txt")
