@@ -81,7 +81,7 @@ class BatchPlan(Sequence):
 
     def after(self, done: set) -> Iterator[MiniBatch]:
         """The planned mini-batches not in `done`, in order."""
-        return (b for b in self if b.id not in done) if done else iter(self)
+        return (self[i] for i in range(len(self)) if i not in done) if done else iter(self)
 
     @property
     def n_items(self) -> int:

@@ -7,7 +7,7 @@ import pytest
 
 from mpibatch.config import ConfigError, JobConfig
 from mpibatch.inputs import InputListing
-from mpibatch.plan import plan_batches
+from mpibatch.plan import FileRun, plan_batches
 
 
 def config(mini_batch_size: Optional[Union[int, str]] = None, **kw: object) -> JobConfig:
@@ -68,3 +68,21 @@ def test_byte_size_for_file_input_is_a_config_error() -> None:
 def test_partition_keys_for_files_not_silently_ignored() -> None:
     with pytest.raises(ConfigError, match="partition_keys"):
         list(plan_batches([listing(0, 3)], config(2, partition_keys=["user"])))
+
+
+def test_a_million_files_are_planned_lazily_with_the_same_ids() -> None:
+    items = [f"/in/f{i:07d}" for i in range(1_000_000)]
+    plan = plan_batches([InputListing(0, "big", items, "d")], config(3))
+    assert isinstance(plan.parts[0], FileRun)  # no mini-batch object exists until one is asked for
+    assert len(plan) == 333_334 and plan.n_items == 1_000_000
+    assert plan[333_333].items == ("/in/f0999999",) and plan[333_333].id == 333_333
+    assert plan.get(5).items == ("/in/f0000015", "/in/f0000016", "/in/f0000017")
+    assert plan.get("5.0") is None and plan.get(333_334) is None
+
+
+def test_plan_of_several_inputs_iterates_gets_and_skips_done_ids_alike() -> None:
+    plan = plan_batches([listing(0, 5), listing(1, 3)], config(2))
+    assert [b.id for b in plan] == [0, 1, 2, 3, 4] and [b.input_index for b in plan] == [0, 0, 0, 1, 1]
+    assert [plan.get(i) for i in range(5)] == list(plan)
+    assert [b.id for b in plan.after({0, 3})] == [1, 2, 4]
+    assert plan.n_items == 8
