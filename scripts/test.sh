@@ -2,5 +2,5 @@
 # Quick start 2: set everything up and run the whole test suite (what CI runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test tensorflow
+scripts/setup.sh test tensorflow bench
 exec .venv/bin/python -m pytest "$@"

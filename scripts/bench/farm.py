@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 from mpi4py import MPI
 
@@ -53,7 +54,7 @@ def main() -> None:
     comm = MPI.COMM_WORLD
     if comm.size < 2:
         raise SystemExit("farm.py needs at least 2 ranks")
-    items = open(args.filelist).read().split() if comm.rank == 0 else []
+    items = Path(args.filelist).read_text().split() if comm.rank == 0 else []
     comm.Barrier()
     if comm.rank == 0:
         seconds = coordinate(comm, items, args.credits)

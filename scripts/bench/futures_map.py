@@ -1,17 +1,21 @@
 """The peer: mpi4py.futures MPIPoolExecutor.map over the same items.
 
-    mpiexec -n 4 python -m mpi4py.futures futures_map.py FILELIST [--chunksize 1]
+    mpiexec -n 4 python -m mpi4py.futures futures_map.py FILELIST [--chunksize 1] [--loops L]
 
-Rank 0 is the client, the other ranks the pool. The pool is booted (bootup(wait=True)) before
-the clock starts, so only map() is timed, from the call to the last result. Prints one JSON
-line: {"items": N, "seconds": S}.
+Rank 0 is the client, the other ranks the pool. Each item is returned unchanged (no-op), or with
+--loops after L iterations of entry_cpu.spin (the CPU-bound work of the efficiency section). The
+pool is booted (bootup(wait=True)) before the clock starts, so only map() is timed, from the call
+to the last result. Prints one JSON line: {"items": N, "seconds": S}.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from functools import partial
+from pathlib import Path
 
+from entry_cpu import spin_item
 from mpi4py.futures import MPIPoolExecutor
 
 
@@ -23,12 +27,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("filelist")
     parser.add_argument("--chunksize", type=int, default=1)
+    parser.add_argument("--loops", type=int, default=0, help="CPU work per item (0: no-op)")
     args = parser.parse_args()
-    items = open(args.filelist).read().split()
+    items = Path(args.filelist).read_text().split()
     with MPIPoolExecutor() as pool:
         pool.bootup(wait=True)
         started = time.perf_counter()
-        results = list(pool.map(noop, items, chunksize=args.chunksize))
+        work = partial(spin_item, loops=args.loops) if args.loops else noop
+        results = list(pool.map(work, items, chunksize=args.chunksize))
         seconds = time.perf_counter() - started
     if results != items:
         raise SystemExit("futures_map.py: results differ from the items")

@@ -16,7 +16,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import psutil
 
@@ -25,7 +24,7 @@ LOOP_STARTED = re.compile(r" coordinating \d+ mini-batches")
 LOOP_ENDED = re.compile(r" job \w+ \(exit -?\d+\)")
 
 
-Sample = Optional[tuple[float, float]]  # (monotonic time, CPU seconds)
+Sample = tuple[float, float] | None  # (monotonic time, CPU seconds)
 
 
 @dataclass
@@ -42,7 +41,7 @@ class CpuUse:
         return 100.0 * self.window_cpu_s / self.window_s if self.window_s > 0 else float("nan")
 
 
-def find_rank0(launcher: psutil.Process) -> Optional[psutil.Process]:
+def find_rank0(launcher: psutil.Process) -> psutil.Process | None:
     """The mpibatch process with PMI_RANK=0 under the launcher, once it exists."""
     for proc in launcher.children(recursive=True):
         try:
@@ -87,7 +86,7 @@ def _sample(proc: subprocess.Popen, rank0_log: Path, timeout: float) -> tuple[Sa
     """Sample rank 0 until the launcher exits: the first and last in-loop samples, whole-life CPU."""
     launcher = psutil.Process(proc.pid)
     deadline = time.monotonic() + timeout
-    rank0: Optional[psutil.Process] = None
+    rank0: psutil.Process | None = None
     first: Sample = None
     last: Sample = None
     total = 0.0

@@ -1,6 +1,7 @@
-"""The tabular benchmark: mpibatch reading parquet and csv against pyarrow reading the same files.
+"""Section `tabular`: mpibatch reading parquet and csv against pyarrow reading the same files.
 
-    .venv/bin/python scripts/bench/tabular.py               # ~2 GB parquet + ~2 GB csv, some minutes
+    .venv/bin/python scripts/bench/run_all.py --only tabular   # as part of the suite (the usual way)
+    .venv/bin/python scripts/bench/tabular.py               # alone: ~2 GB parquet + ~2 GB csv, some minutes
     .venv/bin/python scripts/bench/tabular.py --quick       # tiny data, seconds: a smoke test
     .venv/bin/python scripts/bench/tabular.py --no-write    # print the report, leave docs alone
 
@@ -15,8 +16,8 @@
 2. Rank 0's peak memory (VmHWM) while planning and running 10,000 small parquet files, and the
    same with 10x more rows per file: it must not grow with the row count.
 
-The report goes to docs/benchmarks.md between `<!-- tabular:start -->` and `<!-- tabular:end -->`
-(the rest of that file belongs to scripts/bench/run_all.py); --quick and --no-write write nothing.
+The report goes to docs/benchmarks.md between `<!-- tabular:start -->` and `<!-- tabular:end -->`;
+run alone, --quick and --no-write write nothing.
 """
 from __future__ import annotations
 
@@ -31,18 +32,30 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
 
-REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from doc_section import command_line, write_section  # noqa: E402 - a sibling module of this script
-BIN = Path(sys.executable).parent
+import common
+from common import (
+    BIN,
+    QUICK_NOTE,
+    REPO,
+    Context,
+    Section,
+    Target,
+    high_water_mark,
+    targets_table,
+)
+from doc_section import command_line, compose, write_section
+
+NAME = "tabular"
+TITLE = "Tabular inputs: reading throughput and rank 0's planning memory"
 DOC = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- tabular:start -->", "<!-- tabular:end -->"
+START, END = f"<!-- {NAME}:start -->", f"<!-- {NAME}:end -->"
 CHUNK_ROWS = 1 << 20  # rows generated at a time; also the parquet row-group size (pyarrow's default)
 TARGET_RATIO = 0.8
 COUNT_SCRIPT = "def run(mini_batch):\n    return range(len(mini_batch))\n"
@@ -77,7 +90,7 @@ QUICK = Sizes(2, 20_000, 2, 20_000, (), 1, 100, (10, 100), False)
 
 
 def log(message: str) -> None:
-    print(f"[tabular] {message}", file=sys.stderr, flush=True)
+    common.log(f"[{NAME}] {message}")
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -115,15 +128,7 @@ def _write_table_file(path: Path, fmt: str, rows: int, seed: int, first_id: int)
 
 
 def made_once(folder: Path, make: Callable[[Path], None]) -> Path:
-    """A generated folder, kept between runs: a stamp beside it marks it complete."""
-    stamp = folder.parent / f"{folder.name}.complete"
-    if not stamp.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        log(f"generating {folder} ...")
-        make(folder)
-        stamp.write_text("")
-    return folder
+    return common.made_once(folder, make, NAME)
 
 
 def dataset(root: Path, fmt: str, files: int, rows: int) -> Path:
@@ -165,7 +170,7 @@ def run_pyarrow(fmt: str, folder: Path) -> Measure:
     return Measure("pyarrow", found["rows"], found["seconds"], wall)
 
 
-def run_mpibatch(folder: Path, scratch: Path, size: Optional[str], name: str, options: Optional[dict] = None,
+def run_mpibatch(folder: Path, scratch: Path, size: str | None, name: str, options: dict | None = None,
                  timeout: float = 1800) -> Measure:
     script = scratch / "count_rows.py"
     script.write_text(COUNT_SCRIPT)
@@ -177,7 +182,7 @@ def run_mpibatch(folder: Path, scratch: Path, size: Optional[str], name: str, op
     if size:
         cmd += ["--mini-batch-size", size]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - started
     result = json.loads((out / "logs" / "job_result.json").read_text()) if proc.returncode == 0 else None
     if result is None or result["status"] != "Completed" or result["items"]["failed"]:
@@ -223,18 +228,6 @@ def throughput(fmt: str, folder: Path, sizes: Sizes, scratch: Path) -> list[list
 
 
 # ---- rank 0's memory -------------------------------------------------------------------------------
-
-
-def high_water_mark(pid: int) -> Optional[int]:
-    """A process's peak resident memory so far (VmHWM), in bytes; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    return None
 
 
 @dataclass
@@ -298,8 +291,8 @@ def many_files(root: Path, files: int, rows: int) -> Path:
 
 def machine() -> str:
     import pandas
-    import pyarrow
     import psutil
+    import pyarrow
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -336,43 +329,74 @@ def throughput_table(fmt: str, nbytes: int, rounds: list[list[Measure]]) -> tupl
     return lines, ratios
 
 
-def render(command: str, started: datetime.datetime, took: float, quick: bool, sizes: Sizes,
-           results: dict[str, tuple[int, list[list[Measure]]]], memory: list[Memory]) -> str:
-    out = [START, "## Tabular inputs: reading throughput and rank 0's planning memory", "",
-           f"`{command}` on {started:%Y-%m-%d %H:%M}, {took:.0f} s{' (--quick: tiny data, not a measurement)' if quick else ''}.",
-           f"Machine: {machine()}; load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}.", "",
+def targets(results: dict[str, tuple[int, list[list[Measure]]]]) -> list[Target]:
+    """Per format: mpibatch at the default mini_batch_size, and its best setting, against pyarrow."""
+    found = []
+    for fmt, (nbytes, rounds) in results.items():
+        _, ratios = throughput_table(fmt, nbytes, rounds)
+        names = [m.contender for m in rounds[0]][1:]
+        found.append(Target(f"tabular, {fmt}: {names[0]} ≥ {TARGET_RATIO:g}x pyarrow", f"{ratios[0]:.2f}x",
+                            ratios[0] >= TARGET_RATIO))
+        best = max(range(len(ratios)), key=ratios.__getitem__)
+        found.append(Target(f"tabular, {fmt}: the best mpibatch setting ≥ {TARGET_RATIO:g}x pyarrow",
+                            f"{ratios[best]:.2f}x ({names[best]})", ratios[best] >= TARGET_RATIO))
+    return found
+
+
+def render(sizes: Sizes, results: dict[str, tuple[int, list[list[Measure]]]], memory: list[Memory],
+           goals: list[Target]) -> str:
+    out = [f"Machine: {machine()}; load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}.", "",
+           "### Targets", "", *targets_table(goals), "",
            f"### Reading a dataset through mpibatch vs pyarrow ({sizes.rounds} rounds, medians)", "",
-           "mpibatch: `mpibatch run` on one rank (coordinator and one process-executor worker), run() returns "
+           ("mpibatch: `mpibatch run` on one rank (coordinator and one process-executor worker), run() returns "
            "`range(len(mini_batch))`, output_action summary_only; seconds = job_result.json `elapsed_s`, wall = the "
            "whole command (start-up, listing, planning). pyarrow: one process reading every file whole "
            "(`pyarrow.parquet.read_table` / `pyarrow.csv.read_csv`, Arrow tables, no pandas); seconds = its read "
            "loop, wall = with interpreter start and imports. Files are in the page cache. Ratio = mpibatch's rate / "
            f"pyarrow's (target >= {TARGET_RATIO}), from the medians, and the median of the per-round ratios. "
            "`engine: pyarrow` is an input option the user opts into (pandas' multi-threaded parser; its dtypes can "
-           "differ from the default C parser's, e.g. it turns ISO dates into datetimes).", "",
+           "differ from the default C parser's, e.g. it turns ISO dates into datetimes)."), "",
            "| data | contender | rows | MB on disk | seconds | wall s | rows/s | MB/s | ratio to pyarrow |",
            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for fmt, (nbytes, rounds) in results.items():
         lines, _ = throughput_table(fmt, nbytes, rounds)
         out += lines
-    out += ["", "### Rank 0's peak memory while planning and running many small parquet files", "",
-            "`mpibatch run` on one rank over a folder of one-row-group parquet files, default mini_batch_size (one "
-            "mini-batch per file); peak RSS = VmHWM sampled every 20 ms. Rank 0 reads only footers, so its peak must "
-            "not grow with the rows per file.", "",
-            "| files | rows per file | mini-batches | rank 0 peak RSS (MB) | entry-script process peak RSS (MB) | wall s |",
-            "|---:|---:|---:|---:|---:|---:|"]
+    if memory:
+        out += ["", "### Rank 0's peak memory while planning and running many small parquet files", "",
+                ("`mpibatch run` on one rank over a folder of one-row-group parquet files, default mini_batch_size "
+                "(one mini-batch per file); peak RSS = VmHWM sampled every 20 ms. Rank 0 reads only footers, so its "
+                "peak must not grow with the rows per file."), "",
+                ("| files | rows per file | mini-batches | rank 0 peak RSS (MB) | entry-script process peak RSS (MB) "
+                "| wall s |"), "|---:|---:|---:|---:|---:|---:|"]
     for m in memory:
         out.append(f"| {m.files:,} | {m.rows_per_file:,} | {m.mini_batches:,} | {m.rank0_peak / 2**20:.0f} | "
                    f"{m.child_peak / 2**20:.0f} | {m.wall:.1f} |")
-    out.append(END)
     return "\n".join(out) + "\n"
 
 
+def run(sizes: Sizes, root: Path, scratch: Path, skip_memory: bool = False) -> Section:
+    results = {}
+    for fmt, files, rows in (("parquet", sizes.parquet_files, sizes.parquet_rows),
+                             ("csv", sizes.csv_files, sizes.csv_rows)):
+        folder = dataset(root, fmt, files, rows)
+        results[fmt] = (folder_bytes(folder), throughput(fmt, folder, sizes, scratch))
+    memory = []
+    if not skip_memory:
+        for rows in sizes.many_rows:
+            folder = many_files(root, sizes.many_files, rows)
+            memory.append(planning_memory(folder, sizes.many_files, rows, scratch))
+            log(f"{sizes.many_files} files x {rows} rows: rank 0 peak {memory[-1].rank0_peak / 2**20:.0f} MB")
+    goals = targets(results)
+    return Section(render(sizes, results, memory, goals), goals)
+
+
+def measure(ctx: Context) -> Section:
+    """The section as run_all.py runs it: generated data under ctx.cache, rounds from --rounds."""
+    sizes = QUICK if ctx.quick else FULL
+    return run(replace(sizes, rounds=ctx.rounds_or(sizes.rounds)), ctx.cache / "bench-tabular", ctx.scratch)
 
 
 # ---- main ------------------------------------------------------------------------------------------
-
-
 
 
 def main(argv: list[str]) -> int:
@@ -392,20 +416,11 @@ def main(argv: list[str]) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="mpibatch-bench-tabular-"))
     root = args.data or (REPO / ".cache" / "bench-tabular" if sizes.cached else scratch / "data")
     try:
-        results = {}
-        for fmt, files, rows in (("parquet", sizes.parquet_files, sizes.parquet_rows),
-                                 ("csv", sizes.csv_files, sizes.csv_rows)):
-            folder = dataset(root, fmt, files, rows)
-            results[fmt] = (folder_bytes(folder), throughput(fmt, folder, sizes, scratch))
-        memory = []
-        if not args.skip_memory:
-            for rows in sizes.many_rows:
-                folder = many_files(root, sizes.many_files, rows)
-                memory.append(planning_memory(folder, sizes.many_files, rows, scratch))
-                log(f"{sizes.many_files} files x {rows} rows: rank 0 peak {memory[-1].rank0_peak / 2**20:.0f} MB")
+        section = run(sizes, root, scratch, args.skip_memory)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report = render(command_line("scripts/bench/tabular.py"), started, time.perf_counter() - clock, args.quick, sizes, results, memory)
+    report = compose(NAME, TITLE, (QUICK_NOTE if args.quick else "") + section.body, command_line("scripts/bench/tabular.py"), started,
+                     time.perf_counter() - clock)
     print(report)
     if not (args.quick or args.no_write):
         write_section(DOC, report, START, END)

@@ -1,0 +1,222 @@
+"""Section `efficiency`: CPU-bound mini-batches on every core, against the ideal time.
+
+N mini-batches of one item, each ~20 ms of pure-Python CPU (entry_cpu.py; the loop count is
+calibrated once at the start so that one call takes about 20 ms here), on all C usable cores:
+mpibatch with `mpiexec -n C` (rank 0 works too: C workers, the default) and with
+`mpiexec -n C+1 --no-coordinator-works` (C workers and a rank that only coordinates), both
+executors; multiprocessing.Pool(C).map and mpi4py.futures (`mpiexec -n C+1`, C pool workers) on
+the same work. Efficiency = ideal / measured, ideal = N x one call's time / C.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import (
+    BENCH,
+    BIN,
+    Context,
+    Section,
+    Target,
+    Timed,
+    completed,
+    cores,
+    dispatch_seconds,
+    filelist_input,
+    log,
+    median,
+    mpibatch_command,
+    printed_json,
+    pyplot,
+    rotated,
+    run_command,
+    save_plot,
+    targets_table,
+    write_filelist,
+)
+from entry_cpu import spin
+
+NAME = "efficiency"
+TITLE = "Efficiency: CPU-bound mini-batches on every core"
+TARGET = 0.9
+
+
+@dataclass(frozen=True)
+class Sizes:
+    batches: int
+    call_s: float  # CPU seconds of one run() call
+    rounds: int
+    timeout_s: float
+
+
+FULL = Sizes(batches=1000, call_s=0.020, rounds=3, timeout_s=300)
+QUICK = Sizes(batches=40, call_s=0.005, rounds=1, timeout_s=90)
+
+
+@dataclass(frozen=True)
+class Contender:
+    key: str
+    label: str
+    command: Callable[[Path, Path, int], list[str]]  # (filelist, fresh output, loops) -> argv
+    mpibatch: bool
+    target: bool = False  # the default layout: held to the target
+
+
+def contenders(c: int) -> list[Contender]:
+    python, mpiexec = str(BIN / "python"), str(BIN / "mpiexec")
+
+    def mpibatch(executor: str, works: bool) -> Contender:
+        ranks = c if works else c + 1
+        def command(filelist: Path, output: Path, loops: int) -> list[str]:
+            return mpibatch_command("entry_cpu.py", filelist_input(filelist), output, ranks, executor=executor,
+                                    coordinator_works=works, script_args=["--loops", str(loops)])
+
+        layout = f"`mpiexec -n {ranks}`" + ("" if works else " `--no-coordinator-works`")
+        return Contender(f"mpibatch-{executor}{'' if works else '-nocw'}", f"mpibatch, {executor}, {layout}",
+                         command, True, works)
+
+    def pool(filelist: Path, _output: Path, loops: int) -> list[str]:
+        return [python, str(BENCH / "pool_map.py"), str(filelist), "--processes", str(c), "--loops", str(loops)]
+
+    def futures(filelist: Path, _output: Path, loops: int) -> list[str]:
+        return [mpiexec, "-n", str(c + 1), python, "-m", "mpi4py.futures", str(BENCH / "futures_map.py"),
+                str(filelist), "--chunksize", "1", "--loops", str(loops)]
+
+    return [mpibatch("inline", True), mpibatch("process", True), mpibatch("inline", False),
+            mpibatch("process", False),
+            Contender("pool", f"multiprocessing.Pool({c}).map, chunksize=1", pool, False),
+            Contender("futures", f"mpi4py.futures map, chunksize=1, `mpiexec -n {c + 1}`", futures, False)]
+
+
+def call_seconds(loops: int, repeats: int) -> float:
+    """Median wall time of one spin(loops) in this process."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        spin(loops)
+        times.append(time.perf_counter() - started)
+    return median(times)
+
+
+def calibrate(call_s: float) -> int:
+    """Loop iterations that take call_s seconds here."""
+    loops = 20_000
+    for _ in range(4):
+        loops = max(1000, int(loops * call_s / call_seconds(loops, 5)))
+    return loops
+
+
+def run_once(contender: Contender, filelist: Path, items: int, loops: int, output: Path, timeout: float) -> Timed:
+    done, noise = run_command(contender.command(filelist, output, loops), timeout)
+    if contender.mpibatch:
+        seconds = dispatch_seconds(completed(output, done, items, lines=items))
+        shutil.rmtree(output, ignore_errors=True)
+    else:
+        printed = printed_json(done)
+        if printed["items"] != items:
+            raise RuntimeError(f"{contender.key} did {printed['items']} items, expected {items}")
+        seconds = float(printed["seconds"])
+    return Timed(seconds, noise.wall_s, noise.others_percent)
+
+
+def measure(ctx: Context) -> Section:
+    sizes = QUICK if ctx.quick else FULL
+    rounds = ctx.rounds_or(sizes.rounds)
+    c = cores()
+    loops = calibrate(sizes.call_s)
+    field = contenders(c)
+    filelist = write_filelist(ctx.scratch, sizes.batches)
+    log(f"[{NAME}] {loops:,} loops per call, {call_seconds(loops, 10) * 1e3:.1f} ms here; {c} cores")
+    runs: dict[str, list[Timed]] = {k.key: [] for k in field}
+    ideals: list[float] = []
+    for round_no, contender in rotated(field, rounds):
+        if round_no == len(ideals):  # a new round: time a call again, for this round's machine speed
+            ideals.append(sizes.batches * call_seconds(loops, 10) / c)
+        run = run_once(contender, filelist, sizes.batches, loops, ctx.scratch / "out", sizes.timeout_s)
+        runs[contender.key].append(run)
+        log(f"[{NAME}] round {round_no + 1}/{rounds} {contender.key:22s} {run.seconds:7.2f} s timed "
+            f"({run.wall_s:.2f} s command, ideal {ideals[-1]:.2f} s, others {run.others_percent:.0f}%)")
+    results = {k: Result(runs[k], ideals) for k in runs}
+    goals = [Target(f"efficiency, {k.label} ≥ {TARGET:g}", f"{results[k.key].efficiency:.3f}",
+                    results[k.key].efficiency >= TARGET) for k in field if k.target]
+    return Section(render(ctx, sizes, rounds, loops, c, field, results, goals), goals)
+
+
+@dataclass
+class Result:
+    runs: list[Timed]
+    ideals: list[float]
+
+    @property
+    def efficiency(self) -> float:
+        return median([i / r.seconds for i, r in zip(self.ideals, self.runs)])
+
+    @property
+    def wall_efficiency(self) -> float:
+        return median([i / r.wall_s for i, r in zip(self.ideals, self.runs)])
+
+
+def plot(ctx: Context, field: list[Contender], results: dict[str, Result]) -> str:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    labels = [k.label.replace("`", "") for k in field]
+    y = range(len(field))
+    ax.barh([i + 0.2 for i in y], [results[k.key].efficiency for k in field], height=0.4, label="own timing")
+    ax.barh([i - 0.2 for i in y], [results[k.key].wall_efficiency for k in field], height=0.4,
+            label="whole command")
+    ax.axvline(TARGET, color="red", linestyle="--", label=f"target {TARGET:g}")
+    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("efficiency = ideal time / measured time (median)")
+    ax.set_title(f"CPU-bound mini-batches on {cores()} cores")
+    ax.legend(fontsize=8, loc="lower right")
+    return save_plot(fig, ctx, NAME, "efficiency per contender, own timing and whole command")
+
+
+def render(ctx: Context, sizes: Sizes, rounds: int, loops: int, c: int, field: list[Contender],
+           results: dict[str, Result], goals: list[Target]) -> str:
+    pool = results["pool"]
+    table = [("| contender | workers | seconds (median) | efficiency | min | max | ÷ Pool's efficiency "
+             "| command wall s | efficiency of the wall |"),
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for k in field:
+        r = results[k.key]
+        per_round = [i / t.seconds for i, t in zip(r.ideals, r.runs)]
+        vs_pool = median([t_pool.seconds / t.seconds for t, t_pool in zip(r.runs, pool.runs)])
+        table.append(f"| {k.label} | {c} | {median([t.seconds for t in r.runs]):.2f} | {r.efficiency:.3f} | "
+                     f"{min(per_round):.3f} | {max(per_round):.3f} | {vs_pool:.3f} | "
+                     f"{median([t.wall_s for t in r.runs]):.2f} | {r.wall_efficiency:.3f} |")
+    ideal = median(pool.ideals)
+    return "\n".join([
+        "### Targets", "",
+        *targets_table(goals), "",
+        (f"### {sizes.batches:,} mini-batches of one item, ~{sizes.call_s * 1e3:.0f} ms of CPU each, {c} cores, "
+        f"{rounds} round(s)"), "",
+        (f"One call: {loops:,} iterations of a pure-Python loop, calibrated at the start to "
+        f"{sizes.call_s * 1e3:.0f} ms; ideal time = {sizes.batches:,} x one call / {c} cores = {ideal:.2f} s "
+        "(median over rounds; each round re-times a call first)."), "",
+        plot(ctx, field, results), "",
+        *table, "",
+        "### Method", "",
+        (f"- **All cores.** This machine has {c} usable cores. `mpiexec -n {c}` uses them all with mpibatch's "
+        f"defaults (rank 0 also works: {c} workers; with the process executor rank 0's work runs in its child, "
+        f"with the inline executor in rank 0 itself between coordination steps); `mpiexec -n {c + 1} "
+        f"--no-coordinator-works` gives {c} workers plus a rank that only coordinates (it polls politely, so it "
+        "costs little CPU). The default layout is the one held to the target; the other is shown for comparison."),
+        ("- **mpibatch** runs `mpibatch run --entry-script scripts/bench/entry_cpu.py --inputs '{\"path\": LIST, "
+        "\"type\": \"filelist\"}' --mini-batch-size 1 --executor X --progress none -- --loops L`; its time is "
+        "`timing.dispatch_s` of `logs/job_result.json` (first dispatch to last mini-batch final). Each run is "
+        "checked: Completed, every mini-batch succeeded, one result line per item."),
+        (f"- **multiprocessing.Pool** (`scripts/bench/pool_map.py`): `Pool({c}).map(spin_item, items, chunksize=1)`, "
+        "timed around map() after every pool process has run a task."),
+        (f"- **mpi4py.futures** (`scripts/bench/futures_map.py --loops L`): `mpiexec -n {c + 1} python -m "
+        f"mpi4py.futures`, {c} pool workers, map() with chunksize 1 timed after `bootup(wait=True)`."),
+        ("- **Efficiency** = ideal / seconds, the median over rounds of each round's ratio (each round's ideal uses a "
+        "call time measured just before it); the wall column divides by the whole command's time, start-up and "
+        "teardown included. Contenders run once per round in an order that rotates round by round."),
+        "",
+    ])
