@@ -10,8 +10,6 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
 
-import psutil
-
 from .commit import JournalEntry, ResultStore
 from .config import JobConfig
 from .logs import FirstError, Layout, write_job_result
@@ -29,7 +27,22 @@ HOUSEKEEPING_EVERY_S = 0.2
 SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
 MIN_CREDITS, MAX_CREDITS = 2, 32
 LATENCY_TO_HIDE_S = 0.005  # a message round trip plus wake-ups on a busy node, generously
-PROCESS_STARTED = psutil.Process().create_time()  # wall time this rank's process began
+
+
+def _process_started() -> float:
+    """The monotonic time this process began, from /proc (its start in clock ticks since boot
+    against /proc/uptime, to 10 ms); psutil's create_time rests on a boot time in whole seconds."""
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        return time.monotonic() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
+PROCESS_STARTED = _process_started()
 
 
 @dataclass
@@ -588,9 +601,7 @@ class Coordinator:
         """
         if self.first_dispatch is None:
             return {"first_dispatch_s": None, "dispatch_s": None}
-        since_start = time.monotonic() - self.first_dispatch
-        first = time.time() - since_start - PROCESS_STARTED
-        return {"first_dispatch_s": round(first, 3),
+        return {"first_dispatch_s": round(self.first_dispatch - PROCESS_STARTED, 3),
                 "dispatch_s": round(max(self.last_final - self.first_dispatch, 0.0), 4)}
 
     def result(self) -> dict[str, Any]:
