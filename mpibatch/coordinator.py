@@ -169,6 +169,7 @@ class Coordinator:
         self._next_snapshot = 0.0
         self._finished_at: Optional[float] = None
         self.first_dispatch: Optional[float] = None  # monotonic time of the first task handed out
+        self.first_ready = 0.0  # monotonic time the first worker finished init()
         self.last_final = 0.0  # monotonic time the last mini-batch became final
 
     # ---- messages ----------------------------------------------------------------------------
@@ -203,6 +204,7 @@ class Coordinator:
             for outcome in message[1]:
                 self._on_outcome(outcome)
         elif kind == "ready":
+            self.first_ready = self.first_ready or time.monotonic()
             self.log.info("worker on rank %d ready (init %.3f s)", message[1], message[2])
             if message[1] in self.stalled:
                 self.stalled.discard(message[1])
@@ -442,12 +444,10 @@ class Coordinator:
         return max(MIN_CREDITS, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
     def _dispatch(self) -> None:
-        remote_credits = self._credits()
+        credits = self._credits()
         for rank in self.live:
             if not (self.pending or self.retry):
                 return
-            # rank 0's own worker has no message round trip to hide: one task running, one queued
-            credits = min(remote_credits, MIN_CREDITS) if rank == 0 and self.local is not None else remote_credits
             queue = self.outstanding[rank]
             tasks = []
             while len(queue) < credits and self.walltime.fits(len(queue)):
@@ -597,12 +597,14 @@ class Coordinator:
         """When work started and how long dispatching took: what a benchmark compares with a peer.
 
         first_dispatch_s counts from the start of rank 0's process (imports, listing and planning
-        included); dispatch_s from the first task handed out to the last mini-batch made final.
+        included); dispatch_s from the moment work was handed out and a worker had finished
+        init() (so a slow init() is not counted as dispatch) to the last mini-batch made final.
         """
         if self.first_dispatch is None:
             return {"first_dispatch_s": None, "dispatch_s": None}
+        began = max(self.first_dispatch, self.first_ready)
         return {"first_dispatch_s": round(self.first_dispatch - PROCESS_STARTED, 3),
-                "dispatch_s": round(max(self.last_final - self.first_dispatch, 0.0), 4)}
+                "dispatch_s": round(max(self.last_final - began, 0.0), 4)}
 
     def result(self) -> dict[str, Any]:
         tally = self.tally
