@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import IO, Any, Callable, Optional, Union
 
 from .entry import EntryRuntime, RuntimeSpec, error_summary
@@ -80,6 +82,48 @@ def describe_exit(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
+class Outbox:
+    """Messages to the child, framed like multiprocessing's Connection, written without ever
+    blocking: the child reads only between tasks and may itself be blocked writing a large
+    outcome to us, so a blocking write of more tasks than the pipe holds would deadlock both."""
+
+    def __init__(self, fd: int) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self._unsent = bytearray()
+
+    def send(self, message: object) -> None:
+        data = ForkingPickler.dumps(message)
+        size = len(data)
+        self._unsent += struct.pack("!i", size) if size <= 0x7FFFFFFF else struct.pack("!iQ", -1, size)
+        self._unsent += data
+        self.flush()
+
+    def flush(self) -> bool:
+        """Write what the pipe takes now; True when nothing is left."""
+        while self._unsent:
+            try:
+                written = os.write(self.fd, self._unsent)
+            except BlockingIOError:
+                return False
+            except OSError:  # the child is gone: poll() finds out and restarts it
+                self._unsent.clear()
+                return True
+            del self._unsent[:written]
+        return True
+
+    def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.flush():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class ProcessExecutor:
     """The entry script in a child process started fresh, killable at its exact deadline.
 
@@ -106,7 +150,7 @@ class ProcessExecutor:
         self.started = 0.0
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._inbox: Optional[Connection] = None
-        self._outbox: Optional[Connection] = None
+        self._outbox: Optional[Outbox] = None
         self._inbox_ready: Callable[[], bool] = lambda: False
 
     @property
@@ -141,7 +185,7 @@ class ProcessExecutor:
                 os.sched_setaffinity(self.proc.pid, self.cpus)
             except OSError:
                 pass
-        self._outbox = Connection(to_child_w, readable=False, writable=True)
+        self._outbox = Outbox(to_child_w)
         self._inbox = Connection(from_child_r, readable=True, writable=False)
         self._inbox_ready = readable_now(from_child_r)
         self._outbox.send(self.spec)
@@ -170,7 +214,8 @@ class ProcessExecutor:
         """One event if something happened, else None; never blocks."""
         if self.state not in ("starting", "ready"):
             return None
-        assert self._inbox is not None and self.proc is not None
+        assert self._inbox is not None and self._outbox is not None and self.proc is not None
+        self._outbox.flush()
         try:
             while self._inbox_ready():
                 event = self._on_message(self._inbox.recv())
@@ -306,7 +351,7 @@ class ProcessExecutor:
         if self.ready and self._outbox is not None and self._inbox is not None:
             try:
                 self._outbox.send(("shutdown",))
-                if self._inbox.poll(timeout):
+                if self._outbox.drain(timeout) and self._inbox.poll(timeout):
                     self._inbox.recv()
                     assert self.proc is not None
                     self.proc.wait(timeout=timeout)

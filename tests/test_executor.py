@@ -500,3 +500,21 @@ def test_inline_abort_of_a_queued_task_skips_it(inline_executor) -> None:
     executor.abort(1)
     got = outcomes_until(executor, 2)
     assert [o.batch_id for o in got] == [0, 2]
+
+
+def test_process_big_tasks_and_big_outcomes_never_deadlock_the_pipes(process_executor) -> None:
+    """Tasks of 200 KB each behind one another while the child writes 200 KB outcomes: neither side
+    may block writing to a pipe the other is not reading (it did: a 1000-path mini-batch job hung)."""
+    import threading
+
+    executor = started(process_executor())
+    big = [task(i, f"{i:03d}" + "x" * 200_000) for i in range(12)]
+    executor.submit(big[0])
+    time.sleep(0.5)  # the child now waits to write its 200 KB outcome: nobody reads it yet
+    submitting = threading.Thread(target=executor.submit, args=tuple(big[1:]), daemon=True)
+    submitting.start()
+    submitting.join(10.0)
+    assert not submitting.is_alive(), "submit() blocked on a full pipe"
+    got = outcomes_until(executor, 12, within=30.0)
+    assert [o.batch_id for o in got] == list(range(12)) and all(o.ok for o in got)
+    assert all(len(o.payload) == 200_007 for o in got)
