@@ -20,6 +20,7 @@ Sections, one module each in scripts/bench/, each with its baselines in the same
                of 200k files, vs the listing floor (wc -l, find, os.scandir)
   demo         `mpibatch demo` images/s at 1, 2, 4 ranks vs plain TensorFlow in one process
   tabular      reading parquet/csv through mpibatch vs pyarrow; rank 0's memory over many files
+  before_after the optimisations of issue 8: the same jobs with mpibatch before them (git archive) and now
   gpu          what needs a GPU node (8 and 16 ranks, the demo on GPUs) and how to measure it there
 
 Contenders run side by side: once per round, in an order that rotates round by round; the report
@@ -45,6 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import before_after
 import coordinator
 import demo
 import dispatch
@@ -69,7 +71,7 @@ from common import (
 )
 from doc_section import command_line, compose, markers, write_section
 
-SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, gpu)}
+SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, before_after, gpu)}
 SUITE = "suite"
 ORDER = [SUITE, *SECTIONS]
 DOC = REPO / "docs" / "benchmarks.md"
