@@ -25,7 +25,7 @@ from .worker import TAG, Worker, idle_policy
 
 HOUSEKEEPING_EVERY_S = 0.2
 SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
-MIN_CREDITS, MAX_CREDITS = 2, 32
+MIN_CREDITS, MAX_CREDITS = 2, 256
 LATENCY_TO_HIDE_S = 0.005  # a message round trip plus wake-ups on a busy node, generously
 
 
