@@ -58,6 +58,14 @@ class Fingerprint:
         return None
 
 
+def plain_journal_line(batch_id: BatchId, end: int, status: str, ok: int, fail: int, attempts: int) -> str:
+    """JournalEntry(...).to_json() of an entry without errors or an isolated item, formatted
+    directly: rank 0 writes one per mini-batch."""
+    shown = json.dumps(batch_id) if isinstance(batch_id, str) else batch_id
+    return (f'{{"id":{shown},"end":{end},"status":"{status}","ok":{ok},"fail":{fail},"attempts":{attempts},'
+            f'"errors":{{}}}}\n')
+
+
 @dataclass
 class JournalEntry:
     """One final mini-batch: committed (its bytes end at `end`), failed after all tries, split in
@@ -76,10 +84,8 @@ class JournalEntry:
 
     def to_json(self) -> str:
         """One journal line; the isolated item's fields only where set, to keep the journal small."""
-        if not self.item and not self.errors:  # the common line, formatted directly (rank 0's hot path)
-            return (f'{{"id":{json.dumps(self.id) if isinstance(self.id, str) else self.id},"end":{self.end},'
-                    f'"status":"{self.status}","ok":{self.ok},"fail":{self.fail},"attempts":{self.attempts},'
-                    f'"errors":{{}}}}\n')
+        if not self.item and not self.errors:
+            return plain_journal_line(self.id, self.end, self.status, self.ok, self.fail, self.attempts)
         data = {k: v for k, v in vars(self).items() if v != "" or k not in ("item", "error_class", "error")}
         return json.dumps(data, separators=(",", ":")) + "\n"
 
@@ -235,27 +241,33 @@ class ResultStore:
                 self.offset += len(outcome.header)
             self.result.write(outcome.payload)
             self.offset += len(outcome.payload)
-        self._journal(JournalEntry(outcome.batch_id, self.offset, "succeeded", outcome.succeeded,
-                                   outcome.failed, attempts, errors))
+        ok = outcome.succeeded
+        if errors:
+            self._journal(JournalEntry(outcome.batch_id, self.offset, "succeeded", ok, outcome.n_items - ok, attempts,
+                                       errors).to_json())
+        else:
+            self._journal(plain_journal_line(outcome.batch_id, self.offset, "succeeded", ok, outcome.n_items - ok,
+                                             attempts))
 
     def record_failed(self, batch_id: BatchId, n_items: int, attempts: int, errors: dict[str, int]) -> None:
-        self._journal(JournalEntry(batch_id, self.offset, "failed", 0, n_items, attempts, errors))
+        self._journal(JournalEntry(batch_id, self.offset, "failed", 0, n_items, attempts, errors).to_json())
 
     def record_split(self, batch_id: BatchId, attempts: int, errors: dict[str, int]) -> None:
         """Journaled before its halves run, so a resume re-creates the halves it lacks."""
-        self._journal(JournalEntry(batch_id, self.offset, "split", 0, 0, attempts, errors))
+        self._journal(JournalEntry(batch_id, self.offset, "split", 0, 0, attempts, errors).to_json())
 
     def record_isolated(self, batch_id: BatchId, item: str, errors: dict[str, int], error_class: str,
                         error: str) -> None:
-        self._journal(JournalEntry(batch_id, self.offset, "isolated", 0, 1, 1, errors, item, error_class, error))
+        self._journal(JournalEntry(batch_id, self.offset, "isolated", 0, 1, 1, errors, item, error_class,
+                                   error).to_json())
 
     def add_csv_row(self, row: list[Any]) -> None:
         self.csv.writerow(row)
 
-    def _journal(self, entry: JournalEntry) -> None:
+    def _journal(self, line: str) -> None:
         if not self._pending:
             self._first_pending = time.monotonic()
-        self._pending.append(entry.to_json())
+        self._pending.append(line)
         if len(self._pending) >= FLUSH_EVERY_N:
             self.flush(wait=False)
 

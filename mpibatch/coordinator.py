@@ -315,21 +315,24 @@ class Coordinator:
 
     def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
                errors: Optional[Counter], error: str = "") -> None:
-        tally = self.tally
+        tally, batch = self.tally, task.batch
+        size = batch.size
         if status != "split":  # a split's items are counted by its halves
-            tally.items_total += ok + failed - task.batch.size  # a tabular size was an estimate until read
-        if not is_half(task.batch.id):
+            tally.items_total += ok + failed - size  # a tabular size was an estimate until read
+        if not is_half(batch.id):
             tally.add_batch(status, task.attempt > 1)
         tally.items_ok += ok
         tally.items_failed += failed
         tally.items_isolated += status == "isolated"
-        self.activity[rank]["mini_batches"] += 1
-        self.activity[rank]["items"] += ok
-        self.batch_errors.pop(task.batch.id, None)
+        activity = self.activity[rank]
+        activity["mini_batches"] += 1
+        activity["items"] += ok
+        if errors:
+            self.batch_errors.pop(batch.id, None)
         self.last_final = time.monotonic()
         last_class = next(reversed(errors), "") if errors else ""
-        self.store.add_csv_row([task.batch.id, self.input_names[task.batch.input_index], task.batch.size,
-                                task.attempt, status, ok, failed, f"{seconds:.3f}", rank, last_class, error])
+        self.store.add_csv_row([batch.id, self.input_names[batch.input_index], size, task.attempt, status, ok, failed,
+                                f"{seconds:.3f}", rank, last_class, error])
 
     def _append_error_line(self, line: str) -> None:
         with open(self.layout.error_txt, "a") as fh:

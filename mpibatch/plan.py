@@ -44,7 +44,9 @@ class FileRun(Sequence):
         return MiniBatch(self.first_id + i, self.input_index, tuple(self.items[start:start + self.per_batch]))
 
     def __iter__(self) -> Iterator[MiniBatch]:
-        return (self[i] for i in range(len(self)))
+        items, per, index = self.items, self.per_batch, self.input_index
+        for i, start in enumerate(range(0, len(items), per), self.first_id):
+            yield MiniBatch(i, index, tuple(items[start:start + per]))
 
     @property
     def n_items(self) -> int:
