@@ -26,6 +26,7 @@ from .worker import TAG, Worker, idle_policy
 HOUSEKEEPING_EVERY_S = 0.2
 SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
 MIN_CREDITS, MAX_CREDITS = 2, 256
+LOCAL_MAX_CREDITS = 8  # rank 0's own worker, when there are others (+6% no-op throughput at 2 ranks, A/B)
 LATENCY_TO_HIDE_S = 0.005  # a message round trip plus wake-ups on a busy node, generously
 
 
@@ -447,10 +448,13 @@ class Coordinator:
         return max(MIN_CREDITS, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
     def _dispatch(self) -> None:
-        credits = self._credits()
+        remote_credits = self._credits()
         for rank in self.live:
             if not (self.pending or self.retry):
                 return
+            # rank 0's own worker shares the coordinator's process: a long queue of tiny tasks would
+            # let it keep the coordinator from answering the other workers
+            credits = min(remote_credits, LOCAL_MAX_CREDITS) if rank == 0 and len(self.live) > 1 else remote_credits
             queue = self.outstanding[rank]
             tasks = []
             while len(queue) < credits and self.walltime.fits(len(queue)):
