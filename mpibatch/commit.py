@@ -13,11 +13,11 @@ import hashlib
 import json
 import os
 import socket
-import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Optional
 
 from .config import ConfigError, JobConfig, fingerprint_fields
 from .logs import Layout
@@ -180,39 +180,6 @@ def _write_state(layout: Layout, fingerprint: Fingerprint, status: str) -> None:
     os.replace(tmp, layout.state_dir / STATE)
 
 
-class Background:
-    """One call at a time on a worker thread; its error is raised by the next wait()."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
-
-    @property
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def run(self, fn: Callable[..., None], *args: Any) -> None:
-        self.wait()
-
-        def call() -> None:
-            try:
-                fn(*args)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller by wait()
-                self._error = exc
-
-        self._thread = threading.Thread(target=call, name=self.name, daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-
 class ResultStore:
     """Rank 0's writer of the result file, the journal and logs/sys/mini_batches.csv."""
 
@@ -231,7 +198,8 @@ class ResultStore:
             self.csv.writerow(CSV_COLUMNS)
         self._pending: list[str] = []
         self._first_pending = 0.0
-        self._syncer = Background("mpibatch-commit")
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="mpibatch-commit")
+        self._syncing: Optional[Future] = None  # the last group's fsyncs
 
     def commit(self, outcome: Any, attempts: int, errors: dict[str, int]) -> None:
         """Append a succeeded attempt's bytes, then journal it (exactly once: the caller never repeats an id)."""
@@ -279,17 +247,17 @@ class ResultStore:
         """Make everything committed so far durable: result bytes reach the disk before the
         journal lines that cover them. With wait=False the fsyncs happen on a thread, so a slow
         disk never stalls dispatch; a group that finds the thread still busy waits for the next."""
-        if wait:
-            self._syncer.wait()
-        elif self._syncer.busy:
-            return
+        if self._syncing is not None:
+            if not wait and not self._syncing.done():
+                return
+            self._syncing.result()  # (raises what the fsyncs raised)
         if self.result is not None:
             self.result.flush()  # the bytes the pending lines cover are in the kernel now
         self.csv_file.flush()
         lines, self._pending = "".join(self._pending), []
-        self._syncer.run(self._sync, lines)
+        self._syncing = self._syncer.submit(self._sync, lines)
         if wait:
-            self._syncer.wait()
+            self._syncing.result()
 
     def _sync(self, lines: str) -> None:
         if self.result is not None:
@@ -307,6 +275,7 @@ class ResultStore:
 
     def close(self, status: str) -> None:
         self.flush()
+        self._syncer.shutdown()
         for fh in (self.result, self.journal, self.csv_file):
             if fh is not None:
                 fh.close()

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,17 @@ def rank_logger(layout: Layout, rank: int, level: str) -> logging.Logger:
     return logger
 
 
-def log_lines(logger: logging.Logger, lines: list[str], level: int = logging.INFO) -> None:
+def log_lines(logger: logging.Logger, lines: Iterable[str], level: int = logging.INFO) -> None:
     """Many records of one moment at once, formatted like rank_logger's: one write for the
-    per-mini-batch lines of a fast job instead of a logging call each."""
-    if not lines or not logger.isEnabledFor(level):
+    per-mini-batch lines of a fast job instead of a logging call each (`lines` are only made
+    when the level is enabled)."""
+    if not logger.isEnabledFor(level):
         return
     now = time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d} "
     text = "".join(f"{stamp}{logging.getLevelName(level)} {line}\n" for line in lines)
+    if not text:
+        return
     for handler in logger.handlers:
         if isinstance(handler, logging.StreamHandler) and handler.level <= level:
             with handler.lock:  # type: ignore[union-attr]

@@ -5,7 +5,7 @@ import bisect
 import logging
 from collections.abc import Sequence
 from itertools import accumulate, chain, count
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 from .config import ConfigError, JobConfig
 from .inputs import InputListing, TableListing
@@ -35,15 +35,13 @@ class FileRun(Sequence):
     def __len__(self) -> int:
         return -(-len(self.items) // self.per_batch)
 
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def __getitem__(self, i: int) -> MiniBatch:  # type: ignore[override] - no slices: nothing needs them
         if not 0 <= i < len(self):
             raise IndexError(i)
         start = i * self.per_batch
         return MiniBatch(self.first_id + i, self.input_index, tuple(self.items[start:start + self.per_batch]))
 
-    def __iter__(self) -> Iterator[MiniBatch]:
+    def __iter__(self) -> Iterator[MiniBatch]:  # (what __getitem__ makes, without its checks: the hot path)
         items, per, index = self.items, self.per_batch, self.input_index
         for i, start in enumerate(range(0, len(items), per), self.first_id):
             yield MiniBatch(i, index, tuple(items[start:start + per]))
@@ -64,9 +62,7 @@ class BatchPlan(Sequence):
     def __len__(self) -> int:
         return self.starts[-1]
 
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def __getitem__(self, i: int) -> MiniBatch:  # type: ignore[override] - no slices: nothing needs them
         if not 0 <= i < len(self):
             raise IndexError(i)
         part = bisect.bisect_right(self.starts, i) - 1

@@ -80,8 +80,8 @@ class Worker:
     def _flush_outcomes(self) -> None:
         if self.outcomes:
             outcomes, self.outcomes = self.outcomes, []
-            log_lines(self.log, [f"mini-batch {o.batch_id} attempt {o.attempt}: {o.n_items} items, {o.n_returned} "
-                                 f"returned in {o.seconds:.3f} s" for o in outcomes if o.ok])
+            log_lines(self.log, (f"mini-batch {o.batch_id} attempt {o.attempt}: {o.n_items} items, {o.n_returned} "
+                                 f"returned in {o.seconds:.3f} s" for o in outcomes if o.ok))
             self.send(("outcomes", outcomes))
 
     def _on_event(self, event: Any) -> None:

@@ -294,7 +294,7 @@ def test_a_background_flush_journals_only_synced_bytes_and_close_waits_for_it(jo
         store.commit(outcome(i, [f"line{i}"]), 1, {})
     store.flush(wait=False)  # fsyncs on a thread: dispatch goes on
     store.commit(outcome(3, ["line3"]), 1, {})  # after the group: not covered by it
-    store._syncer.wait()
+    store._syncing.result()
     assert [e["id"] for e in journal_of(layout)] == [0, 1, 2]
     assert journal_of(layout)[-1]["end"] == 18 <= layout.result_file.stat().st_size
     store.close("Completed")

@@ -5,22 +5,20 @@ with the working copy's, in rotating rounds.
 - No-op throughput: 20,000 mini-batches of one item at 4 ranks, each executor. Both versions on
   the same clock: mini-batches / the whole command's wall time (start-up included; the baseline
   reports no dispatch-only timing).
-- Planning: 1,000,000 paths in a filelist on one rank: seconds from the launch to rank 0's
-  "coordinating" log line (both versions write it right before their dispatch loop), and rank 0's
-  peak memory (VmHWM) until it is stopped by SIGTERM a moment later.
+- Planning: 1,000,000 paths in a filelist on one rank, run as the planning section runs it
+  (planning.first_dispatch): seconds from the launch to rank 0's "coordinating" log line (both
+  versions write it right before their dispatch loop), and rank 0's peak memory (VmHWM).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import statistics
 import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import planning
 from common import (
     REPO,
     Context,
@@ -28,9 +26,7 @@ from common import (
     Target,
     completed,
     filelist_input,
-    high_water_mark,
     log,
-    log_line_time,
     mpibatch_command,
     rotated,
     run_command,
@@ -41,7 +37,6 @@ from common import (
 NAME = "before_after"
 TITLE = "Optimisations: before and after, in one run"
 BASELINE = "a0d7c17"  # the last commit before issue 8's optimisations
-LOOP_STARTED = "coordinating "
 
 
 @dataclass(frozen=True)
@@ -83,34 +78,10 @@ def throughput(ctx: Context, env: dict[str, str], executor: str, filelist: Path,
     return items / noise.wall_s
 
 
-def planning(ctx: Context, env: dict[str, str], filelist: Path, timeout: float) -> tuple[float, int]:
-    """(seconds from launch to the dispatch loop, rank 0's peak bytes) of a one-rank job stopped at once."""
-    output = ctx.scratch / "plan-out"
-    shutil.rmtree(output, ignore_errors=True)
-    rank0_log = output / "logs" / "sys" / "rank-0000.txt"
-    command = mpibatch_command("entry_noop.py", filelist_input(filelist), output, None, executor="inline")
-    launched = time.time()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        peak, loop, deadline = 0, None, time.monotonic() + timeout
-        while proc.poll() is None:
-            peak = max(peak, high_water_mark(proc.pid) or 0)
-            if loop is None and (loop := log_line_time(rank0_log, LOOP_STARTED)) is not None:
-                proc.send_signal(signal.SIGTERM)
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"did not reach its dispatch loop within {timeout:g} s: {' '.join(command)}")
-            time.sleep(0.02)
-    shutil.rmtree(output, ignore_errors=True)
-    if loop is None:
-        raise RuntimeError(f"no '{LOOP_STARTED}' line in {rank0_log} (rc {proc.returncode})")
-    return loop - launched, peak
-
-
 def have(revision: str) -> bool:
     """A shallow clone may lack the baseline."""
     return subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{revision}^{{commit}}"],
-                          capture_output=True).returncode == 0
+                          capture_output=True, check=False).returncode == 0
 
 
 def measure(ctx: Context) -> Section:
@@ -123,12 +94,17 @@ def measure(ctx: Context) -> Section:
     versions = {"before": env_for(export(BASELINE, ctx.scratch / "baseline")), "after": env_for(None)}
     filelist = write_filelist(ctx.scratch, sizes.items)
     big = write_filelist(ctx.cache / "bench-planning", sizes.planning_items)
+    planning_sizes = planning.QUICK if ctx.quick else planning.FULL
     rates: dict[tuple[str, str], list[float]] = {}
     plans: dict[str, list[tuple[float, int]]] = {v: [] for v in versions}
     keys = [(case, version) for case in ("inline", "process", "planning") for version in versions]
     for round_no, (case, version) in rotated(keys, rounds):
         if case == "planning":
-            seconds, peak = planning(ctx, versions[version], big, sizes.timeout_s)
+            planned = planning.first_dispatch(ctx, filelist_input(big), sizes.planning_items, planning_sizes,
+                                              env=versions[version], needs_timing=False)
+            if planned.outside_s is None:
+                raise RuntimeError(f"{version}: no '{planning.LOOP_STARTED}' line in rank 0's log")
+            seconds, peak = planned.outside_s, planned.peak_bytes
             plans[version].append((seconds, peak))
             log(f"[{NAME}] round {round_no + 1}/{rounds} planning {version}: {seconds:.2f} s to the dispatch loop, "
                 f"{peak / 2**20:.0f} MB peak")
@@ -156,8 +132,8 @@ def render(sizes: Sizes, rounds: int, rates: dict[tuple[str, str], list[float]],
         rows.append(f"| {sizes.planning_items:,}-path filelist, one rank: {what} | {before:,.2f} {unit} | "
                     f"{after:,.2f} {unit} | {after / before:.2f}x |")
     body = "\n".join([
-        f"Medians of {rounds} round(s); both versions run the same jobs in the same invocation, alternating. "
-        f"\"Before\" is mpibatch at `{BASELINE}` (`git archive`), \"after\" the working copy.",
+        (f"Medians of {rounds} round(s); both versions run the same jobs in the same invocation, alternating. "
+        f"\"Before\" is mpibatch at `{BASELINE}` (`git archive`), \"after\" the working copy."),
         "",
         *rows,
         "",
@@ -165,20 +141,20 @@ def render(sizes: Sizes, rounds: int, rates: dict[tuple[str, str], list[float]],
         "",
         "What changed, and why (each found by profiling the run above it with cProfile / py-spy):",
         "",
-        "- **Pipelined executors.** A worker handed its executor one task and waited for the outcome before the "
+        ("- **Pipelined executors.** A worker handed its executor one task and waited for the outcome before the "
         "next: every mini-batch paid a hand-off between the rank and the script's process (or thread). Now up to "
         "64 tasks wait in the child's pipe (or the thread's queue) behind the running one; the running one's "
         "timeout clock starts when the one before it ends, a crash fails only the running task and the rest go to "
-        "the restarted child, and a stop takes back what has not started.",
-        "- **One message per step.** Workers report all the outcomes of a loop pass in one MPI message and write "
-        "their per-mini-batch log lines in one write, instead of a message and a logging call each.",
-        "- **One system call to look at the child's pipe.** `Connection.poll(0)` builds a selector per call "
-        "(about 15 µs, more than a no-op run()); a `select.poll` object registered once costs one system call.",
-        "- **Rank 0's hot path.** The journal line of a plain success is formatted directly (not json.dumps of a "
+        "the restarted child, and a stop takes back what has not started."),
+        ("- **One message per step.** Workers report all the outcomes of a loop pass in one MPI message and write "
+        "their per-mini-batch log lines in one write, instead of a message and a logging call each."),
+        ("- **One system call to look at the child's pipe.** `Connection.poll(0)` builds a selector per call "
+        "(about 15 µs, more than a no-op run()); a `select.poll` object registered once costs one system call."),
+        ("- **Rank 0's hot path.** The journal line of a plain success is formatted directly (not json.dumps of a "
         "dict), no Counter per outcome, thresholds checked only after something failed; the fsyncs of a commit "
-        "group run on a thread so a slow disk never stalls dispatch.",
-        "- **Lazy planning.** A file input becomes a `FileRun` that makes each mini-batch when it is handed out "
+        "group run on a thread so a slow disk never stalls dispatch."),
+        ("- **Lazy planning.** A file input becomes a `FileRun` that makes each mini-batch when it is handed out "
         "(before: a million frozen dataclasses and Task objects built before the first dispatch); a filelist is "
-        "digested as one text instead of line by line.",
+        "digested as one text instead of line by line."),
     ])
     return Section(body, targets)

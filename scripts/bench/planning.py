@@ -68,7 +68,7 @@ QUICK = Sizes(20_000, 2_000, 500, 0.3, 1, 90)
 class Planned:
     """One mpibatch run stopped after its first dispatch."""
 
-    first_dispatch_s: float  # timing.first_dispatch_s of job_result.json
+    first_dispatch_s: float | None  # timing.first_dispatch_s of job_result.json (None: needs_timing False)
     outside_s: float | None  # from launching the command to rank 0's "coordinating" log line
     peak_bytes: int
     wall_s: float
@@ -97,8 +97,10 @@ def small_files(root: Path, files: int, per_folder: int) -> Path:
     return made_once(root / f"files-{files}", make, NAME)
 
 
-def first_dispatch(ctx: Context, inputs: str, batches: int, sizes: Sizes) -> Planned:
-    """Launch, wait for the dispatch loop, let it run dispatch_for_s, SIGTERM; sample VmHWM throughout."""
+def first_dispatch(ctx: Context, inputs: str, batches: int, sizes: Sizes, env: dict[str, str] | None = None,
+                   needs_timing: bool = True) -> Planned:
+    """Launch, wait for the dispatch loop, let it run dispatch_for_s, SIGTERM; sample VmHWM throughout.
+    env: another mpibatch to run (before_after); needs_timing False: one that writes no `timing` yet."""
     output = ctx.scratch / "out"
     shutil.rmtree(output, ignore_errors=True)
     command = mpibatch_command("entry_noop.py", inputs, output, None, executor="process")
@@ -106,7 +108,7 @@ def first_dispatch(ctx: Context, inputs: str, batches: int, sizes: Sizes) -> Pla
     before = Snapshot.now()
     launched = time.time()
     with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
         peak, seen, stopped = 0, None, False
         deadline = time.monotonic() + sizes.timeout_s
         while proc.poll() is None:
@@ -128,11 +130,11 @@ def first_dispatch(ctx: Context, inputs: str, batches: int, sizes: Sizes) -> Pla
         raise RuntimeError(f"planned {result['mini_batches']['total']} mini-batches of {batches} "
                            f"(status {result['status']}, rc {proc.returncode}): {stderr[-800:]}")
     first = (result.get("timing") or {}).get("first_dispatch_s")
-    if first is None:
+    if first is None and needs_timing:
         raise RuntimeError(f"job_result.json has no timing.first_dispatch_s: {result.get('timing')}")
     loop = log_line_time(rank0_log, LOOP_STARTED)
     shutil.rmtree(output, ignore_errors=True)
-    return Planned(float(first), None if loop is None else loop - launched, peak, noise.wall_s, result["status"],
+    return Planned(None if first is None else float(first), None if loop is None else loop - launched, peak, noise.wall_s, result["status"],
                    noise.others_percent)
 
 
