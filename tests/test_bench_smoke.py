@@ -32,7 +32,7 @@ CONTENDERS = {
                  "| 20,000 paths in a filelist | `wc -l` |", "| a folder of 2,000 small files | mpibatch, 1 rank,",
                  "| a folder of 2,000 small files | `find -type f` into `wc -l` |",
                  "| a folder of 2,000 small files | Python: os.scandir walk"],
-    "demo": ["| mpibatch demo | 1 | 1 |", "| mpibatch demo | 2 | 2 |", "| plain TensorFlow, one process, batches of 5 |"],
+    "demo": ["| mpibatch demo | 1 | 1 |", "| mpibatch demo | 2 | 2 |", "| plain Keras on TensorFlow, one process, batches of 5 |"],
     "tabular": ["| parquet | pyarrow | 40,000 |", "| parquet | mpibatch (default 1MB) | 40,000 |",
                 "| csv | pyarrow | 40,000 |", "| csv | mpibatch (default 1MB) | 40,000 |", "| 100 | 10 | 100 |"],
     "before_after": ["| no-op, inline executor, 4 ranks: mini-batches per command second |",

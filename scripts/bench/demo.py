@@ -1,5 +1,6 @@
 """Section `demo`: `mpibatch demo` (digit images scored by a Keras CNN) images per second at 1, 2
 and 4 ranks, against the same model scoring the same images in one plain process (demo_plain.py).
+KERAS_BACKEND picks the framework of both (TensorFlow unless set; `torch` puts the model on a GPU).
 
 A first, uncounted run at one rank renders the images and trains the model if they are not cached
 yet (~/.cache/mpibatch, or $MPIBATCH_CACHE).
@@ -7,6 +8,7 @@ yet (~/.cache/mpibatch, or $MPIBATCH_CACHE).
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from common import (
     Timed,
     completed,
     dispatch_seconds,
+    gpus,
     log,
     median,
     oversubscribed,
@@ -35,6 +38,12 @@ NAME = "demo"
 TITLE = "Demo: digit images per second"
 BASELINE = "plain"
 ACCURACY = re.compile(r"accuracy:\s+([0-9.]+)")
+
+
+def backend() -> str:
+    """The Keras backend the demo and its baseline use, as its users name it."""
+    return {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX"}.get(
+        os.environ.get("KERAS_BACKEND", "tensorflow"), os.environ.get("KERAS_BACKEND", ""))
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,7 @@ def measure(ctx: Context) -> Section:
     sizes = QUICK if ctx.quick else FULL
     rank_counts = tuple(ctx.ranks or sizes.ranks)
     rounds = ctx.rounds_or(sizes.rounds)
-    images = sizes.images
+    images = ctx.items or sizes.images  # --items: a GPU scores 2,000 images in about a second
     log(f"[{NAME}] warm-up run (renders the images and trains the model if not cached; not counted)")
     run_demo(ctx, 1, images, max(sizes.timeout_s, 900))
     keys: list = [*rank_counts, BASELINE]
@@ -110,7 +119,7 @@ def plot(ctx: Context, images: int, rank_counts: tuple[int, ...], runs: dict) ->
     scoring = [median([images / r.extra["scoring_s"] for r in runs[k]]) for k in rank_counts]
     ax.plot(rank_counts, scoring, marker="v", label="mpibatch demo: images / (run() seconds / workers)")
     plain = median([images / r.seconds for r in runs[BASELINE]])
-    ax.axhline(plain, color="gray", linestyle="--", label="plain TensorFlow, one process (its loop)")
+    ax.axhline(plain, color="gray", linestyle="--", label=f"plain Keras on {backend()}, one process (its loop)")
     ax.set_xticks(rank_counts)
     ax.set_xlabel("MPI ranks (mpiexec -n)")
     ax.set_ylabel("images / s (median)")
@@ -137,26 +146,31 @@ def render(ctx: Context, images: int, rounds: int, rank_counts: tuple[int, ...],
     plain = runs[BASELINE]
     rates = [images / r.seconds for r in plain]
     wall = median([r.wall_s for r in plain])
-    table.append(f"| plain TensorFlow, one process, batches of 5 | | 1 | {median(rates):,.1f} | {min(rates):,.1f} | "
+    table.append(f"| plain Keras on {backend()}, one process, batches of 5 | | 1 | {median(rates):,.1f} | {min(rates):,.1f} | "
                  f"{max(rates):,.1f} | | {median(rates):,.1f} | {wall:.2f} | {images / wall:,.1f} | |")
     over = [k for k in rank_counts if oversubscribed(k)]
+    found = gpus()
+    where = (f"{backend()} (`KERAS_BACKEND`), with {len(found)} GPU(s) on the machine ({'; '.join(found)}): every "
+             "worker and the plain process use them where the framework does (one GPU: all of them share it)."
+             if found else f"{backend()} (`KERAS_BACKEND`) on the CPU: the machine has no GPU.")
     return "\n".join([
         "### Targets", "", *targets_table(goals), "",
         f"### {images:,} images, {rounds} round(s), medians", "",
         plot(ctx, images, rank_counts, runs), "",
         *table, "",
         "### Method", "",
+        f"- **Framework**: Keras 3 on {where}",
         (f"- **mpibatch demo**: `mpiexec -n R mpibatch demo --images {images} --output OUT --progress none`, the "
         "demo's own job (mini_batch_size 5, process executor, thread caps per worker, compat azureml), into a new "
         "output folder each time; checked: Completed, every image scored. Images/s from `timing.dispatch_s` (first "
         "mini-batch dispatched to the last final), from `elapsed_s` (the coordinator's whole loop, which the demo "
         "prints as its throughput) and from the whole command. `timing.dispatch_s` starts when the first mini-batch "
-        "is handed out, before the workers' children have imported TensorFlow and loaded the model, so it includes "
+        "is handed out, before the workers' children have imported the framework and loaded the model, so it includes "
         "init(); \"run() only\" divides the images by the run() seconds of `logs/sys/mini_batches.csv`, summed over "
         "the mini-batches and divided by the workers: the scoring rate once every worker is up. Accuracy as the demo "
         "prints it."),
-        ("- **Plain TensorFlow** (`scripts/bench/demo_plain.py`): the same images and model, the entry script's "
-        "per-mini-batch code in a loop over batches of 5 in one process with TensorFlow's default threads; timed "
+        ("- **Plain Keras** (`scripts/bench/demo_plain.py`): the same images and model, the entry script's "
+        "per-mini-batch code in a loop over batches of 5 in one process with the framework's default threads; timed "
         "after the model is loaded."),
         ("- A first run at one rank (not counted) makes the images and the model if they are not cached. "
         "Contenders run once per round in an order that rotates round by round."),

@@ -3,7 +3,7 @@
     python demo_plain.py IMAGES [--batch 5]
 
 The same images, model and per-mini-batch code as mpibatch's demo entry script (mpibatch/demo/
-score.py), in a loop, with TensorFlow's default threads (all cores). Timed from the first batch to
+score.py), in a loop, with the Keras backend's default threads (all cores; KERAS_BACKEND picks it). Timed from the first batch to
 the last, after the model is loaded. Prints one JSON line: {"items": N, "seconds": S}.
 """
 from __future__ import annotations
@@ -26,17 +26,17 @@ def main() -> None:
 
     folder, _labels, model_path = prepare(args.images)
     import numpy as np
-    import tensorflow as tf
+    import keras
     from PIL import Image
 
-    model = tf.keras.models.load_model(model_path)
+    model = keras.models.load_model(model_path)
     paths = sorted(str(p) for p in folder.iterdir())
     started = time.perf_counter()
     lines = []
     for i in range(0, len(paths), args.batch):
         batch = paths[i:i + args.batch]
         images = np.stack([np.asarray(Image.open(path), dtype=np.float32) / 255.0 for path in batch])
-        probabilities = model(images[..., None], training=False).numpy()
+        probabilities = keras.ops.convert_to_numpy(model(images[..., None], training=False))
         lines += [f"{os.path.basename(path)}: {int(np.argmax(p))}" for path, p in zip(batch, probabilities)]
     seconds = time.perf_counter() - started
     print(json.dumps({"items": len(lines), "seconds": seconds}), flush=True)

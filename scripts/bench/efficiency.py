@@ -1,6 +1,6 @@
 """Section `efficiency`: CPU-bound mini-batches on every core, against the ideal time.
 
-N mini-batches of one item, each ~20 ms of pure-Python CPU (entry_cpu.py; the loop count is
+N mini-batches of one item (1,000, or 500 per core where that is more), each ~20 ms of pure-Python CPU (entry_cpu.py; the loop count is
 calibrated once at the start so that one call takes about 20 ms here), on all C usable cores:
 mpibatch with `mpiexec -n C` (rank 0 works too: C workers, the default) and with
 `mpiexec -n C+1 --no-coordinator-works` (C workers and a rank that only coordinates), both
@@ -53,6 +53,7 @@ class Sizes:
 
 
 FULL = Sizes(batches=1000, call_s=0.020, rounds=3, timeout_s=300)
+BATCHES_PER_CORE = 500  # full size: at least this many per core, so 16 cores get seconds of work too
 QUICK = Sizes(batches=40, call_s=0.005, rounds=1, timeout_s=90)
 
 
@@ -126,23 +127,24 @@ def measure(ctx: Context) -> Section:
     sizes = QUICK if ctx.quick else FULL
     rounds = ctx.rounds_or(sizes.rounds)
     c = cores()
+    batches = sizes.batches if ctx.quick else max(sizes.batches, BATCHES_PER_CORE * c)
     loops = calibrate(sizes.call_s)
     field = contenders(c)
-    filelist = write_filelist(ctx.scratch, sizes.batches)
+    filelist = write_filelist(ctx.scratch, batches)
     log(f"[{NAME}] {loops:,} loops per call, {call_seconds(loops, 10) * 1e3:.1f} ms here; {c} cores")
     runs: dict[str, list[Timed]] = {k.key: [] for k in field}
     ideals: list[float] = []
     for round_no, contender in rotated(field, rounds):
         if round_no == len(ideals):  # a new round: time a call again, for this round's machine speed
-            ideals.append(sizes.batches * call_seconds(loops, 10) / c)
-        run = run_once(contender, filelist, sizes.batches, loops, ctx.scratch / "out", sizes.timeout_s)
+            ideals.append(batches * call_seconds(loops, 10) / c)
+        run = run_once(contender, filelist, batches, loops, ctx.scratch / "out", sizes.timeout_s)
         runs[contender.key].append(run)
         log(f"[{NAME}] round {round_no + 1}/{rounds} {contender.key:22s} {run.seconds:7.2f} s timed "
             f"({run.wall_s:.2f} s command, ideal {ideals[-1]:.2f} s, others {run.others_percent:.0f}%)")
     results = {k: Result(runs[k], ideals) for k in runs}
     goals = [Target(f"efficiency, {k.label} ≥ {TARGET:g}", f"{results[k.key].efficiency:.3f}",
                     results[k.key].efficiency >= TARGET) for k in field if k.target]
-    return Section(render(ctx, sizes, rounds, loops, c, field, results, goals), goals)
+    return Section(render(ctx, sizes, batches, rounds, loops, c, field, results, goals), goals)
 
 
 @dataclass
@@ -177,7 +179,7 @@ def plot(ctx: Context, field: list[Contender], results: dict[str, Result]) -> st
     return save_plot(fig, ctx, NAME, "efficiency per contender, own timing and whole command")
 
 
-def render(ctx: Context, sizes: Sizes, rounds: int, loops: int, c: int, field: list[Contender],
+def render(ctx: Context, sizes: Sizes, batches: int, rounds: int, loops: int, c: int, field: list[Contender],
            results: dict[str, Result], goals: list[Target]) -> str:
     pool = results["pool"]
     table = [("| contender | workers | seconds (median) | efficiency | min | max | ÷ Pool's efficiency "
@@ -194,10 +196,10 @@ def render(ctx: Context, sizes: Sizes, rounds: int, loops: int, c: int, field: l
     return "\n".join([
         "### Targets", "",
         *targets_table(goals), "",
-        (f"### {sizes.batches:,} mini-batches of one item, ~{sizes.call_s * 1e3:.0f} ms of CPU each, {c} cores, "
+        (f"### {batches:,} mini-batches of one item, ~{sizes.call_s * 1e3:.0f} ms of CPU each, {c} cores, "
         f"{rounds} round(s)"), "",
         (f"One call: {loops:,} iterations of a pure-Python loop, calibrated at the start to "
-        f"{sizes.call_s * 1e3:.0f} ms; ideal time = {sizes.batches:,} x one call / {c} cores = {ideal:.2f} s "
+        f"{sizes.call_s * 1e3:.0f} ms; ideal time = {batches:,} x one call / {c} cores = {ideal:.2f} s "
         "(median over rounds; each round re-times a call first)."), "",
         plot(ctx, field, results), "",
         *table, "",

@@ -18,7 +18,7 @@ Sections, one module each in scripts/bench/, each with its baselines in the same
                (whole jobs, and ResultStore.commit vs plain f.write)
   planning     time to the first mini-batch and rank 0's peak memory for 1M filelist inputs and a folder
                of 200k files, vs the listing floor (wc -l, find, os.scandir)
-  demo         `mpibatch demo` images/s at 1, 2, 4 ranks vs plain TensorFlow in one process
+  demo         `mpibatch demo` images/s at 1, 2, 4 ranks vs plain Keras (its backend) in one process
   tabular      reading parquet/csv through mpibatch vs pyarrow; rank 0's memory over many files
   before_after the optimisations of issue 8: the same jobs with mpibatch before them (git archive) and now
   gpu          what needs a GPU node (8 and 16 ranks, the demo on GPUs) and how to measure it there
@@ -28,7 +28,7 @@ gives medians and per-round ratios, and the CPU other processes used meanwhile. 
 copy of mpibatch/ taken at the start, so edits made while it runs cannot mix versions.
 
 --quick writes no document unless --doc is given (never docs/benchmarks.md), and its plots go
-beside that document (DOC's folder/bench/) or into a temporary folder.
+beside that document (DOC's folder/bench/; bench-gpu/ for benchmarks-gpu.md) or into a temporary folder.
 """
 from __future__ import annotations
 
@@ -84,12 +84,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                      epilog="sections: " + ", ".join(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: a smoke test")
     parser.add_argument("--doc", type=Path, help="the markdown file to rewrite (default docs/benchmarks.md; "
-                                                   "with --quick: none); plots go to its folder's bench/")
+                                                   "with --quick: none); plots go to its folder's bench/ "
+                                                   "(bench-gpu/ for benchmarks-gpu.md)")
     parser.add_argument("--only", type=names, help="comma-separated sections to run (default: all)")
     parser.add_argument("--ranks", type=integers, help="rank counts of the dispatch and demo sections, e.g. 8,16 "
                                                       "(default 2,4,8 and 1,2,4)")
     parser.add_argument("--rounds", type=int, help="rounds of every section's contest (default 3; --quick 1)")
-    parser.add_argument("--items", type=int, help="no-op mini-batches per dispatch run (default 20,000)")
+    parser.add_argument("--items", type=int, help="no-op mini-batches per dispatch run (default 20,000) and images "
+                                                  "per demo run (default 2,000)")
     return parser.parse_args(argv)
 
 
@@ -110,6 +112,12 @@ def integers(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"rank counts must be 1 or more: {text!r}")
     return values
+
+
+def plots_folder(doc: Path) -> Path:
+    """bench/ beside benchmarks.md; bench-gpu/ beside benchmarks-gpu.md, so documents never share plots."""
+    suffix = doc.stem.removeprefix("benchmarks").lstrip("-_")
+    return doc.parent / (f"bench-{suffix}" if suffix else "bench")
 
 
 def write(doc: Path | None, name: str, text: str) -> None:
@@ -151,7 +159,7 @@ def render_suite(doc_text: str, command: str, started: datetime.datetime, took_s
         ("It runs every section in turn (about 20 minutes on 2 cores) and rewrites this file: each section's tables "
         f"and its plot (PNG files in `{plots}`). `--only dispatch,demo` reruns some sections and leaves the others "
         "as they are; `--ranks 8,16` sets the rank counts of `dispatch` and `demo`; `--rounds N` sets every "
-        "section's rounds and `--items N` the dispatch runs' mini-batches; `--quick --doc /tmp/b.md` is the smoke test (tiny sizes, never this file). Every "
+        "section's rounds and `--items N` the dispatch runs' mini-batches and the demo's images; `--quick --doc /tmp/b.md` is the smoke test (tiny sizes, never this file). Every "
         "section runs its contenders side by side in the same invocation, in interleaved rounds whose order rotates, "
         "and reports medians and per-round ratios and the CPU other processes took meanwhile, so a noisy machine "
         "shows itself. All ranks import a copy of `mpibatch/` taken at the start."),
@@ -192,7 +200,7 @@ def main(argv: list[str]) -> int:
     command = command_line("scripts/bench/run_all.py")
     scratch = Path(tempfile.mkdtemp(prefix="mpibatch-bench-"))
     if doc is not None:
-        plots = doc.parent / "bench"
+        plots = plots_folder(doc)
         plot_link = os.path.relpath(plots, doc.parent)
     else:
         plots = Path(tempfile.mkdtemp(prefix="mpibatch-bench-plots-"))
