@@ -203,19 +203,27 @@ class ResultStore:
 
     def commit(self, outcome: Any, attempts: int, errors: dict[str, int]) -> None:
         """Append a succeeded attempt's bytes, then journal it (exactly once: the caller never repeats an id)."""
-        if self.result is not None:
-            if self.offset == 0 and outcome.header:
-                self.result.write(outcome.header)
-                self.offset += len(outcome.header)
-            self.result.write(outcome.payload)
-            self.offset += len(outcome.payload)
-        ok = outcome.succeeded
-        if errors:
-            self._journal(JournalEntry(outcome.batch_id, self.offset, "succeeded", ok, outcome.n_items - ok, attempts,
-                                       errors).to_json())
-        else:
-            self._journal(plain_journal_line(outcome.batch_id, self.offset, "succeeded", ok, outcome.n_items - ok,
-                                             attempts))
+        self.commit_many([(outcome, attempts, errors)])
+
+    def commit_many(self, done: list[tuple[Any, int, dict[str, int]]]) -> None:
+        """commit() of (outcome, attempts, errors of earlier attempts) in order, with one write and
+        one append to the journal's group: rank 0 commits a worker's whole message at once."""
+        offset, chunks, lines = self.offset, [], []
+        for outcome, attempts, errors in done:
+            if self.result is not None:
+                if offset == 0 and outcome.header:
+                    chunks.append(outcome.header)
+                    offset += len(outcome.header)
+                chunks.append(outcome.payload)
+                offset += len(outcome.payload)
+            ok = outcome.succeeded
+            lines.append(JournalEntry(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
+                                      errors).to_json() if errors else
+                         plain_journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts))
+        if chunks:
+            self.result.writelines(chunks)
+        self.offset = offset
+        self._journal(*lines)
 
     def record_failed(self, batch_id: BatchId, n_items: int, attempts: int, errors: dict[str, int]) -> None:
         self._journal(JournalEntry(batch_id, self.offset, "failed", 0, n_items, attempts, errors).to_json())
@@ -229,13 +237,13 @@ class ResultStore:
         self._journal(JournalEntry(batch_id, self.offset, "isolated", 0, 1, 1, errors, item, error_class,
                                    error).to_json())
 
-    def add_csv_row(self, row: list[Any]) -> None:
-        self.csv.writerow(row)
+    def add_csv_rows(self, *rows: list[Any]) -> None:
+        self.csv.writerows(rows)
 
-    def _journal(self, line: str) -> None:
+    def _journal(self, *lines: str) -> None:
         if not self._pending:
             self._first_pending = time.monotonic()
-        self._pending.append(line)
+        self._pending.extend(lines)
         if len(self._pending) >= FLUSH_EVERY_N:
             self.flush(wait=False)
 

@@ -202,8 +202,7 @@ class Coordinator:
     def _handle(self, message: tuple) -> None:
         kind = message[0]
         if kind == "outcomes":
-            for outcome in message[1]:
-                self._on_outcome(outcome)
+            self._on_outcomes(message[1])
         elif kind == "ready":
             self.first_ready = self.first_ready or time.monotonic()
             self.log.info("worker on rank %d ready (init %.3f s)", message[1], message[2])
@@ -243,30 +242,58 @@ class Coordinator:
             self.live.remove(rank)
         self._on_returned(rank, list(self.outstanding[rank]))
 
-    def _on_outcome(self, outcome: Outcome) -> None:
+    def _on_outcomes(self, outcomes: list[Outcome]) -> None:
+        """A worker's outcomes, in order. Attempts that returned every item are committed together
+        (one write, one group of journal lines and CSV rows); any other outcome commits those
+        before it first, so the result file keeps the order of the worker's events."""
+        whole: list[tuple[Task, Outcome]] = []
+        for outcome in outcomes:
+            task = self._attempt_over(outcome)
+            if task is None:
+                continue
+            if outcome.ok and outcome.n_returned >= outcome.n_items:
+                whole.append((task, outcome))
+                continue
+            self._commit(whole)
+            whole = []
+            if outcome.ok:  # items without a result line count as failed
+                self._commit([(task, outcome)])
+            else:
+                self._on_failed_attempt(task, outcome, self.batch_errors.get(task.batch.id) or Counter())
+            reason = self._threshold_exceeded()
+            if reason and not self.stopping:
+                self.begin_stop("Failed", 1, reason)
+        self._commit(whole)
+
+    def _attempt_over(self, outcome: Outcome) -> Optional[Task]:
+        """The task an outcome ends, with the worker's clock and the duration statistics updated;
+        None when nothing is left to do (a late inline result, a speculative copy that lost)."""
         task = self.outstanding[outcome.rank].pop(outcome.batch_id, None)
         self._mark_started(outcome.rank)
         if task is None:
-            return  # an attempt already settled (a late inline result, a speculative copy that lost)
+            return None
         if task.batch.id in self.copies and self._settle_copies(task, outcome):
-            return
+            return None
         self._dirty = True
-        self.walltime.observe(outcome.seconds)
         seconds = outcome.seconds
+        self.walltime.observe(seconds)
         self._mean_seconds = seconds if self._mean_seconds is None else 0.9 * self._mean_seconds + 0.1 * seconds
         self.activity[outcome.rank]["last"] = time.time()
-        errors = self.batch_errors.get(task.batch.id)  # of earlier attempts
-        if outcome.ok:
-            succeeded = outcome.succeeded
-            self.store.commit(outcome, task.attempt, dict(errors) if errors else {})
-            self._final(task, "succeeded", succeeded, outcome.n_items - succeeded, seconds, outcome.rank, errors)
-            if succeeded == outcome.n_items:
-                return  # nothing failed: no threshold can be newly exceeded
-        else:
-            self._on_failed_attempt(task, outcome, errors or Counter())
-        reason = self._threshold_exceeded()
-        if reason and not self.stopping:
-            self.begin_stop("Failed", 1, reason)
+        return task
+
+    def _commit(self, succeeded: list[tuple[Task, Outcome]]) -> None:
+        """Append the results of succeeded attempts, journal them and make their mini-batches final."""
+        if not succeeded:
+            return
+        commits, rows = [], []
+        for task, outcome in succeeded:
+            errors = self.batch_errors.get(task.batch.id)  # of earlier attempts
+            ok = outcome.succeeded
+            commits.append((outcome, task.attempt, dict(errors) if errors else {}))
+            rows.append(self._settle(task, "succeeded", ok, outcome.n_items - ok, outcome.seconds, outcome.rank,
+                                     errors))
+        self.store.commit_many(commits)
+        self.store.add_csv_rows(*rows)
 
     def _on_failed_attempt(self, task: Task, outcome: Outcome, errors: Counter) -> None:
         cls = outcome.error_class or "exception"
@@ -316,6 +343,12 @@ class Coordinator:
 
     def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
                errors: Optional[Counter], error: str = "") -> None:
+        """A mini-batch that failed, was split or isolated is final: count it and write its CSV row."""
+        self.store.add_csv_rows(self._settle(task, status, ok, failed, seconds, rank, errors, error))
+
+    def _settle(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
+                errors: Optional[Counter], error: str = "") -> list[Any]:
+        """Count a final mini-batch in the tallies; its row of mini_batches.csv."""
         tally, batch = self.tally, task.batch
         size = batch.size
         if status != "split":  # a split's items are counted by its halves
@@ -332,8 +365,8 @@ class Coordinator:
             self.batch_errors.pop(batch.id, None)
         self.last_final = time.monotonic()
         last_class = next(reversed(errors), "") if errors else ""
-        self.store.add_csv_row([batch.id, self.input_names[batch.input_index], size, task.attempt, status, ok, failed,
-                                f"{seconds:.3f}", rank, last_class, error])
+        return [batch.id, self.input_names[batch.input_index], size, task.attempt, status, ok, failed, f"{seconds:.3f}",
+                rank, last_class, error]
 
     def _append_error_line(self, line: str) -> None:
         with open(self.layout.error_txt, "a") as fh:

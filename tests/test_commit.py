@@ -74,7 +74,7 @@ def test_csv_has_one_header_row(job: Path) -> None:
     config, layout, fingerprint = first_run(job)
     prepared = prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)
     store = ResultStore(config, layout, prepared, fingerprint)
-    store.add_csv_row([9, "data", 1, 1, "succeeded", 1, 0, 0.1, 0, "", ""])
+    store.add_csv_rows([9, "data", 1, 1, "succeeded", 1, 0, 0.1, 0, "", ""])
     store.close("Completed")
     rows = list(csv.reader(layout.mini_batches_csv.open()))
     assert rows[0][0] == "id" and [r[0] for r in rows].count("id") == 1
