@@ -25,19 +25,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MPIBATCH_CACHE", Path.home() / ".cache" / "mpibatch")) / "demo"
 
 
-KERAS_BACKENDS = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}  # KERAS_BACKEND: its module
-
-
 def missing_requirements() -> Optional[str]:
     """The one-line install hint when Keras, its backend (KERAS_BACKEND, TensorFlow unless set)
     or Pillow is not there."""
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    needed = (("keras", "keras"), (backend, KERAS_BACKENDS.get(backend, backend)), ("Pillow", "PIL"))
+    backend = os.environ.get("KERAS_BACKEND") or "tensorflow"  # its name is its module's: torch, jax
+    needed = (("keras", "keras"), (backend, backend), ("Pillow", "PIL"))
     absent = [name for name, module in needed if importlib.util.find_spec(module) is None]
-    if absent:
-        return (f"the demo needs {' and '.join(absent)}: pip install 'mpibatch[tensorflow]' "
-                "(or scripts/setup.sh tensorflow)")
-    return None
+    if not absent:
+        return None
+    how = ("pip install 'mpibatch[tensorflow]' (or scripts/setup.sh tensorflow)" if backend == "tensorflow" else
+           f"pip install keras {backend} Pillow, or unset KERAS_BACKEND for TensorFlow")
+    return f"the demo needs {' and '.join(absent)} (KERAS_BACKEND={backend}): {how}"
 
 
 def prepare(images: int) -> tuple[Path, Path, Path]:
