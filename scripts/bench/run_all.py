@@ -147,14 +147,14 @@ def section_targets(doc_text: str) -> list[str]:
 
 
 def render_suite(doc_text: str, command: str, started: datetime.datetime, took_s: float, ran: list[str],
-                 failed: list[str], info: dict[str, str], plots: str) -> str:
+                 failed: list[str], info: dict[str, str], plots: str, doc_is_default: bool = True) -> str:
     start, end = markers(SUITE)
     rows = section_targets(doc_text)
     lines = [
         start,
         "All the numbers below come from one command, run from the repository root on an otherwise idle machine:",
         "",
-        f"    {COMMAND}",
+        f"    {COMMAND if doc_is_default else command}",
         "",
         ("It runs every section in turn (about 20 minutes on 2 cores) and rewrites this file: each section's tables "
         f"and its plot (PNG files in `{plots}`). `--only dispatch,demo` reruns some sections and leaves the others "
@@ -237,7 +237,7 @@ def main(argv: list[str]) -> int:
         doc_text = doc.read_text() if doc.exists() else ""
         plots_shown = os.path.relpath(plots, REPO) if plots.is_relative_to(REPO) else str(plots)
         suite = render_suite(doc_text, command, started, took, [n for n in chosen if n not in failed], failed, info,
-                             plots_shown + "/")
+                             plots_shown + "/", doc_is_default=doc == DOC)
         write(doc, SUITE, suite)
         log(f"wrote {doc} (plots in {plots})")
     else:
