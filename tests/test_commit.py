@@ -70,6 +70,31 @@ def test_commit_writes_bytes_then_journal(job: Path) -> None:
     assert state["status"] == "Interrupted"
 
 
+def test_commit_many_equals_commits_one_by_one(job: Path) -> None:
+    """Rank 0 commits a worker's message at once: the same bytes and journal lines, each entry's end
+    offset its own, the header only in front of the first bytes."""
+    files = {}
+    for how in ("one by one", "at once"):
+        config = make_config(job).model_copy(update={"output": str(job / how.replace(" ", "_"))})
+        layout = layout_of(config)
+        fingerprint = Fingerprint.of(config, ["inputs-digest"])
+        store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+        done = [(outcome(0, ["a0", "a1"], header=b"h\n"), 1, {}), (outcome(1, ["b0"], n_items=3, header=b"h\n"), 2,
+                                                                   {"timeout": 1}), (outcome(2, ["c0"]), 1, {})]
+        if how == "at once":
+            store.commit_many(done)
+        else:
+            for args in done:
+                store.commit(*args)
+        store.close("Completed")
+        files[how] = (layout.result_file.read_bytes(), journal_of(layout))
+    assert files["at once"] == files["one by one"]
+    data, entries = files["at once"]
+    assert data == b"h\na0\na1\nb0\nc0\n"
+    assert [(e["id"], e["end"], e["ok"], e["fail"], e["errors"]) for e in entries] == [
+        (0, 8, 2, 0, {}), (1, 11, 1, 2, {"timeout": 1}), (2, 14, 1, 0, {})]
+
+
 def test_csv_has_one_header_row(job: Path) -> None:
     config, layout, fingerprint = first_run(job)
     prepared = prepare_output(config.model_copy(update={"resume": True}), layout, fingerprint)
