@@ -42,8 +42,8 @@ ACCURACY = re.compile(r"accuracy:\s+([0-9.]+)")
 
 def backend() -> str:
     """The Keras backend the demo and its baseline use, as its users name it."""
-    return {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX"}.get(
-        os.environ.get("KERAS_BACKEND", "tensorflow"), os.environ.get("KERAS_BACKEND", ""))
+    name = os.environ.get("KERAS_BACKEND") or "tensorflow"
+    return {"tensorflow": "TensorFlow", "torch": "PyTorch", "jax": "JAX"}.get(name, name)
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,8 @@ def render(ctx: Context, images: int, rounds: int, rank_counts: tuple[int, ...],
     plain = runs[BASELINE]
     rates = [images / r.seconds for r in plain]
     wall = median([r.wall_s for r in plain])
-    table.append(f"| plain Keras on {backend()}, one process, batches of 5 | | 1 | {median(rates):,.1f} | {min(rates):,.1f} | "
-                 f"{max(rates):,.1f} | | {median(rates):,.1f} | {wall:.2f} | {images / wall:,.1f} | |")
+    table.append(f"| plain Keras on {backend()}, one process, batches of 5 | | 1 | {median(rates):,.1f} | "
+                 f"{min(rates):,.1f} | {max(rates):,.1f} | | {median(rates):,.1f} | {wall:.2f} | {images / wall:,.1f} | |")
     over = [k for k in rank_counts if oversubscribed(k)]
     found = gpus()
     where = (f"{backend()} (`KERAS_BACKEND`), with {len(found)} GPU(s) on the machine ({'; '.join(found)}): every "
@@ -165,8 +165,8 @@ def render(ctx: Context, images: int, rounds: int, rank_counts: tuple[int, ...],
         "output folder each time; checked: Completed, every image scored. Images/s from `timing.dispatch_s` (first "
         "mini-batch dispatched to the last final), from `elapsed_s` (the coordinator's whole loop, which the demo "
         "prints as its throughput) and from the whole command. `timing.dispatch_s` starts when the first mini-batch "
-        "is handed out, before the workers' children have imported the framework and loaded the model, so it includes "
-        "init(); \"run() only\" divides the images by the run() seconds of `logs/sys/mini_batches.csv`, summed over "
+        "is handed out, before the workers' children have imported the framework and loaded the model, so it "
+        "includes init(); \"run() only\" divides the images by the run() seconds of `logs/sys/mini_batches.csv`, summed over "
         "the mini-batches and divided by the workers: the scoring rate once every worker is up. Accuracy as the demo "
         "prints it."),
         ("- **Plain Keras** (`scripts/bench/demo_plain.py`): the same images and model, the entry script's "

@@ -1,7 +1,8 @@
 """Section `efficiency`: CPU-bound mini-batches on every core, against the ideal time.
 
-N mini-batches of one item (1,000, or 500 per core where that is more), each ~20 ms of pure-Python CPU (entry_cpu.py; the loop count is
-calibrated once at the start so that one call takes about 20 ms here), on all C usable cores:
+N mini-batches of one item (1,000, or 500 per core where that is more), each ~20 ms of pure-Python
+CPU (entry_cpu.py; the loop count is calibrated once at the start so that one call takes about
+20 ms here), on all C usable cores:
 mpibatch with `mpiexec -n C` (rank 0 works too: C workers, the default) and with
 `mpiexec -n C+1 --no-coordinator-works` (C workers and a rank that only coordinates), both
 executors; multiprocessing.Pool(C).map and mpi4py.futures (`mpiexec -n C+1`, C pool workers) on
