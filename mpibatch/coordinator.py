@@ -246,11 +246,15 @@ class Coordinator:
         """A worker's outcomes, in order. Attempts that returned every item are committed together
         (one write, one group of journal lines and CSV rows); any other outcome commits those
         before it first, so the result file keeps the order of the worker's events."""
+        if not outcomes:
+            return
         whole: list[tuple[Task, Outcome]] = []
+        settled = False
         for outcome in outcomes:
             task = self._attempt_over(outcome)
             if task is None:
                 continue
+            settled = True
             if outcome.ok and outcome.n_returned >= outcome.n_items:
                 whole.append((task, outcome))
                 continue
@@ -264,12 +268,15 @@ class Coordinator:
             if reason and not self.stopping:
                 self.begin_stop("Failed", 1, reason)
         self._commit(whole)
+        rank = outcomes[-1].rank  # one worker's message: its clocks are set once
+        self._mark_started(rank)
+        if settled:
+            self.activity[rank]["last"] = time.time()
 
     def _attempt_over(self, outcome: Outcome) -> Optional[Task]:
-        """The task an outcome ends, with the worker's clock and the duration statistics updated;
-        None when nothing is left to do (a late inline result, a speculative copy that lost)."""
+        """The task an outcome ends, with the duration statistics updated; None when nothing is
+        left to do (a late inline result, a speculative copy that lost)."""
         task = self.outstanding[outcome.rank].pop(outcome.batch_id, None)
-        self._mark_started(outcome.rank)
         if task is None:
             return None
         if task.batch.id in self.copies and self._settle_copies(task, outcome):
@@ -278,7 +285,6 @@ class Coordinator:
         seconds = outcome.seconds
         self.walltime.observe(seconds)
         self._mean_seconds = seconds if self._mean_seconds is None else 0.9 * self._mean_seconds + 0.1 * seconds
-        self.activity[outcome.rank]["last"] = time.time()
         return task
 
     def _commit(self, succeeded: list[tuple[Task, Outcome]]) -> None:
@@ -294,6 +300,7 @@ class Coordinator:
                                      errors))
         self.store.commit_many(commits)
         self.store.add_csv_rows(*rows)
+        self.last_final = time.monotonic()
 
     def _on_failed_attempt(self, task: Task, outcome: Outcome, errors: Counter) -> None:
         cls = outcome.error_class or "exception"
@@ -345,6 +352,7 @@ class Coordinator:
                errors: Optional[Counter], error: str = "") -> None:
         """A mini-batch that failed, was split or isolated is final: count it and write its CSV row."""
         self.store.add_csv_rows(self._settle(task, status, ok, failed, seconds, rank, errors, error))
+        self.last_final = time.monotonic()
 
     def _settle(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
                 errors: Optional[Counter], error: str = "") -> list[Any]:
@@ -363,7 +371,6 @@ class Coordinator:
         activity["items"] += ok
         if errors:
             self.batch_errors.pop(batch.id, None)
-        self.last_final = time.monotonic()
         last_class = next(reversed(errors), "") if errors else ""
         return [batch.id, self.input_names[batch.input_index], size, task.attempt, status, ok, failed, f"{seconds:.3f}",
                 rank, last_class, error]
