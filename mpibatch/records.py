@@ -21,7 +21,7 @@ class TableSlice:
     columns: tuple[tuple[str, str], ...] = ()  # values from hive-style folder names, added as columns
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MiniBatch:
     """A descriptor, never data: what the worker must read for one call of run()."""
 
@@ -37,7 +37,7 @@ class MiniBatch:
         return self.n_items if self.n_items >= 0 else len(self.items)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Task:
     """One attempt of a mini-batch, sent from the coordinator to a worker."""
 
@@ -55,7 +55,7 @@ def _task(batch_id: BatchId, input_index: int, items: tuple, partition_key_value
     return Task(MiniBatch(batch_id, input_index, items, partition_key_value, n_items, rows_part), attempt)
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one attempt produced: result bytes ready to append, counts, or the error."""
 
