@@ -126,22 +126,23 @@ def error_summary(exc: BaseException) -> str:
 
 def format_result(result: Any, output_action: str, options: dict[str, Any]) -> tuple[bytes, bytes, int]:
     """Turn run()'s return into (result-file bytes, csv header bytes, element count)."""
-    pandas = sys.modules.get("pandas")
-    if pandas is not None and isinstance(result, pandas.DataFrame):
-        count = len(result)
-        if output_action != "append_row" or count == 0:
-            return b"", b"", count
-        opts = {k: v for k, v in options.items() if k not in ("path_or_buf", "mode", "header")}
-        opts.setdefault("lineterminator", "\n")
-        payload = result.to_csv(None, header=False, **opts).encode()
-        header = result.iloc[:0].to_csv(None, header=True, **opts).encode() if options.get("header") else b""
-        return payload, header, count
-    if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__len__") or not hasattr(result, "__iter__"):
-        raise TypeError(f"run() must return a list, tuple or pandas DataFrame, not {type(result).__name__}")
+    if type(result) is not list:  # a list, the usual return, needs no checks (one per mini-batch)
+        pandas = sys.modules.get("pandas")
+        if pandas is not None and isinstance(result, pandas.DataFrame):
+            count = len(result)
+            if output_action != "append_row" or count == 0:
+                return b"", b"", count
+            opts = {k: v for k, v in options.items() if k not in ("path_or_buf", "mode", "header")}
+            opts.setdefault("lineterminator", "\n")
+            payload = result.to_csv(None, header=False, **opts).encode()
+            header = result.iloc[:0].to_csv(None, header=True, **opts).encode() if options.get("header") else b""
+            return payload, header, count
+        if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__len__") or not hasattr(result, "__iter__"):
+            raise TypeError(f"run() must return a list, tuple or pandas DataFrame, not {type(result).__name__}")
     count = len(result)
     if output_action != "append_row":
         return b"", b"", count
-    return "".join(f"{element}\n" for element in result).encode(), b"", count
+    return "".join([f"{element}\n" for element in result]).encode(), b"", count
 
 
 def _rows_part(frame: Any, batch: Any) -> tuple[Any, str]:

@@ -454,8 +454,12 @@ class InlineExecutor:
             self._events.put(InitFailed(error_summary(exc), traceback.format_exc()))
             return
         self._events.put(InitDone(time.perf_counter() - started))
+        outcome: Optional[Outcome] = None
         while True:
-            with self._cond:
+            with self._cond:  # the deadline check sees a call either running or done, never between
+                if outcome is not None:
+                    self._running = None
+                    self._events.put(outcome)
                 while not self._queued or self._late is not None:
                     self._cond.wait()
                 task = self._queued.popleft()
@@ -468,9 +472,6 @@ class InlineExecutor:
                     print(f"shutdown() failed: {error_summary(exc)}", file=sys.stderr)
                 return
             outcome = self._runtime.run(task)
-            with self._cond:  # the deadline check sees the call either running or done
-                self._running = None
-                self._events.put(outcome)
 
     def wait(self, timeout: float) -> None:
         """Idle time of the worker loop: block on the script thread's next event, not a sleep, so
@@ -497,14 +498,6 @@ class InlineExecutor:
                 event = self._events.get_nowait()
             except queue.Empty:
                 pass
-        if isinstance(event, InitDone):
-            self.state = "ready"
-            return event
-        if isinstance(event, InitFailed):
-            if self.state == "failed":  # already reported as an init timeout
-                return None
-            self.state = "failed"
-            return event
         if isinstance(event, Outcome):
             if self._late is not None and event.batch_id == self._late:
                 with self._cond:  # the abandoned call returned: ready again
@@ -515,6 +508,14 @@ class InlineExecutor:
                 self.inflight.popleft()
                 return event
             return None
+        if isinstance(event, InitDone):
+            self.state = "ready"
+            return event
+        if isinstance(event, InitFailed):
+            if self.state == "failed":  # already reported as an init timeout
+                return None
+            self.state = "failed"
+            return event
         if self.state == "starting" and time.monotonic() > self.deadline:
             self.state = "failed"
             return InitFailed(f"init() did not finish within init_timeout={self.init_timeout:g}s", "")

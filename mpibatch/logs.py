@@ -111,7 +111,8 @@ def log_lines(logger: logging.Logger, lines: Iterable[str], level: int = logging
         return
     now = time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d} "
-    text = "".join(f"{stamp}{logging.getLevelName(level)} {line}\n" for line in lines)
+    prefix = f"{stamp}{logging.getLevelName(level)} "
+    text = "".join([f"{prefix}{line}\n" for line in lines])
     if not text:
         return
     for handler in logger.handlers:

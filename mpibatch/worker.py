@@ -40,11 +40,11 @@ class Worker:
         if self.perf is not None:
             self.perf.start()
 
-    def take(self, task: Task) -> None:
+    def take(self, tasks: list[Task]) -> None:
         if self.alive:
-            self.queue.append(task)
+            self.queue.extend(tasks)
         else:
-            self._send(("returned", self.rank, [task.batch.id]))
+            self._send(("returned", self.rank, [task.batch.id for task in tasks]))
 
     def cancel(self) -> None:
         """Drop the tasks not started (a stop): they go back to the coordinator unrun."""
@@ -92,11 +92,13 @@ class Worker:
                                  event.attempt, event.error_class, event.seconds, event.error)
                 self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
                                   event.error, event.traceback)
+                self.outcomes.append(event)
+                if getattr(self.executor, "stalled", False):  # (a timeout of the inline executor)
+                    self.log.warning("run() still holds this worker; it takes no work until the call returns")
+                    self._send(("stalled", self.rank))
+                    self.cancel()
+                return
             self.outcomes.append(event)
-            if getattr(self.executor, "stalled", False):
-                self.log.warning("run() still holds this worker; it takes no work until the call returns")
-                self._send(("stalled", self.rank))
-                self.cancel()
         elif isinstance(event, InitDone):
             self.log.info("init() finished in %.3f s", event.seconds)
             self._send(("ready", self.rank, event.seconds))
@@ -138,8 +140,7 @@ def serve(comm: Any, worker: Worker, signals: StopSignals, shutdown_timeout: flo
             kind, body = message.recv()
             busy = True
             if kind == "tasks":
-                for task in body:
-                    worker.take(task)
+                worker.take(body)
             elif kind == "cancel":
                 worker.cancel()
             elif kind == "abort":
