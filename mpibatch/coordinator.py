@@ -8,6 +8,7 @@ import statistics
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Iterable, Iterator, Optional
 
 from .commit import JournalEntry, ResultStore
@@ -97,13 +98,15 @@ class Pending:
     def __bool__(self) -> bool:
         return bool(self._front) or self._next is not None
 
-    def popleft(self) -> Task:
-        if self._front:
-            return self._front.popleft()
-        if self._next is None:
-            raise IndexError("nothing pending")
-        batch, self._next = self._next, next(self._planned, None)
-        return Task(batch, 1)
+    def take(self, n: int) -> list[Task]:
+        """Up to n tasks from the front: rank 0 hands out many at once when mini-batches are short."""
+        front = self._front
+        tasks = [front.popleft() for _ in range(min(n, len(front)))]
+        if len(tasks) < n and self._next is not None:
+            batches = [self._next, *islice(self._planned, n - len(tasks) - 1)]
+            self._next = next(self._planned, None)
+            tasks += [Task(batch, 1) for batch in batches]
+        return tasks
 
     def extendleft(self, tasks: Iterable[Task]) -> None:
         """Like deque.extendleft: the last of `tasks` ends up first."""
@@ -179,8 +182,7 @@ class Coordinator:
         if self.local is not None and rank == 0:
             kind, body = message
             if kind == "tasks":
-                for task in body:
-                    self.local.take(task)
+                self.local.take(body)
             elif kind == "cancel":
                 self.local.cancel()
             elif kind == "abort":
@@ -288,18 +290,18 @@ class Coordinator:
         return task
 
     def _commit(self, succeeded: list[tuple[Task, Outcome]]) -> None:
-        """Append the results of succeeded attempts, journal them and make their mini-batches final."""
+        """Append the results of one worker's succeeded attempts, journal them and make their
+        mini-batches final."""
         if not succeeded:
             return
-        commits, rows = [], []
+        commits, settled = [], []
         for task, outcome in succeeded:
-            errors = self.batch_errors.get(task.batch.id)  # of earlier attempts
+            errors = self.batch_errors.get(task.batch.id) if self.batch_errors else None  # of earlier attempts
             ok = outcome.succeeded
             commits.append((outcome, task.attempt, dict(errors) if errors else {}))
-            rows.append(self._settle(task, "succeeded", ok, outcome.n_items - ok, outcome.seconds, outcome.rank,
-                                     errors))
+            settled.append((task, ok, outcome.n_items - ok, outcome.seconds, errors, ""))
         self.store.commit_many(commits)
-        self.store.add_csv_rows(*rows)
+        self.store.add_csv_rows(*self._settle("succeeded", succeeded[0][1].rank, settled))
         self.last_final = time.monotonic()
 
     def _on_failed_attempt(self, task: Task, outcome: Outcome, errors: Counter) -> None:
@@ -351,29 +353,34 @@ class Coordinator:
     def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
                errors: Optional[Counter], error: str = "") -> None:
         """A mini-batch that failed, was split or isolated is final: count it and write its CSV row."""
-        self.store.add_csv_rows(self._settle(task, status, ok, failed, seconds, rank, errors, error))
+        self.store.add_csv_rows(*self._settle(status, rank, [(task, ok, failed, seconds, errors, error)]))
         self.last_final = time.monotonic()
 
-    def _settle(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
-                errors: Optional[Counter], error: str = "") -> list[Any]:
-        """Count a final mini-batch in the tallies; its row of mini_batches.csv."""
-        tally, batch = self.tally, task.batch
-        size = batch.size
-        if status != "split":  # a split's items are counted by its halves
-            tally.items_total += ok + failed - size  # a tabular size was an estimate until read
-        if not is_half(batch.id):
-            tally.add_batch(status, task.attempt > 1)
-        tally.items_ok += ok
-        tally.items_failed += failed
-        tally.items_isolated += status == "isolated"
+    def _settle(self, status: str, rank: int,
+                done: list[tuple[Task, int, int, float, Optional[Counter], str]]) -> list[list[Any]]:
+        """Count final mini-batches of one worker, each (task, items ok, items failed, seconds,
+        errors of its attempts, error), in the tallies; their rows of mini_batches.csv."""
+        tally, names, rows = self.tally, self.input_names, []
+        items_ok = 0
+        for task, ok, failed, seconds, errors, error in done:
+            batch = task.batch
+            size = batch.size
+            if status != "split":  # a split's items are counted by its halves
+                tally.items_total += ok + failed - size  # a tabular size was an estimate until read
+            if not is_half(batch.id):
+                tally.add_batch(status, task.attempt > 1)
+            items_ok += ok
+            tally.items_failed += failed
+            if errors:
+                self.batch_errors.pop(batch.id, None)
+            rows.append([batch.id, names[batch.input_index], size, task.attempt, status, ok, failed, f"{seconds:.3f}",
+                         rank, next(reversed(errors), "") if errors else "", error])
+        tally.items_ok += items_ok
+        tally.items_isolated += len(done) if status == "isolated" else 0
         activity = self.activity[rank]
-        activity["mini_batches"] += 1
-        activity["items"] += ok
-        if errors:
-            self.batch_errors.pop(batch.id, None)
-        last_class = next(reversed(errors), "") if errors else ""
-        return [batch.id, self.input_names[batch.input_index], size, task.attempt, status, ok, failed, f"{seconds:.3f}",
-                rank, last_class, error]
+        activity["mini_batches"] += len(done)
+        activity["items"] += items_ok
+        return rows
 
     def _append_error_line(self, line: str) -> None:
         with open(self.layout.error_txt, "a") as fh:
@@ -467,15 +474,20 @@ class Coordinator:
         self._forget_copies(batch_id)
         return False
 
-    def _next_task(self, rank: int) -> Optional[Task]:
-        """A retry that last failed elsewhere first, then new work."""
-        for i, (task, failed_on) in enumerate(self.retry):
-            if failed_on != rank or len(self.live) == 1:
-                del self.retry[i]
-                return task
-        if self.pending:
-            return self.pending.popleft()
-        return None
+    def _next_tasks(self, rank: int, n: int) -> list[Task]:
+        """Up to n tasks for a worker: retries that last failed elsewhere first, then new work."""
+        tasks: list[Task] = []
+        if self.retry:
+            left: deque[tuple[Task, int]] = deque()
+            for task, failed_on in self.retry:
+                if len(tasks) < n and (failed_on != rank or len(self.live) == 1):
+                    tasks.append(task)
+                else:
+                    left.append((task, failed_on))
+            self.retry = left
+        if len(tasks) < n and self.pending:
+            tasks += self.pending.take(n - len(tasks))
+        return tasks
 
     def _credits(self) -> int:
         """Mini-batches outstanding per worker: 2 (one running, one queued), more when they are so
@@ -496,18 +508,18 @@ class Coordinator:
             # let it keep the coordinator from answering the other workers
             credits = min(remote_credits, LOCAL_MAX_CREDITS) if rank == 0 and len(self.live) > 1 else remote_credits
             queue = self.outstanding[rank]
-            tasks = []
-            while len(queue) < credits and self.walltime.fits(len(queue)):
-                task = self._next_task(rank)
-                if task is None:
-                    break
-                queue[task.batch.id] = task
-                tasks.append(task)
+            room = credits - len(queue)
+            if self.walltime.limited:  # only as many as would finish in time, each behind those before it
+                room = next((i for i in range(max(room, 0)) if not self.walltime.fits(len(queue) + i)), room)
+            if room <= 0:
+                continue
+            tasks = self._next_tasks(rank, room)
             if tasks:
                 if self.first_dispatch is None:
                     self.first_dispatch = time.monotonic()
-                if len(queue) == len(tasks):
+                if not queue:
                     self.running_since[rank] = time.monotonic()
+                queue.update((task.batch.id, task) for task in tasks)
                 self.to_worker(rank, ("tasks", tasks))
 
     def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
