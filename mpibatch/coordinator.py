@@ -500,17 +500,19 @@ class Coordinator:
         return max(MIN_CREDITS, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
     def _dispatch(self) -> None:
+        """Top up every worker's queue to its credits (runs after each message: workers whose queue
+        is full cost a lookup each)."""
+        if not (self.pending or self.retry):
+            return
         remote_credits = self._credits()
         for rank in self.live:
-            if not (self.pending or self.retry):
-                return
             # rank 0's own worker shares the coordinator's process: a long queue of tiny tasks would
             # let it keep the coordinator from answering the other workers
             credits = min(remote_credits, LOCAL_MAX_CREDITS) if rank == 0 and len(self.live) > 1 else remote_credits
             queue = self.outstanding[rank]
             room = credits - len(queue)
-            if self.walltime.limited:  # only as many as would finish in time, each behind those before it
-                room = next((i for i in range(max(room, 0)) if not self.walltime.fits(len(queue) + i)), room)
+            if room > 0 and self.walltime.limited:  # only as many as would finish in time, each behind the others
+                room = next((i for i in range(room) if not self.walltime.fits(len(queue) + i)), room)
             if room <= 0:
                 continue
             tasks = self._next_tasks(rank, room)
@@ -521,6 +523,8 @@ class Coordinator:
                     self.running_since[rank] = time.monotonic()
                 queue.update((task.batch.id, task) for task in tasks)
                 self.to_worker(rank, ("tasks", tasks))
+                if not (self.pending or self.retry):
+                    return
 
     def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
         """Stop handing out work; running attempts get stop_grace seconds to finish and commit."""
