@@ -156,5 +156,16 @@ def render(sizes: Sizes, rounds: int, rates: dict[tuple[str, str], list[float]],
         ("- **Lazy planning.** A file input becomes a `FileRun` that makes each mini-batch when it is handed out "
         "(before: a million frozen dataclasses and Task objects built before the first dispatch); a filelist is "
         "digested as one text instead of line by line."),
+        ("- **Batched commits, flat pickles.** Rank 0 commits all the outcomes of a worker's message with one write, "
+         "one group of journal lines and one `writerows`; a task and an outcome pickle as their constructor's "
+         "arguments (a task in 42 bytes instead of 56, an outcome loads in a quarter of the time). A one-process "
+         "model of rank 0 (dispatch, pickles, commit) went from 11.5 to 7.4 µs per mini-batch."),
+        ("- **Slotted records, one take per worker, one lock per call.** `MiniBatch`, `Task` and `Outcome` are "
+         "slotted dataclasses instead of frozen ones (a frozen one costs 0.8 µs to build, a slotted one 0.2); rank 0 "
+         "takes all of a worker's new tasks from the plan at once and settles a message's mini-batches in one pass; "
+         "the inline executor's thread takes the lock once per call, not twice, and a worker checks an outcome's "
+         "type first and a stall only after a failure. The model of rank 0 went from 7.5 to 6.0 µs per mini-batch, "
+         "one of a worker from 8.4 to 6.3; no-op runs at 2 ranks, inline, from 140,000-148,000 to 163,000-193,000 "
+         "mini-batches/s in alternating runs."),
     ])
     return Section(body, targets)
