@@ -99,7 +99,7 @@ class Pending:
         return bool(self._front) or self._next is not None
 
     def take(self, n: int) -> list[Task]:
-        """Up to n tasks from the front: rank 0 hands out many at once when mini-batches are short."""
+        """Up to n tasks, those given back or split first: rank 0 hands a worker all its credits at once."""
         front = self._front
         tasks = [front.popleft() for _ in range(min(n, len(front)))]
         if len(tasks) < n and self._next is not None:

@@ -92,13 +92,11 @@ class Worker:
                                  event.attempt, event.error_class, event.seconds, event.error)
                 self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
                                   event.error, event.traceback)
-                self.outcomes.append(event)
-                if getattr(self.executor, "stalled", False):  # (a timeout of the inline executor)
-                    self.log.warning("run() still holds this worker; it takes no work until the call returns")
-                    self._send(("stalled", self.rank))
-                    self.cancel()
-                return
             self.outcomes.append(event)
+            if not event.ok and getattr(self.executor, "stalled", False):  # an inline call that timed out
+                self.log.warning("run() still holds this worker; it takes no work until the call returns")
+                self._send(("stalled", self.rank))
+                self.cancel()
         elif isinstance(event, InitDone):
             self.log.info("init() finished in %.3f s", event.seconds)
             self._send(("ready", self.rank, event.seconds))
