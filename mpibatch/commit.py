@@ -58,9 +58,13 @@ class Fingerprint:
         return None
 
 
-def plain_journal_line(batch_id: BatchId, end: int, status: str, ok: int, fail: int, attempts: int) -> str:
-    """JournalEntry(...).to_json() of an entry without errors or an isolated item, formatted
-    directly: rank 0 writes one per mini-batch."""
+def journal_line(batch_id: BatchId, end: int, status: str, ok: int, fail: int, attempts: int,
+                 errors: Optional[dict[str, int]] = None) -> str:
+    """The journal line of an entry without an isolated item. Rank 0 writes one per mini-batch, so
+    the common one, without errors, is formatted directly instead of through json.dumps."""
+    if errors:
+        return json.dumps({"id": batch_id, "end": end, "status": status, "ok": ok, "fail": fail,
+                           "attempts": attempts, "errors": errors}, separators=(",", ":")) + "\n"
     shown = json.dumps(batch_id) if isinstance(batch_id, str) else batch_id
     return (f'{{"id":{shown},"end":{end},"status":"{status}","ok":{ok},"fail":{fail},"attempts":{attempts},'
             f'"errors":{{}}}}\n')
@@ -84,8 +88,8 @@ class JournalEntry:
 
     def to_json(self) -> str:
         """One journal line; the isolated item's fields only where set, to keep the journal small."""
-        if not self.item and not self.errors:
-            return plain_journal_line(self.id, self.end, self.status, self.ok, self.fail, self.attempts)
+        if not self.item:
+            return journal_line(self.id, self.end, self.status, self.ok, self.fail, self.attempts, self.errors)
         data = {k: v for k, v in vars(self).items() if v != "" or k not in ("item", "error_class", "error")}
         return json.dumps(data, separators=(",", ":")) + "\n"
 
@@ -217,9 +221,7 @@ class ResultStore:
                 chunks.append(outcome.payload)
                 offset += len(outcome.payload)
             ok = outcome.succeeded
-            lines.append(JournalEntry(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
-                                      errors).to_json() if errors else
-                         plain_journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts))
+            lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts, errors))
         if chunks:
             self.result.writelines(chunks)
         self.offset = offset
