@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import os
 import statistics
+import sys
 import time
 from collections import Counter, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Iterable, Iterator, Optional
 
 from .commit import JournalEntry, ResultStore
 from .config import JobConfig
+from .executor import InlineExecutor
 from .logs import FirstError, Layout, write_job_result
 from .plan import BatchPlan
 from .polling import Backoff
@@ -29,6 +32,22 @@ SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever
 MIN_CREDITS, MAX_CREDITS = 2, 256
 LOCAL_MAX_CREDITS = 8  # rank 0's own worker, when there are others (+6% no-op throughput at 2 ranks, A/B)
 LATENCY_TO_HIDE_S = 0.005  # a message round trip plus wake-ups on a busy node, generously
+# How long rank 0's inline script may keep the GIL from the coordinator once it asks (Python's default is
+# 5 ms, so a CPU-bound run() let rank 0 answer the other workers only ~200 times a second: a worker with 1 ms
+# mini-batches beside 12 ms ones on rank 0 got ~200 of them done a second, ~800 at 0.2 ms; docs/benchmarks.md)
+SHARED_GIL_SWITCH_S = 0.0002
+
+
+@contextmanager
+def switch_interval(seconds: Optional[float]) -> Iterator[None]:
+    """Python's GIL switch interval set to `seconds` (None: left as it is) for the time of the block."""
+    previous = sys.getswitchinterval()
+    if seconds is not None:
+        sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def _process_started() -> float:
@@ -567,6 +586,12 @@ class Coordinator:
     # ---- the loop ------------------------------------------------------------------------------
 
     def run(self) -> int:
+        """The job, from the first task to the last result; its exit status."""
+        shares_gil = isinstance(getattr(self.local, "executor", None), InlineExecutor) and self.worker_count > 1
+        with switch_interval(SHARED_GIL_SWITCH_S if shares_gil else None):
+            return self._run()
+
+    def _run(self) -> int:
         self.log.info("coordinating %d mini-batches (%d already committed) on %d workers",
                       self.tally.batches_total, self.tally.batches_final, self.worker_count)
         # only coordinating, rank 0 may sleep up to half the latency that credits hide: a worker's queue

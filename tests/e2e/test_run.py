@@ -51,6 +51,29 @@ def test_coordinator_that_does_not_work(tmp_path, ok_files):
     assert ranks == {"1", "2"}
 
 
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_rank0_inline_script_lets_the_coordinator_take_the_gil_back_quickly(tmp_path, ranks):
+    """Rank 0's inline worker shares the coordinator's GIL: with other workers to answer, the switch
+    interval is short there (a CPU-bound run() would hold the GIL 5 ms at a time), default elsewhere."""
+    script = tmp_path / "interval.py"
+    script.write_text("import os, sys, time\n\n"
+                      "def run(mini_batch):\n"
+                      "    time.sleep(0.05)\n"
+                      "    rank = os.environ.get('PMI_RANK', '0')\n"
+                      "    return [f'{rank} {sys.getswitchinterval():g}' for _ in mini_batch]\n")
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"/d/{i}\n" for i in range(8)))
+    out = tmp_path / "out"
+    inputs = json.dumps({"path": str(listing), "type": "filelist"})
+    job = run_cli(["run", "--entry-script", str(script), "--inputs", inputs, "--output", str(out),
+                   "--mini-batch-size", "1", "--executor", "inline", "--progress", "none"],
+                  out, ranks=None if ranks == 1 else ranks)
+    assert job.rc == 0, job.stderr
+    seen = {tuple(line.split()) for line in job.lines}
+    default = f"{sys.getswitchinterval():g}"
+    assert seen == ({("0", default)} if ranks == 1 else {("0", "0.0002"), ("1", default)})
+
+
 def test_yaml_job_with_python_m_and_flags_that_win(tmp_path):
     job_dir = tmp_path / "job"
     make_files(job_dir / "data" / "nested", {"b": "ok", "a": "ok"})
