@@ -35,25 +35,47 @@ def _row_group(pf: Any, source: tuple, index: int, columns: Optional[tuple], who
     return table
 
 
-def _parquet(piece: TableSlice, opener: Any, columns: Optional[Sequence[str]]) -> Any:
-    import pyarrow as pa
+# The file the last slice came from, still open: the next slices of a split file (most of them,
+# in order) skip opening it and parsing its footer again.
+_OPEN_PARQUET: dict[tuple, tuple[Any, Any]] = {}  # (opener, path) -> (file, ParquetFile)
+
+
+def _parquet_file(source: tuple, opener: Any, path: str) -> Any:
     import pyarrow.parquet as pq
 
+    if source not in _OPEN_PARQUET:
+        for fh, _ in _OPEN_PARQUET.values():
+            fh.close()
+        _OPEN_PARQUET.clear()
+        fh = opener(path)
+        try:
+            _OPEN_PARQUET[source] = fh, pq.ParquetFile(fh)
+        except BaseException:
+            fh.close()
+            raise
+    return _OPEN_PARQUET[source][1]
+
+
+def _parquet(piece: TableSlice, opener: Any, columns: Optional[Sequence[str]]) -> Any:
+    import pyarrow as pa
+
     wanted = tuple(columns) if columns else None
-    with opener(piece.path) as fh:
-        pf = pq.ParquetFile(fh)
-        tables, first, pos = [], None, 0
-        for i in range(pf.metadata.num_row_groups):
-            rows = pf.metadata.row_group(i).num_rows
-            if pos + rows > piece.start and pos < piece.stop:
-                whole = piece.start <= pos and pos + rows <= piece.stop
-                tables.append(_row_group(pf, (id(opener), piece.path), i, wanted, whole))
-                first = pos if first is None else first
-            pos += rows
-        if not tables:
-            return pf.schema_arrow.empty_table().to_pandas()
+    source = (id(opener), piece.path)
+    pf = _parquet_file(source, opener, piece.path)
+    meta = pf.metadata
+    tables, first, pos = [], None, 0
+    for i in range(meta.num_row_groups):
+        rows = meta.row_group(i).num_rows
+        if pos + rows > piece.start and pos < piece.stop:
+            whole = piece.start <= pos and pos + rows <= piece.stop
+            tables.append(_row_group(pf, source, i, wanted, whole))
+            first = pos if first is None else first
+        pos += rows
+    if not tables:
+        return pf.schema_arrow.empty_table().to_pandas()
     table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    return table.slice(piece.start - (first or 0), piece.stop - piece.start).to_pandas()
+    # a slice of a mini-batch's size: converting it on threads costs more than it saves
+    return table.slice(piece.start - (first or 0), piece.stop - piece.start).to_pandas(use_threads=False)
 
 
 class _ByteRange(io.RawIOBase):

@@ -1,0 +1,46 @@
+"""Unit tests for mpibatch.inputs.read: a split parquet file is opened once for all its slices."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from mpibatch.inputs.read import read_slice
+from mpibatch.inputs.tabular import parquet_slices
+from mpibatch.sizes import BatchSize
+
+
+class CountingOpener:
+    """Opens local files and keeps every handle, to count opens and see which are closed."""
+
+    remote = False
+
+    def __init__(self) -> None:
+        self.handles: list[tuple[str, IO[bytes]]] = []
+
+    def __call__(self, path: str) -> IO[bytes]:
+        fh = open(path, "rb")
+        self.handles.append((path, fh))
+        return fh
+
+
+def test_slices_of_a_parquet_file_share_one_open_file_closed_at_the_next_file(tmp_path: Path) -> None:
+    paths = []
+    for n in range(2):
+        path = tmp_path / f"part{n}.parquet"
+        pd.DataFrame({"id": range(n * 1000, n * 1000 + 1000), "name": [f"row {i}" for i in range(1000)]}).to_parquet(
+            path, row_group_size=400, index=False)
+        paths.append(str(path))
+    opener = CountingOpener()
+    pieces = [piece for path in paths for piece in parquet_slices(path, BatchSize("rows", 150), opener)]
+    opener.handles.clear()  # planning's own opens
+
+    frames = [read_slice(piece, "parquet", {}, opener) for piece in pieces]
+
+    assert [path for path, _ in opener.handles] == paths
+    assert opener.handles[0][1].closed and not opener.handles[1][1].closed
+    whole = pd.concat(frames, ignore_index=True)
+    assert whole["id"].tolist() == list(range(2000))
+    assert all(isinstance(f.index, pd.RangeIndex) and f.index.start == 0 for f in frames)
+    assert max(len(f) for f in frames) == 150
