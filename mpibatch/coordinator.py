@@ -18,7 +18,7 @@ from .config import JobConfig
 from .executor import InlineExecutor
 from .logs import FirstError, Layout, write_job_result
 from .plan import BatchPlan
-from .polling import Backoff
+from .polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
 from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
 from .records import ERROR_CLASSES, BatchId, MiniBatch, Outcome, Task
 from .remote import RemoteOutput
@@ -31,7 +31,6 @@ HOUSEKEEPING_EVERY_S = 0.2
 SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
 MIN_CREDITS, MAX_CREDITS = 2, 256
 LOCAL_MAX_CREDITS = 8  # rank 0's own worker, when there are others (+6% no-op throughput at 2 ranks, A/B)
-LATENCY_TO_HIDE_S = 0.005  # a message round trip plus wake-ups on a busy node, generously
 # How long rank 0's inline script may keep the GIL from the coordinator once it asks (Python's default is
 # 5 ms, so a CPU-bound run() let rank 0 answer the other workers only ~200 times a second: a worker with 1 ms
 # mini-batches beside 12 ms ones on rank 0 got ~200 of them done a second, ~800 at 0.2 ms; docs/benchmarks.md)
@@ -596,7 +595,7 @@ class Coordinator:
                       self.tally.batches_total, self.tally.batches_final, self.worker_count)
         # only coordinating, rank 0 may sleep up to half the latency that credits hide: a worker's queue
         # covers the wait, and an idle coordinator wakes half as often (a third less CPU, A/B)
-        backoff = idle_policy(self.local) if self.local is not None else Backoff(max_sleep=LATENCY_TO_HIDE_S / 2)
+        backoff = idle_policy(self.local) if self.local is not None else Backoff(max_sleep=QUIET_MAX_SLEEP_S)
         next_housekeeping = 0.0
         while True:
             busy = self._receive()

@@ -151,7 +151,7 @@ class ProcessExecutor:
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._inbox: Optional[Connection] = None
         self._outbox: Optional[Outbox] = None
-        self._inbox_ready: Callable[[], bool] = lambda: False
+        self._inbox_ready: Callable[..., bool] = lambda timeout=0.0: False
 
     @property
     def ready(self) -> bool:
@@ -312,8 +312,12 @@ class ProcessExecutor:
         self._inbox = self._outbox = None
 
     def wait(self, timeout: float) -> None:
-        """Idle time of the worker loop (waiting on the pipe measured no better than sleeping)."""
-        time.sleep(timeout)
+        """Idle time of the worker loop: from a millisecond up (poll()'s unit) it blocks on the child's
+        pipe, so the child's next message (or its death) ends the wait; shorter waits sleep."""
+        if timeout >= 1e-3 and self._inbox is not None and self._outbox is not None and self._outbox.flush():
+            self._inbox_ready(timeout)
+        else:
+            time.sleep(timeout)
 
     def take_back(self) -> list[Task]:
         """The submitted tasks that have not started (a stop): the child will skip them."""

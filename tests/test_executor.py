@@ -151,6 +151,17 @@ def test_process_init_and_run(process_executor) -> None:
     assert executor.ready
 
 
+def test_process_wait_ends_when_the_child_reports(process_executor) -> None:
+    """The worker loop's idle wait blocks on the child's pipe: a result ends it, not the timeout."""
+    executor = started(process_executor())
+    executor.submit(task(0, "sleep:0.2"))
+    began = time.monotonic()
+    executor.wait(30.0)
+    assert time.monotonic() - began < 10.0  # the result, after 0.2 s, not the 30 s timeout
+    outcome = executor.poll()
+    assert isinstance(outcome, Outcome) and outcome.ok and outcome.payload == b"sleep:0.2 ok\n"
+
+
 def test_process_child_environment_cwd_and_launcher_variables(process_executor, tmp_path: Path) -> None:
     executor = started(process_executor(environment={"MY_VAR": "mine"},
                                         parent_env={"PMI_RANK": "3", "OMPI_COMM_WORLD_RANK": "3"}))
