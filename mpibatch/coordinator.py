@@ -319,8 +319,7 @@ class Coordinator:
             commits.append((outcome, task.attempt, dict(errors) if errors else {}))
             settled.append((task, ok, outcome.n_items - ok, outcome.seconds, errors, ""))
         self.store.commit_many(commits)
-        self.store.add_csv_rows(*self._settle("succeeded", succeeded[0][1].rank, settled))
-        self.last_final = time.monotonic()
+        self._settle("succeeded", succeeded[0][1].rank, settled)
 
     def _on_failed_attempt(self, task: Task, outcome: Outcome, errors: Counter) -> None:
         cls = outcome.error_class or "exception"
@@ -371,13 +370,12 @@ class Coordinator:
     def _final(self, task: Task, status: str, ok: int, failed: int, seconds: float, rank: int,
                errors: Optional[Counter], error: str = "") -> None:
         """A mini-batch that failed, was split or isolated is final: count it and write its CSV row."""
-        self.store.add_csv_rows(*self._settle(status, rank, [(task, ok, failed, seconds, errors, error)]))
-        self.last_final = time.monotonic()
+        self._settle(status, rank, [(task, ok, failed, seconds, errors, error)])
 
     def _settle(self, status: str, rank: int,
-                done: list[tuple[Task, int, int, float, Optional[Counter], str]]) -> list[list[Any]]:
-        """Count final mini-batches of one worker, each (task, items ok, items failed, seconds,
-        errors of its attempts, error), in the tallies; their rows of mini_batches.csv."""
+                done: list[tuple[Task, int, int, float, Optional[Counter], str]]) -> None:
+        """Make mini-batches of one worker final, each (task, items ok, items failed, seconds, errors
+        of its attempts, error): count them in the tallies and write their rows of mini_batches.csv."""
         tally, names, rows = self.tally, self.input_names, []
         items_ok = 0
         for task, ok, failed, seconds, errors, error in done:
@@ -398,7 +396,8 @@ class Coordinator:
         activity = self.activity[rank]
         activity["mini_batches"] += len(done)
         activity["items"] += items_ok
-        return rows
+        self.store.add_csv_rows(*rows)
+        self.last_final = time.monotonic()
 
     def _append_error_line(self, line: str) -> None:
         with open(self.layout.error_txt, "a") as fh:
