@@ -17,22 +17,32 @@ def _reader_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k not in OWN_OPTIONS}
 
 
-# Row groups that a slice read only in part, kept for the next slices of the same group: a group
-# bigger than mini_batch_size is split by rows, and without this every slice decoded it whole.
-_PARTIAL_GROUPS: dict[tuple, Any] = {}
-PARTIAL_GROUPS_KEPT = 2
+# Row groups that a slice reads only in part, as DataFrames, kept for the next slices of the same
+# group: a group bigger than mini_batch_size is split by rows, and each slice is then a cut of a
+# frame converted once (on threads) instead of a group decoded, or a slice converted, per slice.
+_GROUP_FRAMES: dict[tuple, Any] = {}
+GROUP_FRAMES_KEPT = 2
 
 
-def _row_group(pf: Any, source: tuple, index: int, columns: Optional[tuple], whole: bool) -> Any:
+def _group_frame(pf: Any, source: tuple, index: int, columns: Optional[tuple]) -> Any:
     key = (source, index, columns)
-    table = _PARTIAL_GROUPS.get(key)
-    if table is None:
-        table = pf.read_row_group(index, columns=list(columns) if columns else None)
-        if not whole:
-            _PARTIAL_GROUPS[key] = table
-            while len(_PARTIAL_GROUPS) > PARTIAL_GROUPS_KEPT:
-                del _PARTIAL_GROUPS[next(iter(_PARTIAL_GROUPS))]
-    return table
+    frame = _GROUP_FRAMES.get(key)
+    if frame is None:
+        frame = pf.read_row_group(index, columns=list(columns) if columns else None).to_pandas()
+        _GROUP_FRAMES[key] = frame
+        while len(_GROUP_FRAMES) > GROUP_FRAMES_KEPT:
+            del _GROUP_FRAMES[next(iter(_GROUP_FRAMES))]
+    return frame
+
+
+def _own_rows(frame: Any) -> Any:
+    """Rows cut from a cached group frame as a frame of their own, index from 0: nothing run() does
+    to it may reach the cache (a retry reads the same rows again). Under copy-on-write (pandas 3,
+    or the pandas 2 option) that costs no copy; without it the rows are copied."""
+    import pandas as pd
+
+    shared = int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+    return (frame if shared else frame.copy()).reset_index(drop=True)
 
 
 # The file the last slice came from, still open: the next slices of a split file (most of them,
@@ -57,25 +67,28 @@ def _parquet_file(source: tuple, opener: Any, path: str) -> Any:
 
 
 def _parquet(piece: TableSlice, opener: Any, columns: Optional[Sequence[str]]) -> Any:
+    import pandas as pd
     import pyarrow as pa
 
     wanted = tuple(columns) if columns else None
     source = (id(opener), piece.path)
     pf = _parquet_file(source, opener, piece.path)
     meta = pf.metadata
-    tables, first, pos = [], None, 0
+    parts, pos = [], 0  # (row group, first row, end row) of the groups the slice covers
     for i in range(meta.num_row_groups):
         rows = meta.row_group(i).num_rows
-        if pos + rows > piece.start and pos < piece.stop:
-            whole = piece.start <= pos and pos + rows <= piece.stop
-            tables.append(_row_group(pf, source, i, wanted, whole))
-            first = pos if first is None else first
+        lo, hi = max(piece.start - pos, 0), min(piece.stop - pos, rows)
+        if lo < hi:
+            parts.append((i, lo, hi, rows))
         pos += rows
-    if not tables:
+    if not parts:
         return pf.schema_arrow.empty_table().to_pandas()
-    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-    # a slice of a mini-batch's size: converting it on threads costs more than it saves
-    return table.slice(piece.start - (first or 0), piece.stop - piece.start).to_pandas(use_threads=False)
+    if all(hi - lo == rows for _, lo, hi, rows in parts):  # whole groups: read and converted together
+        tables = [pf.read_row_group(i, columns=list(wanted) if wanted else None) for i, *_ in parts]
+        # a slice of a mini-batch's size: converting it on threads costs more than it saves
+        return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)).to_pandas(use_threads=False)
+    frames = [_group_frame(pf, source, i, wanted).iloc[lo:hi] for i, lo, hi, _ in parts]
+    return _own_rows(frames[0] if len(frames) == 1 else pd.concat(frames))
 
 
 class _ByteRange(io.RawIOBase):
