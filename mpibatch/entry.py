@@ -18,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
+from .heap import keep_freed_memory
 from .records import InputInfo, Outcome, Task
 
 
@@ -198,13 +199,15 @@ class EntryRuntime:
         self._openers: dict[str, Any] = {}
 
     def prepare(self) -> None:
-        """Set the process up as the script expects: sys.path, argv, environment, logger."""
+        """Set the process up as the script expects: sys.path, argv, environment, logger, and a heap
+        that keeps what one mini-batch freed for the next."""
         global _WORKER
         spec = self.spec
         _WORKER = spec.worker
         os.makedirs(spec.worker.working_dir, exist_ok=True)
         os.environ.update(spec.environment)
         os.environ["AZUREML_BI_OUTPUT_PATH"] = spec.worker.output_dir
+        keep_freed_memory()
         if spec.compat:
             from .compat import activate
 
