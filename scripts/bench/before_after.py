@@ -218,11 +218,20 @@ def render(sizes: Sizes, rounds: int, rates: dict[tuple[str, str], list[float]],
          "got 190-207 of its 1 ms mini-batches done a second, and 780-820 after. While rank 0 hosts an inline "
          "worker beside others, its switch interval is 0.2 ms (0.5 ms gave 720-760); the no-op runs at 2 ranks "
          "did not get slower (146,000-150,000 mini-batches/s against 133,000-139,000)."),
-        ("- **Parquet slices: one open file, no threads for a small frame.** At the default 1MB, a 1M-row group is "
+        ("- **Parquet slices: one open file, one conversion per row group.** At the default 1MB, a 1M-row group is "
          "read in 40 slices; each opened the file and parsed its footer again, and converted its rows to pandas on "
          "a thread pool that costs more than it saves at 25,000 rows (0.72 against 0.58 ms). The last file now "
-         "stays open for the next slices. The tabular section's parquet job (68M rows, one worker) went from "
-         "8.3-8.8 s to 6.75-6.94 s in alternating runs; the frames are the same (consolidated, same dtypes)."),
+         "stays open for the next slices (the tabular section's parquet job, 68M rows on one worker: 8.3-8.8 s -> "
+         "6.75-6.94 s in alternating runs), and a group split over slices is converted to pandas once, on threads, "
+         "and kept: each slice is a cut of that frame with its own fresh index, 0.05-0.1 ms instead of 0.6-1 ms "
+         "(the same job 5.9-7.1 s -> 4.6-5.5 s). Copy-on-write (pandas 3, or a copy on pandas 2 without it) keeps "
+         "whatever run() does to its frame out of the kept one, so a retry reads the file's rows again."),
+        ("- **The script's process keeps freed heap.** glibc's malloc gives memory back to the kernel whenever the "
+         "top of the heap is free, so pandas' csv parser, which allocates and frees a few MB per 1MB slice, faulted "
+         "every page in again for each mini-batch. The process that runs the entry script now keeps up to 64 MB "
+         "(`mallopt(M_TOP_PAD)`, unless the user set a top pad): the tabular section's csv job at the default 1MB "
+         "(29M rows) went from 6.85-6.91 s to 5.34-5.44 s in alternating runs, parquet from 4.85-5.04 s to "
+         "4.47-4.55 s; the csv job's peak RSS grew by 5 MB."),
         ("- **A rank beside a child process sleeps on its pipe.** The loop that drives a process executor ramped its "
          "sleeps from 20 µs to 1 ms after every event, so beside 9 ms calls a rank woke 1,700 times a second and took "
          "8% of a core from the scripts. It now blocks on the child's pipe for up to 2.5 ms (half what credits hide): "
