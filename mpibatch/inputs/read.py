@@ -1,6 +1,7 @@
 """Reading exactly one slice of a table file into a DataFrame, in the entry-script process."""
 from __future__ import annotations
 
+import functools
 import io
 from typing import Any, Optional, Sequence
 
@@ -24,25 +25,34 @@ _GROUP_FRAMES: dict[tuple, Any] = {}
 GROUP_FRAMES_KEPT = 2
 
 
+def _read_group(pf: Any, index: int, columns: Optional[tuple]) -> Any:
+    return pf.read_row_group(index, columns=list(columns) if columns else None)
+
+
 def _group_frame(pf: Any, source: tuple, index: int, columns: Optional[tuple]) -> Any:
     key = (source, index, columns)
     frame = _GROUP_FRAMES.get(key)
     if frame is None:
-        frame = pf.read_row_group(index, columns=list(columns) if columns else None).to_pandas()
+        frame = _read_group(pf, index, columns).to_pandas()
         _GROUP_FRAMES[key] = frame
         while len(_GROUP_FRAMES) > GROUP_FRAMES_KEPT:
             del _GROUP_FRAMES[next(iter(_GROUP_FRAMES))]
     return frame
 
 
-def _own_rows(frame: Any) -> Any:
-    """Rows cut from a cached group frame as a frame of their own, index from 0: nothing run() does
-    to it may reach the cache (a retry reads the same rows again). Under copy-on-write (pandas 3,
-    or the pandas 2 option) that costs no copy; without it the rows are copied."""
+@functools.cache
+def _copy_on_write() -> bool:
+    """pandas 3 always copies on write; pandas 2 only with its option on (decided once per process)."""
     import pandas as pd
 
-    shared = int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
-    return (frame if shared else frame.copy()).reset_index(drop=True)
+    return int(pd.__version__.split(".")[0]) >= 3 or pd.get_option("mode.copy_on_write") is True
+
+
+def _own_rows(frame: Any) -> Any:
+    """Rows cut from a cached group frame as a frame of their own, index from 0: nothing run() does
+    to it may reach the cache (a retry reads the same rows again). Under copy-on-write that costs
+    no copy; without it the rows are copied."""
+    return (frame if _copy_on_write() else frame.copy()).reset_index(drop=True)
 
 
 # The file the last slice came from, still open: the next slices of a split file (most of them,
@@ -84,7 +94,7 @@ def _parquet(piece: TableSlice, opener: Any, columns: Optional[Sequence[str]]) -
     if not parts:
         return pf.schema_arrow.empty_table().to_pandas()
     if all(hi - lo == rows for _, lo, hi, rows in parts):  # whole groups: read and converted together
-        tables = [pf.read_row_group(i, columns=list(wanted) if wanted else None) for i, *_ in parts]
+        tables = [_read_group(pf, i, wanted) for i, *_ in parts]
         # a slice of a mini-batch's size: converting it on threads costs more than it saves
         return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)).to_pandas(use_threads=False)
     frames = [_group_frame(pf, source, i, wanted).iloc[lo:hi] for i, lo, hi, _ in parts]
