@@ -1,9 +1,10 @@
 """The result file and its journal: every returned element is written exactly once.
 
-Commit = append the mini-batch's bytes to the result file, then journal (id, end offset).
-The journal is flushed in groups, always after the result bytes it covers are on disk, so a
-journaled offset never points past data. Resume truncates the result file to the last
-journaled offset and skips journaled mini-batches.
+Commit = append the mini-batch's bytes to the result file, then journal (id, end offset, seal:
+journal.py). The journal is flushed in groups, always after the result bytes it covers are on disk,
+so a journaled offset never points past data. Resume checks the result file against the journal
+(integrity.py), keeps the entries it bears out, truncates the result file after them and runs the
+others again: never padding, never trusting a line it cannot check.
 """
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from .config import ConfigError, JobConfig, fingerprint_fields
+from .integrity import check_entries, describe_write_error, overwrite_in_place
+from .journal import JOURNAL, Journal, JournalEntry, journal_line, read_journal
 from .logs import Layout
 from .records import BatchId
 
-JOURNAL = "journal.jsonl"
 STATE = "state.json"
 LOCK = "lock"
 FLUSH_EVERY_S = 1.0
 FLUSH_EVERY_N = 4096  # and at least every FLUSH_EVERY_S: fsyncs must not pace a fast job
+LOCK_TRIES, LOCK_RETRY_S = 5, 0.05  # `mpibatch status` takes the free lock for an instant to see if a job holds it
 CSV_COLUMNS = ["id", "input", "items", "attempts", "status", "succeeded", "failed", "seconds", "rank",
                "error_class", "error"]
 
@@ -58,42 +61,6 @@ class Fingerprint:
         return None
 
 
-def journal_line(batch_id: BatchId, end: int, status: str, ok: int, fail: int, attempts: int,
-                 errors: Optional[dict[str, int]] = None) -> str:
-    """The journal line of an entry without an isolated item. Rank 0 writes one per mini-batch, so
-    the common one, without errors, is formatted directly instead of through json.dumps."""
-    if errors:
-        return json.dumps({"id": batch_id, "end": end, "status": status, "ok": ok, "fail": fail,
-                           "attempts": attempts, "errors": errors}, separators=(",", ":")) + "\n"
-    shown = json.dumps(batch_id) if isinstance(batch_id, str) else batch_id
-    return (f'{{"id":{shown},"end":{end},"status":"{status}","ok":{ok},"fail":{fail},"attempts":{attempts},'
-            f'"errors":{{}}}}\n')
-
-
-@dataclass
-class JournalEntry:
-    """One final mini-batch: committed (its bytes end at `end`), failed after all tries, split in
-    halves (split.py), or a single item isolated by splitting (with its error)."""
-
-    id: BatchId
-    end: int
-    status: str  # succeeded, failed, split, isolated
-    ok: int
-    fail: int
-    attempts: int
-    errors: dict[str, int] = field(default_factory=dict)
-    item: str = ""
-    error_class: str = ""
-    error: str = ""
-
-    def to_json(self) -> str:
-        """One journal line; the isolated item's fields only where set, to keep the journal small."""
-        if not self.item:
-            return journal_line(self.id, self.end, self.status, self.ok, self.fail, self.attempts, self.errors)
-        data = {k: v for k, v in vars(self).items() if v != "" or k not in ("item", "error_class", "error")}
-        return json.dumps(data, separators=(",", ":")) + "\n"
-
-
 @dataclass
 class Prepared:
     """An output folder ready for this run: locked, truncated, with what earlier runs committed."""
@@ -101,91 +68,165 @@ class Prepared:
     lock_fd: int
     entries: list[JournalEntry]
     reuse: bool = False
-
-
-def _read_journal(path: Path) -> list[JournalEntry]:
-    entries = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                entries.append(JournalEntry(**json.loads(line)))
-            except (ValueError, TypeError):
-                break  # a torn last line from a killed run: everything after it is uncommitted
-    return entries
+    notes: list[str] = field(default_factory=list)  # what the resume repaired, for the launcher's stderr
 
 
 def _lock(layout: Layout) -> int:
     fd = os.open(layout.state_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    for attempt in range(LOCK_TRIES):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if attempt + 1 < LOCK_TRIES:
+                time.sleep(LOCK_RETRY_S)
+    else:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise ConfigError(f"output '{layout.output}' is in use by another running job ({holder})") from None
+        raise ConfigError(f"output '{layout.output}' is in use by another running job ({holder})")
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     return fd
 
 
 def prepare_output(config: JobConfig, layout: Layout, fingerprint: Fingerprint) -> Prepared:
-    """Lock the output and decide: fresh start, resume, reuse, or refuse (ConfigError)."""
-    existed = layout.output.exists()
-    if existed and not layout.output.is_dir():
+    """Lock the output and decide: fresh start, resume, reuse, or refuse (ConfigError, also for an
+    output that cannot be written: a full disk is one line, not a traceback)."""
+    if layout.output.exists() and not layout.output.is_dir():
         raise ConfigError(f"output: '{layout.output}' exists and is not a folder")
     had_results = layout.result_file.exists()
-    layout.make_dirs()
-    lock_fd = _lock(layout)
     try:
-        state_file = layout.state_dir / STATE
-        if not state_file.exists():
-            if had_results:
-                raise ConfigError(f"output: '{layout.output}' already holds {layout.result_file.name} "
-                                  "from another run; choose another output folder")
-            _write_state(layout, fingerprint, "Running")
-            return Prepared(lock_fd, [])
-        state = json.loads(state_file.read_text())
-        earlier = Fingerprint(**state["fingerprint"])
-        why = fingerprint.difference(earlier)
-        if config.allow_reuse and state.get("status") == "Completed" and why is None:
-            return Prepared(lock_fd, [], reuse=True)
-        if not config.resume:
-            raise ConfigError(f"output: '{layout.output}' already holds a run (status {state.get('status')}); "
-                              "pass --resume to continue it or choose another output folder")
-        if why is not None:
-            raise ConfigError(f"resume refused: {why} since the run in '{layout.output}'")
-        entries = _read_journal(layout.state_dir / JOURNAL)
-        end = entries[-1].end if entries else 0
-        if config.retry_failed:  # failed work wrote no bytes: forgetting it re-queues it (split.py re-creates halves)
-            entries = [e for e in entries if e.status not in ("failed", "isolated")]
-        if layout.result_file.exists():
-            with open(layout.result_file, "r+b") as fh:
-                fh.truncate(end)
-        elif end:
-            raise ConfigError(f"resume refused: '{layout.result_file}' is missing")
-        _rewrite_journal(layout.state_dir / JOURNAL, entries)
-        _write_state(layout, fingerprint, "Running")
-        return Prepared(lock_fd, entries)
+        layout.make_dirs()
+        lock_fd = _lock(layout)
+    except OSError as exc:
+        raise ConfigError(describe_write_error(exc, layout.state_dir / LOCK, layout.output)[0]) from None
+    try:
+        return _decide(config, layout, fingerprint, lock_fd, had_results)
+    except OSError as exc:
+        os.close(lock_fd)
+        raise ConfigError(describe_write_error(exc, None, layout.output)[0]) from None
     except BaseException:
         os.close(lock_fd)
         raise
 
 
-def _rewrite_journal(path: Path, entries: list[JournalEntry]) -> None:
-    """Drop a torn tail so that new entries follow whole lines."""
+def _decide(config: JobConfig, layout: Layout, fingerprint: Fingerprint, lock_fd: int,
+            had_results: bool) -> Prepared:
+    state_file = layout.state_dir / STATE
+    if not state_file.exists():
+        if had_results:
+            raise ConfigError(f"output: '{layout.output}' already holds {layout.result_file.name} "
+                              "from another run; choose another output folder")
+        (layout.state_dir / JOURNAL).unlink(missing_ok=True)  # a journal without its state is no run's
+        _write_state(layout, fingerprint, "Running")
+        return Prepared(lock_fd, [])
+    state = _read_state(state_file)
+    earlier = Fingerprint(**state["fingerprint"])
+    why = fingerprint.difference(earlier)
+    journal = read_journal(layout.state_dir / JOURNAL)
+    if config.allow_reuse and state.get("status") == "Completed" and why is None:
+        mismatch = _reuse_mismatch(layout, journal, check_entries(layout.result_file, journal.entries, journal.lines))
+        if mismatch is None:
+            return Prepared(lock_fd, [], reuse=True)
+        if not config.resume:
+            raise ConfigError(f"output: '{layout.output}' holds this completed job but {mismatch}: not reused; "
+                              "pass --resume to run the lost mini-batches again")
+    if not config.resume:
+        raise ConfigError(f"output: '{layout.output}' already holds a run (status {state.get('status')}); "
+                          "pass --resume to continue it or choose another output folder")
+    if why is not None:
+        raise ConfigError(f"resume refused: {why} since the run in '{layout.output}'")
+    check = check_entries(layout.result_file, journal.entries, journal.lines)
+    notes = _repair_notes(layout, journal, check)
+    entries, lines = journal.entries[:check.kept], journal.lines[:check.kept]
+    if config.retry_failed:  # failed work wrote no bytes: forgetting it re-queues it (split.py re-creates halves)
+        kept = [i for i, e in enumerate(entries) if e.status not in ("failed", "isolated")]
+        entries, lines = [entries[i] for i in kept], [lines[i] for i in kept]
+    end = entries[-1].end if entries else 0
+    if layout.result_file.exists() or end:
+        with open(layout.result_file, "ab") as fh:
+            fh.truncate(end)
+    _shorten_journal(layout.state_dir / JOURNAL, journal, lines)
+    _write_state(layout, fingerprint, "Running")
+    return Prepared(lock_fd, entries, notes=notes)
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        state = json.loads(path.read_bytes())
+        Fingerprint(**state["fingerprint"])
+        return state
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"output: '{path}' is damaged ({type(exc).__name__}); the run there cannot be "
+                          "resumed: choose another output folder") from None
+
+
+def _reuse_mismatch(layout: Layout, journal: Journal, check: Any) -> Optional[str]:
+    """Why a completed output may not be reused as it is: its result file no longer matches the journal."""
+    if check.problem:
+        return check.problem
+    if journal.kept_bytes != journal.size:
+        return "its journal is damaged"
+    end = journal.entries[-1].end if journal.entries else 0
+    if check.size != end:
+        return f"{layout.result_file.name} holds {check.size} bytes, not the {end} its journal committed"
+    return None
+
+
+def _repair_notes(layout: Layout, journal: Journal, check: Any) -> list[str]:
+    """What a resume repairs beyond a killed run's torn tail, said on the launcher's stderr."""
+    lost = len(journal.entries) - check.kept
+    notes = []
+    if check.problem:
+        end = journal.entries[check.kept - 1].end if check.kept else 0
+        notes.append(f"'{layout.result_file}': {check.problem}; truncated to {end} bytes: the {lost} "
+                     f"mini-batch entr{'y' if lost == 1 else 'ies'} journaled after that run again")
+    rest = journal.size - journal.kept_bytes
+    if rest and b"\n" in (layout.state_dir / JOURNAL).read_bytes()[journal.kept_bytes:]:
+        notes.append(f"'{layout.state_dir / JOURNAL}' is damaged after entry {len(journal.entries)}: "
+                     "the mini-batches journaled after that run again")
+    return notes
+
+
+def _shorten_journal(path: Path, journal: Journal, lines: list[bytes]) -> None:
+    """Keep `lines`: cut in place when they are the journal's first lines (works on a full disk),
+    else write them anew, so that new entries follow whole lines."""
+    size = sum(len(line) for line in lines)
+    if lines == journal.lines[:len(lines)]:
+        if size != journal.size:
+            with open(path, "r+b") as fh:
+                fh.truncate(size)
+        return
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(e.to_json() for e in entries))
+    tmp.write_bytes(b"".join(lines))
     os.replace(tmp, path)
 
 
 def _write_state(layout: Layout, fingerprint: Fingerprint, status: str) -> None:
+    """Replace state.json in one step; on a full disk, rewrite it within its own blocks instead,
+    so that a stopped job never stays Running there."""
+    path = layout.state_dir / STATE
+    data = json.dumps({"status": status, "fingerprint": asdict(fingerprint),
+                       "result_file": layout.relative(layout.result_file),
+                       "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1).encode()
     tmp = layout.state_dir / (STATE + ".tmp")
-    tmp.write_text(json.dumps({"status": status, "fingerprint": asdict(fingerprint),
-                               "updated": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
-    os.replace(tmp, layout.state_dir / STATE)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        if not path.exists():
+            raise
+        overwrite_in_place(path, data)
 
 
 class ResultStore:
-    """Rank 0's writer of the result file, the journal and logs/sys/mini_batches.csv."""
+    """Rank 0's writer of the result file, the journal and logs/sys/mini_batches.csv.
+
+    A write that fails (a full disk, the output removed) breaks the store: the lines not yet
+    journaled are dropped and nothing more is appended, since the bytes on disk are no longer
+    known; every later commit raises the same error, with the path it failed on.
+    """
 
     def __init__(self, config: JobConfig, layout: Layout, prepared: Prepared, fingerprint: Fingerprint) -> None:
         self.layout = layout
@@ -195,15 +236,15 @@ class ResultStore:
         self.result: Optional[IO[bytes]] = open(layout.result_file, "ab") if self.append_rows else None
         self.offset = self.result.tell() if self.result else 0
         self.journal = open(layout.state_dir / JOURNAL, "a")
-        new_csv = not layout.mini_batches_csv.exists()
-        self.csv_file = open(layout.mini_batches_csv, "a", newline="")
+        self.csv_file = _open_csv(layout.mini_batches_csv)
         self.csv = csv.writer(self.csv_file)
-        if new_csv:
+        if not self.csv_file.tell():
             self.csv.writerow(CSV_COLUMNS)
         self._pending: list[str] = []
         self._first_pending = 0.0
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="mpibatch-commit")
         self._syncing: Optional[Future] = None  # the last group's fsyncs
+        self.broken: Optional[OSError] = None
 
     def commit(self, outcome: Any, attempts: int, errors: dict[str, int]) -> None:
         """Append a succeeded attempt's bytes, then journal it (exactly once: the caller never repeats an id)."""
@@ -211,19 +252,34 @@ class ResultStore:
 
     def commit_many(self, done: list[tuple[Any, int, dict[str, int]]]) -> None:
         """commit() of (outcome, attempts, errors of earlier attempts) in order, with one write and
-        one append to the journal's group: rank 0 commits a worker's whole message at once."""
+        one append to the journal's group: rank 0 commits a worker's whole message at once. Each
+        journal line is sealed over the bytes it commits (the header, where written, included)."""
+        if self.broken is not None:
+            raise self.broken
         offset, chunks, lines = self.offset, [], []
         for outcome, attempts, errors in done:
-            if self.result is not None:
-                if offset == 0 and outcome.header:
-                    chunks.append(outcome.header)
-                    offset += len(outcome.header)
-                chunks.append(outcome.payload)
-                offset += len(outcome.payload)
             ok = outcome.succeeded
-            lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts, errors))
+            if self.result is None:
+                lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
+                                          errors))
+                continue
+            payload = outcome.payload
+            if offset == 0 and outcome.header:
+                header = outcome.header
+                chunks.append(header)
+                offset += len(header) + len(payload)
+                lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
+                                          errors, header, payload))
+            else:
+                offset += len(payload)
+                lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
+                                          errors, payload))
+            chunks.append(payload)
         if chunks:
-            self.result.writelines(chunks)
+            try:
+                self.result.writelines(chunks)
+            except OSError as exc:
+                self._break(exc, self.layout.result_file)
         self.offset = offset
         self._journal(*lines)
 
@@ -240,14 +296,25 @@ class ResultStore:
                                    error).to_json())
 
     def add_csv_rows(self, *rows: list[Any]) -> None:
-        self.csv.writerows(rows)
+        try:
+            self.csv.writerows(rows)
+        except OSError as exc:
+            self._break(exc, self.layout.mini_batches_csv)
 
     def _journal(self, *lines: str) -> None:
+        if self.broken is not None:
+            raise self.broken
         if not self._pending:
             self._first_pending = time.monotonic()
         self._pending.extend(lines)
         if len(self._pending) >= FLUSH_EVERY_N:
             self.flush(wait=False)
+
+    def _break(self, exc: OSError, path: Path) -> None:
+        """Stop committing for good after a failed write, and raise it with the path it failed on."""
+        self._pending.clear()
+        self.broken = exc if exc.filename else OSError(exc.errno, exc.strerror, str(path))
+        raise self.broken from exc
 
     def maybe_flush(self) -> None:
         if self._pending and time.monotonic() - self._first_pending >= FLUSH_EVERY_S:
@@ -257,25 +324,59 @@ class ResultStore:
         """Make everything committed so far durable: result bytes reach the disk before the
         journal lines that cover them. With wait=False the fsyncs happen on a thread, so a slow
         disk never stalls dispatch; a group that finds the thread still busy waits for the next."""
-        if self._syncing is not None:
-            if not wait and not self._syncing.done():
-                return
-            self._syncing.result()  # (raises what the fsyncs raised)
-        if self.result is not None:
-            self.result.flush()  # the bytes the pending lines cover are in the kernel now
-        self.csv_file.flush()
+        if self.broken is not None:
+            return
+        path = self.layout.result_file
+        try:
+            if self._syncing is not None:
+                if not wait and not self._syncing.done():
+                    return
+                self._syncing.result()  # (raises what the fsyncs raised)
+            if self.result is not None:
+                self.result.flush()  # the bytes the pending lines cover are in the kernel now
+            path = self.layout.mini_batches_csv
+            self.csv_file.flush()
+        except OSError as exc:
+            self._break(exc, path)
         lines, self._pending = "".join(self._pending), []
         self._syncing = self._syncer.submit(self._sync, lines)
         if wait:
-            self._syncing.result()
+            try:
+                self._syncing.result()
+            except OSError as exc:
+                self._break(exc, self.layout.state_dir / JOURNAL)
 
     def _sync(self, lines: str) -> None:
-        if self.result is not None:
-            os.fsync(self.result.fileno())
-        if lines:
-            self.journal.write(lines)
-            self.journal.flush()
-            os.fsync(self.journal.fileno())
+        path = self.layout.result_file
+        try:
+            if self.result is not None:
+                os.fsync(self.result.fileno())
+            if lines:
+                path = self.layout.state_dir / JOURNAL
+                self.journal.write(lines)
+                self.journal.flush()
+                os.fsync(self.journal.fileno())
+        except OSError as exc:
+            raise (exc if exc.filename else OSError(exc.errno, exc.strerror, str(path))) from exc
+
+    def verify_written(self) -> Optional[str]:
+        """Flush, then say why the result file at its path is not what this run wrote (truncated,
+        replaced or removed while the job ran), or None: a job says Completed only of a whole file."""
+        self.flush()
+        if self.result is None or self.broken is not None:
+            return None
+        path = self.layout.result_file
+        mine = os.fstat(self.result.fileno())
+        try:
+            theirs = os.stat(path)
+        except FileNotFoundError:
+            return f"'{path}' was removed while the job ran"
+        if (theirs.st_dev, theirs.st_ino) != (mine.st_dev, mine.st_ino):
+            return f"'{path}' was replaced while the job ran"
+        if mine.st_size != self.offset:
+            return (f"'{path}' holds {mine.st_size} bytes, not the {self.offset} this job committed: it was "
+                    "truncated or written to while the job ran")
+        return None
 
     @property
     def committed_files(self) -> list[Path]:
@@ -284,10 +385,35 @@ class ResultStore:
         return [*files, self.layout.state_dir / JOURNAL, self.layout.state_dir / STATE, self.layout.mini_batches_csv]
 
     def close(self, status: str) -> None:
-        self.flush()
+        """Flush, close the files, write the final state and release the output. Every step is
+        tried even when one fails (a full disk); the first error is raised at the end. A store that
+        broke never says Completed: its last lines were not journaled."""
+        errors: list[OSError] = []
+        _attempt(errors, self.flush)
         self._syncer.shutdown()
         for fh in (self.result, self.journal, self.csv_file):
             if fh is not None:
-                fh.close()
-        _write_state(self.layout, self.fingerprint, status)
+                _attempt(errors, fh.close)
+        final = "Interrupted" if self.broken is not None and status == "Completed" else status
+        _attempt(errors, _write_state, self.layout, self.fingerprint, final)
         os.close(self.lock_fd)
+        if errors:
+            raise errors[0]
+
+
+def _attempt(errors: list[OSError], step: Any, *args: Any) -> None:
+    try:
+        step(*args)
+    except OSError as exc:
+        errors.append(exc)
+
+
+def _open_csv(path: Path) -> IO[str]:
+    """mini_batches.csv for appending, after the newline that a killed run's torn last row lacks."""
+    fh = open(path, "a", newline="")
+    if fh.tell():
+        with open(path, "rb") as tail:
+            tail.seek(-1, os.SEEK_END)
+            if tail.read(1) != b"\n":
+                fh.write("\n")
+    return fh

@@ -147,8 +147,10 @@ def test_resume_truncates_to_last_journaled_offset(job: Path) -> None:
     store.commit(outcome(4, ["d0"]), 1, {})
     store.close("Completed")
     assert layout.result_file.read_bytes() == committed + b"d0\n"
-    assert journal_of(layout)[-1] == {"id": 4, "end": len(committed) + 3, "status": "succeeded", "ok": 1,
-                                      "fail": 0, "attempts": 1, "errors": {}}
+    last = journal_of(layout)[-1]
+    assert isinstance(last.pop("crc"), int)
+    assert last == {"id": 4, "end": len(committed) + 3, "status": "succeeded", "ok": 1, "fail": 0, "attempts": 1,
+                    "errors": {}}
 
 
 def test_resume_ignores_a_torn_journal_line(job: Path) -> None:
@@ -325,3 +327,176 @@ def test_a_background_flush_journals_only_synced_bytes_and_close_waits_for_it(jo
     store.close("Completed")
     assert [e["id"] for e in journal_of(layout)] == [0, 1, 2, 3]
     assert layout.result_file.read_bytes() == b"line0\nline1\nline2\nline3\n"
+
+
+# ---- the result file checked against its journal (issue 16, bug 1) ----------------------------
+
+def resume_of(config: JobConfig, layout: Layout, fingerprint: Fingerprint, **kw: object):
+    return prepare_output(config.model_copy(update={"resume": True, **kw}), layout, fingerprint)
+
+
+@pytest.mark.parametrize("cut", [1, 4, 18])
+def test_resume_of_a_shortened_result_file_reruns_the_lost_mini_batches_and_never_pads(job: Path, cut: int) -> None:
+    config, layout, fingerprint = first_run(job)
+    data = layout.result_file.read_bytes()  # a0 a1 | c0 | (3 failed) | b0 b1 b2
+    layout.result_file.write_bytes(data[:-cut])
+    prepared = resume_of(config, layout, fingerprint)
+    kept = {1: [0, 2, 3], 4: [0, 2, 3], 18: []}[cut]
+    assert [e.id for e in prepared.entries] == kept
+    assert layout.result_file.read_bytes() == data[:prepared.entries[-1].end if kept else 0]
+    assert b"\0" not in layout.result_file.read_bytes()
+    assert [json.loads(line)["id"] for line in (layout.state_dir / JOURNAL).read_text().splitlines()] == kept
+    assert len(prepared.notes) == 1 and "shorter than its journal" in prepared.notes[0]
+    os.close(prepared.lock_fd)
+
+
+def test_resume_of_a_changed_byte_keeps_the_entries_before_it(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    data = bytearray(layout.result_file.read_bytes())
+    data[7] ^= 0x20  # inside mini-batch 2's "c0\n"
+    layout.result_file.write_bytes(bytes(data))
+    prepared = resume_of(config, layout, fingerprint)
+    assert [e.id for e in prepared.entries] == [0]
+    assert layout.result_file.read_bytes() == b"a0\na1\n"
+    assert "mini-batch 2's bytes 6-9 do not match the journal" in prepared.notes[0]
+    os.close(prepared.lock_fd)
+
+
+def test_resume_of_a_damaged_journal_line_drops_it_and_what_follows(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    journal = layout.state_dir / JOURNAL
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"id":2', '"id":5')  # still JSON, but not the line that was sealed
+    journal.write_text("".join(lines))
+    prepared = resume_of(config, layout, fingerprint)
+    assert [e.id for e in prepared.entries] == [0]
+    assert layout.result_file.read_bytes() == b"a0\na1\n"
+    os.close(prepared.lock_fd)
+
+
+def test_resume_of_a_journal_damaged_in_the_middle_says_so(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    journal = layout.state_dir / JOURNAL
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[1] = "garbage\n"
+    journal.write_text("".join(lines))
+    prepared = resume_of(config, layout, fingerprint)
+    assert [e.id for e in prepared.entries] == [0] and layout.result_file.read_bytes() == b"a0\na1\n"
+    assert any("is damaged after entry 1" in note for note in prepared.notes)
+    os.close(prepared.lock_fd)
+
+
+def test_a_journal_of_an_older_version_without_seals_still_resumes(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    journal = layout.state_dir / JOURNAL
+    old = [{k: v for k, v in json.loads(line).items() if k != "crc"} for line in journal.read_text().splitlines()]
+    journal.write_text("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in old))
+    with open(layout.result_file, "ab") as fh:
+        fh.write(b"tail\n")
+    prepared = resume_of(config, layout, fingerprint)
+    assert [e.id for e in prepared.entries] == [0, 2, 3, 1] and prepared.notes == []
+    assert layout.result_file.read_bytes() == b"a0\na1\nc0\nb0\nb1\nb2\n"
+    os.close(prepared.lock_fd)
+
+
+def test_resume_of_a_removed_result_file_runs_its_mini_batches_again(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    layout.result_file.unlink()
+    prepared = resume_of(config, layout, fingerprint)
+    assert prepared.entries == [] and "parallel_run_step.txt is missing (18 bytes committed)" in prepared.notes[0]
+    os.close(prepared.lock_fd)
+
+
+def test_allow_reuse_refuses_a_completed_output_whose_result_file_was_cut(job: Path) -> None:
+    config, layout, fingerprint = first_run(job, status="Completed")
+    layout.result_file.write_bytes(layout.result_file.read_bytes()[:-3])
+    with pytest.raises(ConfigError, match="shorter than its journal.*not reused; pass --resume"):
+        prepare_output(config.model_copy(update={"allow_reuse": True}), layout, fingerprint)
+    with open(layout.result_file, "ab") as fh:
+        fh.write(b"b2\nextra\n")  # the lines again, and one more
+    with pytest.raises(ConfigError, match="holds 24 bytes, not the 18 its journal committed"):
+        prepare_output(config.model_copy(update={"allow_reuse": True}), layout, fingerprint)
+    prepared = resume_of(config, layout, fingerprint, allow_reuse=True)
+    assert not prepared.reuse and len(prepared.entries) == 4 and layout.result_file.stat().st_size == 18
+    os.close(prepared.lock_fd)
+
+
+def test_a_damaged_state_file_is_refused_in_one_line(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    (layout.state_dir / STATE).write_text('{"status": "Interr')
+    with pytest.raises(ConfigError, match=r"state.json' is damaged"):
+        resume_of(config, layout, fingerprint)
+
+
+def test_a_journal_left_without_its_state_is_no_runs_journal(job: Path) -> None:
+    config, layout, fingerprint = first_run(job)
+    (layout.state_dir / STATE).unlink()
+    layout.result_file.unlink()
+    prepared = resume_of(config, layout, fingerprint)
+    assert prepared.entries == [] and not (layout.state_dir / JOURNAL).exists()
+    os.close(prepared.lock_fd)
+
+
+def test_a_run_whose_result_file_was_cut_while_it_ran_is_told(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    store.commit(outcome(0, ["line0", "line1"]), 1, {})
+    assert store.verify_written() is None
+    os.truncate(layout.result_file, 6)
+    store.commit(outcome(1, ["line2"]), 1, {})
+    assert "holds 12 bytes, not the 18 this job committed" in store.verify_written()
+    store.close("Failed")
+    prepared = resume_of(config, layout, fingerprint)  # the appended bytes sit where mini-batch 0's were
+    assert prepared.entries == [] and layout.result_file.read_bytes() == b""
+    os.close(prepared.lock_fd)
+
+
+def test_a_failed_write_breaks_the_store_which_then_never_says_completed(job: Path, monkeypatch) -> None:
+    import errno
+
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    store.commit(outcome(0, ["line0"]), 1, {})
+    store.flush()
+    store.commit(outcome(1, ["line1"]), 1, {})
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store.result, "writelines", full, raising=False)
+    with pytest.raises(OSError) as raised:
+        store.commit(outcome(2, ["line2"]), 1, {})
+    assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(layout.result_file)
+    with pytest.raises(OSError):
+        store.commit(outcome(3, ["line3"]), 1, {})  # nothing more is appended
+    monkeypatch.undo()
+    store.close("Completed")
+    assert json.loads((layout.state_dir / STATE).read_text())["status"] == "Interrupted"
+    assert [e["id"] for e in journal_of(layout)] == [0]  # mini-batch 1 was not journaled: it runs again
+    prepared = resume_of(config, layout, fingerprint)
+    assert [e.id for e in prepared.entries] == [0] and layout.result_file.read_bytes() == b"line0\n"
+    os.close(prepared.lock_fd)
+
+
+def test_the_state_is_rewritten_in_place_when_no_new_file_can_be_made(job: Path, monkeypatch) -> None:
+    import errno
+
+    config, layout, fingerprint = first_run(job, status="Running")
+    real = Path.write_bytes
+
+    def full(self: Path, data: bytes) -> int:
+        if self.name.endswith(".tmp"):
+            self.touch()
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    from mpibatch import commit
+
+    commit._write_state(layout, fingerprint, "Interrupted")
+    assert json.loads((layout.state_dir / STATE).read_text())["status"] == "Interrupted"
+    assert not (layout.state_dir / (STATE + ".tmp")).exists()
