@@ -2,23 +2,29 @@
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
 import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .config import KEY_ALIASES, ConfigError, JobConfig, aliases_in, build_config, suggest
+from .config import KEY_ALIASES, ConfigError, JobConfig, error_line, load_job, suggest
+from .flags import key_kind, parse_mapping, typed_flags
+
+__all__ = ["build_parser", "main", "parse_mapping", "run_flag_argv", "split_script_args"]
+
+MPI_COMMANDS = ("run", "demo")  # what runs on ranks; status and submit need no MPI
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line with a 'did you mean' (exit 2)."""
+    """argparse, but a usage error is a ConfigError (one line with a 'did you mean', exit 2), which
+    under MPI rank 0 alone reports."""
 
     def error(self, message: str) -> typing.NoReturn:
         if message.startswith("unrecognized arguments:"):
             first = message.split(":", 1)[1].split()[0]
             message = f"unknown option '{first}'{suggest(first.split('=')[0], self._all_options())}"
-        self.exit(2, f"mpibatch: error: {message}\n")
+        raise ConfigError(message)
 
     def _all_options(self) -> list[str]:
         """Option strings of this parser and its subcommands (unknown flags surface at the top)."""
@@ -31,20 +37,6 @@ class _Parser(argparse.ArgumentParser):
         return options
 
 
-def _kind(annotation: Any) -> str:
-    """How a configuration key is given as a flag: bool, list, map or a plain value."""
-    if typing.get_origin(annotation) is typing.Union:
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    origin = typing.get_origin(annotation) or annotation
-    if origin is bool:
-        return "bool"
-    if origin is list:
-        return "list"
-    if origin is dict:
-        return "map"
-    return "value"
-
-
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -53,7 +45,7 @@ def _add_run_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) 
     for name, field in JobConfig.model_fields.items():
         if name in skip:
             continue
-        kind = _kind(field.annotation)
+        kind = key_kind(field.annotation)
         if kind == "bool":
             parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS)
@@ -66,51 +58,14 @@ def _add_run_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) 
         else:
             parser.add_argument(_flag(name), dest=name, default=argparse.SUPPRESS, metavar="VALUE")
     for alias in KEY_ALIASES:
-        parser.add_argument(_flag(alias), dest=alias, type=int, default=argparse.SUPPRESS,
+        parser.add_argument(_flag(alias), dest=alias, default=argparse.SUPPRESS, metavar="N",
                             help="ParallelRunConfig name, checked against the MPI world")
 
 
-def parse_mapping(name: str, values: list[str]) -> dict[str, Any]:
-    """A mapping flag: one JSON object, or key=value pairs."""
-    if len(values) == 1 and values[0].lstrip().startswith("{"):
-        try:
-            parsed = json.loads(values[0])
-        except ValueError as exc:
-            raise ConfigError(f"{name}: not valid JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise ConfigError(f"{name}: must be a JSON object")
-        return parsed
-    out: dict[str, Any] = {}
-    for value in values:
-        key, sep, text = value.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{name}: '{value}' is not key=value")
-        out[key] = _scalar(text)
-    return out
-
-
-def _scalar(text: str) -> Any:
-    """`true`, `3`, `0.5` and `null` become what they say; anything else (`,`, `|`, a tab) stays text."""
-    import yaml
-
-    if text.strip().lower() in ("null", "none", "~"):
-        return None
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, (bool, int, float)) else text
-
-
 def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
-    flags = {k: v for k, v in vars(namespace).items()
-             if k not in ("command", "job", "images", "dry_run") and not k.startswith("slurm_")}
-    for name, field in JobConfig.model_fields.items():
-        if name in flags and _kind(field.annotation) == "map":
-            flags[name] = parse_mapping(name, flags[name])
-    if "inputs" in flags:
-        flags["inputs"] = [json.loads(v) if v.lstrip().startswith("{") else v for v in flags["inputs"]]
-    return flags
+    """The configuration flags given, as the typed values a job file would hold."""
+    return typed_flags({k: v for k, v in vars(namespace).items()
+                        if k not in ("command", "job", "images", "dry_run") and not k.startswith("slurm_")})
 
 
 def run_flag_argv(namespace: argparse.Namespace) -> list[str]:
@@ -121,7 +76,7 @@ def run_flag_argv(namespace: argparse.Namespace) -> list[str]:
         if name not in given:
             continue
         value = given[name]
-        kind = _kind(field.annotation) if field is not None else "value"
+        kind = key_kind(field.annotation) if field is not None else "value"
         if kind == "bool":
             argv.append(_flag(name) if value else "--no-" + name.replace("_", "-"))
         elif kind in ("list", "map"):
@@ -160,7 +115,17 @@ def _add_status(commands: Any) -> None:
     status.add_argument("output", help="the job's output folder")
     status.add_argument("--watch", action="store_true", help="refresh in place until the job ends")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    status.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes (default 2)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not (math.isfinite(value) and 0 < value <= 3600):
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 3600 seconds (got {text})")
+    return value
 
 
 def _count(minimum: int) -> Any:
@@ -203,29 +168,54 @@ def split_script_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
+def _command(argv: list[str]) -> Optional[str]:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def _run_request(own: list[str], script_args: list[str]) -> tuple[Any, ...]:
+    """Rank 0's reading of `run` / `demo`: parsed flags, and for run the validated job."""
+    args = build_parser().parse_args(own)
+    flags = _flags(args)
+    if args.command == "demo":
+        return ("demo", args.images, flags, script_args)
+    config, aliases = load_job(args.job, flags)
+    return ("run", config, aliases, script_args)
+
+
+def _on_ranks(own: list[str], script_args: list[str]) -> int:
+    """run and demo: rank 0 reads and validates, every rank gets the result and runs."""
+    from .job import Stop, decide_on_rank_zero, run_job
+
+    request = decide_on_rank_zero(lambda: _run_request(own, script_args))
+    if isinstance(request, Stop):
+        return request.code
+    if request[0] == "demo":
+        from .demo.runner import run_demo
+
+        return run_demo(*request[1:])
+    return run_job(request[1], request[3], request[2])
+
+
+def _alone(own: list[str], script_args: list[str]) -> int:
+    """status and submit: one process, no MPI."""
+    args = build_parser().parse_args(own)
+    if args.command == "status":
+        from .status import show_status
+
+        return show_status(Path(args.output), watch=args.watch, as_json=args.json, interval=args.interval)
+    from .slurm import submit, submit_request
+
+    options = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
+    return submit(submit_request(args.job, _flags(args), run_flag_argv(args), script_args, options), args.dry_run)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     own, script_args = split_script_args(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(own)
+    if _command(own) in MPI_COMMANDS:
+        return _on_ranks(own, script_args)
     try:
-        if args.command == "status":
-            from .status import show_status
-
-            return show_status(Path(args.output), watch=args.watch, as_json=args.json, interval=args.interval)
-        flags = _flags(args)
-        if args.command == "submit":
-            from .slurm import submit, submit_request
-
-            options = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
-            return submit(submit_request(args.job, flags, run_flag_argv(args), script_args, options), args.dry_run)
-        if args.command == "demo":
-            from .demo.runner import run_demo
-
-            return run_demo(args.images, flags, script_args)
-        config = build_config(args.job, flags)
-        aliases = aliases_in(args.job, flags)
+        return _alone(own, script_args)
     except ConfigError as exc:
-        print(f"mpibatch: error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         return 2
-    from .job import run_job
-
-    return run_job(config, script_args, aliases)

@@ -12,14 +12,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .commit import Fingerprint, Prepared, ResultStore, prepare_output
-from .config import ConfigError, JobConfig
+from .config import ConfigError, JobConfig, error_line
 from .entry import RuntimeSpec, WorkerInfo, error_summary
 from .executor import InlineExecutor, ProcessExecutor
 from .inputs import InputListing, list_inputs
-from .launch import mislaunch_message
+from .integrity import describe_write_error, is_output_error
+from .inputs.files import describe
+from .launch import launcher_rank, mislaunch_message
 from .logs import Layout, rank_logger
 from .perf import PerfLog
 from .placement import Placement, detect_gpus, node_layout, place
@@ -38,10 +40,10 @@ EXIT_INTERNAL = 1  # mpibatch itself failed: the job failed (SPEC §5)
 def check_entry_script(config: JobConfig) -> None:
     """The script exists, parses, and defines run() at top level (checked without importing it)."""
     path = config.script_path
-    if not path.is_file():
-        raise ConfigError(f"entry_script: '{path}' does not exist")
+    if not path.is_file():  # (a stat: a FIFO is never opened)
+        raise ConfigError(f"entry_script: {describe(str(path), 'a Python file')}")
     if config.source_directory and not config.script_home.is_dir():
-        raise ConfigError(f"source_directory: '{config.script_home}' is not a folder")
+        raise ConfigError(f"source_directory: {describe(str(config.script_home), 'a folder')}")
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as exc:
@@ -187,15 +189,57 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     return Worker(rank, executor, send, log, layout, perf), working_dir
 
 
+@dataclass(frozen=True)
+class Stop:
+    """What every rank gets when rank 0 refused the command; rank 0 has printed why, once."""
+
+    code: int
+
+
+def _mislaunched(size: int) -> bool:
+    """A world that did not join stops here, said once (by the launcher's rank 0)."""
+    problem = mislaunch_message(size)
+    if problem and launcher_rank() == 0:
+        print(error_line(problem), file=sys.stderr)
+    return problem is not None
+
+
+def _decided(decide: Callable[[], Any]) -> Any:
+    """Rank 0's decision, or a Stop after printing the one line that says why."""
+    try:
+        return decide()
+    except ConfigError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return Stop(2)
+    except SystemExit as exc:  # argparse's --help, printed here alone
+        return Stop(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2)
+    except Exception as exc:  # noqa: BLE001 - the other ranks wait for rank 0: never leave them hanging
+        print(error_line(f"internal error while reading the job: {error_summary(exc)}"), file=sys.stderr)
+        return Stop(EXIT_INTERNAL)
+
+
+def decide_on_rank_zero(decide: Callable[[], Any]) -> Any:
+    """Rank 0 alone parses the command line and reads and validates the job; every rank gets its
+    result (or a Stop), so a job file is read once and a usage error is printed once."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    if _mislaunched(comm.size):
+        return Stop(2)
+    outcome = _decided(decide) if comm.rank == 0 else None
+    if comm.size > 1:
+        wait_politely(comm)
+        outcome = comm.bcast(outcome, root=0)
+    return outcome
+
+
 def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -> int:
     """Run one job on this rank; every rank returns the job's exit status."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     rank, size = comm.rank, comm.size
-    problem = mislaunch_message(size)
-    if problem:
-        print(f"mpibatch: error: {problem}", file=sys.stderr)
+    if _mislaunched(size):
         return 2
     signals = StopSignals().install()
     placements, n_nodes, per_node = _placements(comm, config)
@@ -218,7 +262,7 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
         if rank == 0:
             if plan is not None:
                 os.close(plan.prepared.lock_fd)
-            print(f"mpibatch: error: {error}", file=sys.stderr)
+            print(error_line(error), file=sys.stderr)
         return 2
     if reuse:
         if rank == 0:
@@ -247,8 +291,12 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
             return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime)
         except Exception as exc:  # noqa: BLE001 - a bug of ours must not leave the other ranks waiting forever
             log.exception("the coordinator failed")
-            print(f"mpibatch: error: internal error on rank 0 ({error_summary(exc)}); the job is aborted, "
-                  f"see {layout.shown(layout.rank_log(0))}", file=sys.stderr)
+            if isinstance(exc, OSError) and is_output_error(exc, layout.output):
+                print(error_line(f"{describe_write_error(exc, None, layout.output)[0]}; the job is aborted"),
+                      file=sys.stderr)
+            else:
+                print(f"mpibatch: error: internal error on rank 0 ({error_summary(exc)}); the job is aborted, "
+                      f"see {layout.shown(layout.rank_log(0))}", file=sys.stderr)
             comm.Abort(EXIT_INTERNAL)
             raise
     finally:
@@ -260,6 +308,9 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
                 log: Any, size: int, worker_ranks: list[int], walltime: Optional[Walltime] = None) -> int:
     from .coordinator import Coordinator
 
+    for note in plan.prepared.notes:  # what the resume repaired in the output
+        log.warning("%s", note)
+        print(f"mpibatch: warning: {note}", file=sys.stderr)
     store = ResultStore(config, plan.layout, plan.prepared, plan.fingerprint)
     coordinator = Coordinator(comm, config, plan.layout, plan.batches, store, plan.prepared.entries, worker_ranks,
                               local, signals, log, size, [i.name for i in plan.inputs], walltime)
@@ -270,6 +321,10 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
     code = coordinator.run()
     result = coordinator.result()
     items = result["items"]
+    if coordinator.output_error:  # the job's files may not say it: the one line must
+        print(error_line(f"{coordinator.output_error} ({result['status']}: {items['succeeded']} of "
+                         f"{items['total']} items committed)"), file=sys.stderr)
+        return code
     print(f"mpibatch: {result['status']}: {items['succeeded']} of {items['total']} items succeeded, "
           f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks; "
           f"see {plan.layout.shown(plan.layout.job_result_txt)}", file=sys.stderr)

@@ -8,6 +8,23 @@ from typing import Optional
 _SIZE_VARIABLES = ("PMI_SIZE", "PMIX_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
 
 
+_RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
+
+
+def launcher_rank(env: Optional[dict[str, str]] = None) -> int:
+    """This process's rank as its launcher numbered it (0 when none says): in a mislaunched world
+    every process is rank 0 of 1, and only the launcher's rank 0 should say so."""
+    env = dict(os.environ) if env is None else env
+    for name in _RANK_VARIABLES:
+        if name == "SLURM_PROCID" and "SLURM_STEP_ID" not in env:
+            continue
+        try:
+            return int(env[name])
+        except (KeyError, ValueError):
+            continue
+    return 0
+
+
 def expected_world_size(env: Optional[dict[str, str]] = None) -> tuple[int, str]:
     """The largest process count any launcher variable announces, and which variable said so."""
     env = dict(os.environ) if env is None else env

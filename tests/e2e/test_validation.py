@@ -34,7 +34,7 @@ CASES = {
     "bad threshold": (["--error-threshold", "-5"], "error_threshold: must be -1 (no limit)"),
     "not a number": (["--run-invocation-timeout", "soon"], "run_invocation_timeout:"),
     "bad mapping": (["--environment-variables", "NOEQUALS"], "environment_variables: 'NOEQUALS' is not key=value"),
-    "missing input": (["--inputs", "nowhere"], "inputs[1]: path"),
+    "missing input": (["--inputs", "nowhere"], "inputs[1]: "),
     "empty folder": (["--inputs", "empty"], "inputs[1]: directory"),
     "glob without match": (["--inputs", "data/*.png"], "inputs[1]: pattern"),
     "empty filelist": (["--inputs", '{"path": "list.txt", "type": "filelist"}'], "filelist"),
