@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from .entry import EntryRuntime, RuntimeSpec, error_summary
 from .polling import readable_now
 from .records import Task
+from .text import escape_lines
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> int:
     try:
         runtime.init()
     except BaseException as exc:  # noqa: BLE001 - sys.exit() in init() is an init failure too
-        outbox.send(("init_failed", error_summary(exc), traceback.format_exc()))
+        outbox.send(("init_failed", error_summary(exc), escape_lines(traceback.format_exc())))
         return 3
     outbox.send(("init_ok", time.perf_counter() - started))
     queued: deque[Task] = deque()

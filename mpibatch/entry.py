@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from .heap import keep_freed_memory
 from .records import InputInfo, Outcome, Task
+from .text import escape, escape_lines
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,10 @@ class EntryScriptError(Exception):
 
 
 def error_summary(exc: BaseException) -> str:
-    """One line naming the exception, for error.txt and job_result."""
+    """One line naming the exception, for error.txt and job_result (escaped: a message that quotes a
+    file name whose bytes are not UTF-8 still writes to every log)."""
     text = str(exc).strip().splitlines()
-    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = escape(f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)
     return line if len(line) <= 300 else line[:297] + "..."
 
 
@@ -143,7 +145,7 @@ def format_result(result: Any, output_action: str, options: dict[str, Any]) -> t
     count = len(result)
     if output_action != "append_row":
         return b"", b"", count
-    return "".join([f"{element}\n" for element in result]).encode(), b"", count
+    return "".join([f"{element}\n" for element in result]).encode("utf-8", "surrogateescape"), b"", count
 
 
 def _rows_part(frame: Any, batch: Any) -> tuple[Any, str]:
@@ -272,7 +274,7 @@ class EntryRuntime:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return Outcome(batch.id, task.attempt, rank, n_items, False, error_class="exception",
-                           error=error_summary(exc), traceback=traceback.format_exc(),
+                           error=error_summary(exc), traceback=escape_lines(traceback.format_exc()),
                            seconds=time.perf_counter() - started, label=label)
         finally:
             if scratch:

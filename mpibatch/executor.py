@@ -25,6 +25,7 @@ from .entry import EntryRuntime, RuntimeSpec, error_summary
 from .polling import readable_now
 from .records import BatchId, Outcome, Task
 from .sizes import format_bytes
+from .text import escape_lines
 
 PIPELINE_DEPTH = 64  # tasks an executor holds at once: the running one and those queued behind it
 MEMORY_SAMPLE_EVERY_S = 0.2  # reading a process tree's RSS costs ~0.1 ms per process: not every poll
@@ -455,7 +456,7 @@ class InlineExecutor:
         try:
             self._runtime.init()
         except BaseException as exc:  # noqa: BLE001
-            self._events.put(InitFailed(error_summary(exc), traceback.format_exc()))
+            self._events.put(InitFailed(error_summary(exc), escape_lines(traceback.format_exc())))
             return
         self._events.put(InitDone(time.perf_counter() - started))
         outcome: Optional[Outcome] = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from .records import BatchId, MiniBatch
+from .text import escape
 
 SPLITTABLE_CLASSES = frozenset({"exception", "crash"})  # a timeout or oom may be the batch's size, not an item
 
@@ -71,9 +72,11 @@ def halves_to_redo(planned: Callable[[BatchId], Optional[MiniBatch]], journal: I
 
 
 def failed_item_line(item: str, error_class: str, error: str) -> str:
-    """One line of logs/user/failed_items.txt: the item, its error class, the first line of its error."""
+    """One line of logs/user/failed_items.txt: the item, its error class, the first line of its error,
+    tab-separated. The item is escaped (text.py), so a name with a tab, a newline or bytes that are not
+    UTF-8 stays one line and unescape() gives it back; errors come escaped already (entry.error_summary)."""
     first = (error.strip().splitlines() or [""])[0]
-    return f"{item}\t{error_class}\t{first}\n"
+    return f"{escape(item)}\t{error_class}\t{first}\n"
 
 
 def rewrite_failed_items(path: Path, journal: Iterable[Any]) -> None:

@@ -1,16 +1,30 @@
-"""File inputs: paths, recursive directories, globs, filelists and fsspec URLs, listed deterministically."""
+"""File inputs: paths, recursive directories, globs, filelists and fsspec URLs, listed deterministically.
+
+Local files are listed once each, keyed by (st_dev, st_ino) from the stat the digest needs anyway: a
+file that a symlink, a hard link or an overlapping input reaches again keeps the first path that
+reached it (inputs in order, each input's paths sorted), and the job warns once with a count.
+Folders, and globs' `**`, enter each folder once, so a symlink loop ends. Broken symbolic links and
+entries that are not files (FIFOs, sockets, devices) inside a folder or glob are skipped with one
+warning; given as an input themselves, they are refused and named.
+"""
 from __future__ import annotations
 
-import glob
+import fnmatch
 import hashlib
+import logging
 import os
+import stat
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterator, Optional
 
 from ..config import ConfigError, InputSpec, is_url
+from ..text import escape
 
 GLOB_CHARS = set("*?[")
+
+log = logging.getLogger("mpibatch.plan")  # job.prepare() keeps its records for rank 0's log and shows warnings
 
 
 @dataclass(frozen=True)
@@ -26,12 +40,93 @@ class InputListing:
     url: Optional[str] = None  # a remote input's fsspec URL; its items are paths inside that filesystem
 
 
+@dataclass
+class ListedFiles:
+    """The local files a job has listed so far, by device and inode, and what listing left out."""
+
+    first_path: dict[int, str] = field(default_factory=dict)  # (st_dev << 64 | st_ino) -> the path that listed it
+    duplicates: int = 0
+    duplicate_example: tuple[str, str] = ("", "")
+    skipped: Counter = field(default_factory=Counter)  # "broken symbolic link", "FIFO"... -> how many
+    skipped_example: dict[str, str] = field(default_factory=dict)
+
+    def is_new(self, path: str, st: os.stat_result) -> bool:
+        """True the first time a file is reached; a later path to the same file is counted and dropped."""
+        key = st.st_dev << 64 | st.st_ino
+        first = self.first_path.get(key)
+        if first is None:
+            self.first_path[key] = path
+            return True
+        if not self.duplicates:
+            self.duplicate_example = (path, first)
+        self.duplicates += 1
+        return False
+
+    def skip(self, path: str) -> None:
+        kind = what_is(path)
+        self.skipped[kind] += 1
+        self.skipped_example.setdefault(kind, path)
+
+    def warn(self) -> None:
+        """One warning line for the dropped duplicates, one for the skipped entries."""
+        if self.duplicates:
+            path, first = self.duplicate_example
+            log.warning("inputs: %d path%s reach a file listed already (a symbolic or hard link, or overlapping "
+                        "inputs): each file is processed once, under the first path that reached it "
+                        "(e.g. '%s' is '%s')", self.duplicates, "s" * (self.duplicates != 1), escape(path),
+                        escape(first))
+        if self.skipped:
+            kinds = ", ".join(f"{n} {kind}{'s' * (n != 1)} (e.g. '{escape(self.skipped_example[kind])}')"
+                              for kind, n in sorted(self.skipped.items()))
+            log.warning("inputs: skipped what is not a file: %s", kinds)
+
+
+_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device",
+          stat.S_IFBLK: "block device", stat.S_IFDIR: "folder", stat.S_IFREG: "file"}
+
+
+def what_is(path: str) -> str:
+    """What a path is, in words, without opening it (a FIFO would block): "file", "folder", "FIFO",
+    "symlink loop", "broken symbolic link", "missing"..."""
+    try:
+        return _KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "special file")
+    except FileNotFoundError:
+        return "broken symbolic link" if os.path.islink(path) else "missing"
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            return "symlink loop"
+        return f"unreadable path ({exc.strerror})"
+
+
+def describe(path: str, wanted: str) -> str:
+    """A path that is not what was `wanted`, said as a user knows it: "'X' does not exist",
+    "'X' is a FIFO, not a Python file", "'X' is a symlink loop"."""
+    kind = what_is(path)
+    shown = f"'{escape(path)}'"
+    if kind == "missing":
+        return f"{shown} does not exist"
+    if kind == "broken symbolic link":
+        return f"{shown} is a broken symbolic link (to '{escape(os.readlink(path))}')"
+    if kind == "symlink loop" or kind.startswith("unreadable"):
+        return f"{shown} is a {kind}"
+    return f"{shown} is a {kind}, not {wanted}"
+
+
 def _local_path(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
 
 
-def _walk(root: str, seen: Optional[set[tuple[int, int]]] = None) -> Iterable[os.DirEntry]:
-    """Every file under root, recursively, in sorted order; a folder reached twice (a symlink loop) once."""
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a symlink loop
+        return False
+
+
+def _walk(root: str, listed: ListedFiles, seen: Optional[set[tuple[int, int]]] = None
+          ) -> Iterator[tuple[str, os.stat_result]]:
+    """Every file under root with its stat, recursively, in sorted order; a folder reached twice (a
+    symlink loop) once; what is not a file or folder is counted in `listed`."""
     seen = set() if seen is None else seen
     st = os.stat(root)
     if (st.st_dev, st.st_ino) in seen:
@@ -40,12 +135,70 @@ def _walk(root: str, seen: Optional[set[tuple[int, int]]] = None) -> Iterable[os
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except PermissionError as exc:
-        raise ConfigError(f"inputs: cannot read directory '{root}': {exc.strerror}") from None
+        raise ConfigError(f"inputs: cannot read directory '{escape(root)}': {exc.strerror}") from None
     for entry in entries:
-        if entry.is_dir():
-            yield from _walk(entry.path, seen)
-        elif entry.is_file():
-            yield entry
+        if _is_dir(entry):
+            yield from _walk(entry.path, listed, seen)
+            continue
+        try:
+            if entry.is_file():
+                yield entry.path, entry.stat()
+                continue
+        except OSError:  # a symlink loop, or gone since the scan
+            pass
+        listed.skip(entry.path)
+
+
+def _join(base: str, name: str) -> str:
+    return os.path.join(base, name) if base else name
+
+
+def _folders(base: str, seen: set[tuple[int, int]]) -> Iterator[str]:
+    """`**`: base and every folder under it that is not hidden, depth first in name order, each once."""
+    try:
+        st = os.stat(base or ".")
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        entries = sorted(os.scandir(base or "."), key=lambda e: e.name)
+    except OSError:
+        return
+    yield base
+    for entry in entries:
+        if entry.name[0] != "." and _is_dir(entry):
+            yield from _folders(_join(base, entry.name), seen)
+
+
+def _matches(base: str, parts: list[str]) -> Iterator[str]:
+    """The paths under base that match the pattern's remaining parts, as glob.glob(recursive=True)
+    finds them (`*` and `**` skip hidden names), except that one `**` enters each folder once."""
+    if not parts:
+        yield base
+        return
+    part, rest = parts[0], parts[1:]
+    if part == "**":
+        seen: set[tuple[int, int]] = set()
+        for folder in _folders(base, seen):
+            yield from _matches(folder, rest or ["*"])
+        return
+    if not GLOB_CHARS & set(part):
+        yield from _matches(_join(base, part), rest)
+        return
+    try:
+        entries = sorted(os.scandir(base or "."), key=lambda e: e.name)
+    except OSError:
+        return
+    names = [e.name for e in entries if part[0] == "." or e.name[0] != "."]
+    wanted = set(fnmatch.filter(names, part))
+    for entry in entries:
+        if entry.name in wanted and (not rest or _is_dir(entry)):
+            yield from _matches(_join(base, entry.name), rest)
+
+
+def glob_files(pattern: str) -> list[str]:
+    """Every path a local glob pattern matches, sorted (files and what is not: the caller stats them)."""
+    absolute = pattern.startswith("/")
+    return sorted(_matches("/" if absolute else "", [p for p in pattern.split("/") if p]))
 
 
 class _Digest:
@@ -55,36 +208,51 @@ class _Digest:
         self._hash = hashlib.sha256()
 
     def add(self, path: str, size: Any = "", mtime: Any = "") -> None:
-        self._hash.update(f"{path}\0{size}\0{mtime}\n".encode())
+        self._hash.update(f"{path}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
 
-def _list_local(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
+def _list_local(spec: InputSpec, where: str, digest: _Digest, listed: ListedFiles) -> list[str]:
     path = _local_path(spec.path)
+    items: list[str] = []
+    duplicates_before = listed.duplicates
     if GLOB_CHARS & set(path):
-        items = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
-        if not items:
-            raise ConfigError(f"{where}: pattern '{path}' matches no files")
-        for item in items:
-            st = os.stat(item)
-            digest.add(item, st.st_size, st.st_mtime_ns)
+        for item in glob_files(path):
+            try:
+                st = os.stat(item)
+            except OSError:
+                listed.skip(item)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                _add(item, st, items, digest, listed)
+            elif not stat.S_ISDIR(st.st_mode):
+                listed.skip(item)
+        if not items and listed.duplicates == duplicates_before:
+            raise ConfigError(f"{where}: pattern '{escape(path)}' matches no files")
         return items
-    if os.path.isdir(path):
-        items = []
-        for entry in _walk(path):
-            st = entry.stat()
-            digest.add(entry.path, st.st_size, st.st_mtime_ns)
-            items.append(entry.path)
-        if not items:
-            raise ConfigError(f"{where}: directory '{path}' holds no files")
-        return items
-    if os.path.isfile(path):
+    try:
         st = os.stat(path)
+    except OSError:
+        raise ConfigError(f"{where}: {describe(path, 'a file or folder')}") from None
+    if stat.S_ISDIR(st.st_mode):
+        for item, item_st in _walk(path, listed):
+            _add(item, item_st, items, digest, listed)
+        if not items and listed.duplicates == duplicates_before:
+            raise ConfigError(f"{where}: directory '{escape(path)}' holds no files")
+        return items
+    if stat.S_ISREG(st.st_mode):
+        _add(path, st, items, digest, listed)
+        return items
+    raise ConfigError(f"{where}: {describe(path, 'a file or folder')}")
+
+
+def _add(path: str, st: os.stat_result, items: list[str], digest: _Digest, listed: ListedFiles) -> None:
+    """List a file unless an earlier path of this job reached it already."""
+    if listed.is_new(path, st):
         digest.add(path, st.st_size, st.st_mtime_ns)
-        return [path]
-    raise ConfigError(f"{where}: path '{path}' does not exist")
+        items.append(path)
 
 
 def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
@@ -94,7 +262,7 @@ def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
         import fsspec
 
         try:
-            with fsspec.open(source, "rt", **spec.storage_options) as fh:
+            with fsspec.open(source, "rt", encoding="utf-8", errors="surrogateescape", **spec.storage_options) as fh:
                 text = fh.read()
         except FileNotFoundError:
             raise ConfigError(f"{where}: filelist '{source}' does not exist") from None
@@ -103,8 +271,8 @@ def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
         base = source.rsplit("/", 1)[0]
     else:
         if not os.path.isfile(source):
-            raise ConfigError(f"{where}: filelist '{source}' does not exist")
-        text = Path(source).read_text()
+            raise ConfigError(f"{where}: filelist {describe(source, 'a text file of paths')}")
+        text = Path(source).read_text(encoding="utf-8", errors="surrogateescape")  # a listed name need not be UTF-8
         base = os.path.dirname(source)
     digest.add(base, text)  # the same text from the same place lists the same files
     items = []
@@ -161,9 +329,10 @@ def _list_remote(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
     return items
 
 
-def list_file_input(index: int, spec: InputSpec) -> InputListing:
-    """List one file or filelist input."""
+def list_file_input(index: int, spec: InputSpec, listed: Optional[ListedFiles] = None) -> InputListing:
+    """List one file or filelist input; `listed` holds the files that earlier inputs of the job listed."""
     where = f"inputs[{index}]"
+    listed = ListedFiles() if listed is None else listed
     digest = _Digest()
     remote = is_url(_local_path(spec.path)) and spec.type != "filelist"
     if spec.type == "filelist":
@@ -172,7 +341,7 @@ def list_file_input(index: int, spec: InputSpec) -> InputListing:
     elif remote:
         items = _list_remote(spec, where, digest)
     else:
-        items = _list_local(spec, where, digest)
-    name = spec.name or Path(_local_path(spec.path).split("::")[0].rstrip("/")).name or f"input{index}"
+        items = _list_local(spec, where, digest, listed)
+    name = escape(spec.name or Path(_local_path(spec.path).split("::")[0].rstrip("/")).name or f"input{index}")
     url = spec.path if remote and spec.type != "filelist" else None
     return InputListing(index, name, items, digest.hexdigest(), remote, dict(spec.storage_options), url)

@@ -20,7 +20,7 @@ import numpy as np
 from ..config import ConfigError, InputSpec
 from ..records import TableSlice
 from ..sizes import BatchSize
-from .files import InputListing, list_file_input
+from .files import InputListing, ListedFiles, list_file_input
 
 log = logging.getLogger("mpibatch.plan")
 
@@ -63,10 +63,10 @@ class FileOpener:
         return self._fs.open(path, "rb")
 
 
-def list_tabular_input(index: int, spec: InputSpec) -> TableListing:
+def list_tabular_input(index: int, spec: InputSpec, listed: Optional[ListedFiles] = None) -> TableListing:
     """List the table files of one input and settle their format (exit 2 when it is unclear)."""
     where = f"inputs[{index}]"
-    files = list_file_input(index, spec.model_copy(update={"type": "files"}))
+    files = list_file_input(index, spec.model_copy(update={"type": "files"}), listed)
     fmt = spec.format
     if fmt is None:
         suffixes = {PurePosixPath(item).suffix.lower() for item in files.items}
