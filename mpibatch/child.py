@@ -1,43 +1,98 @@
 """Main of the entry-script process: `python -m mpibatch.child READ_FD WRITE_FD`.
 
 Started fresh by the process executor (never forked from an MPI rank). It talks to its
-worker over two pipes and exits when the worker goes away.
+worker over two pipes, kept at high, non-inherited descriptors out of the script's way, and
+exits when the worker goes away; what the script started dies with it (proctree).
 """
 from __future__ import annotations
 
+import fcntl
 import os
+import resource
 import signal
 import sys
 import threading
 import time
 import traceback
 from collections import deque
+from typing import Callable
 from multiprocessing.connection import Connection
 
 from .entry import EntryRuntime, RuntimeSpec, error_summary
 from .polling import readable_now
+from .proctree import TOKEN_VARIABLE, become_subreaper, kill_tree
 from .records import Task
 from .text import escape_lines
 
 
+EXIT_ORPHANED = 70
+EXIT_PIPE_LOST = 74  # the script closed or replaced a descriptor of the pipe to the worker
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A stop signal reached the entry-script process: the worker decides."""
+
+
+def _kill_what_the_script_started() -> None:
+    kill_tree(os.getpid(), os.environ.get(TOKEN_VARIABLE, ""))
+
+
 def _exit_when_orphaned(parent: int) -> None:
-    """A child whose worker died (SIGKILL, node loss) must not live on."""
+    """A child whose worker died (SIGKILL, node loss) must not live on, nor what it started."""
     while True:
         time.sleep(1.0)
         if os.getppid() != parent:
-            os._exit(70)
+            _kill_what_the_script_started()
+            os._exit(EXIT_ORPHANED)
+
+
+def _private_fd(fd: int) -> int:
+    """The pipe's descriptor moved to a high number that the script's children do not inherit: a
+    script that closes or reuses its low descriptors (stdio, 3, 4...) cannot break the pipe."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    lowest = min(soft // 2, 1000) if soft != resource.RLIM_INFINITY and soft > 16 else 1000
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, max(lowest, 3))
+    os.close(fd)
+    return moved
+
+
+def _stdio_closed() -> str:
+    """'fd 1 (stdout)' if run() closed the stdout or stderr descriptor, else '' (two fstat calls)."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            return f"fd {fd} ({name})"
+    return ""
 
 
 def main(argv: list[str]) -> int:
-    # Stops are the worker's to decide: it finishes or kills this process itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Stops are the worker's to decide: it finishes or kills this process itself. A handler that does
+    # nothing, not SIG_IGN: what the script starts gets the default back at exec, so it still stops.
+    signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGTERM, _ignore)
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # a killed child still leaves its last lines
-    inbox = Connection(int(argv[0]), readable=True, writable=False)
-    outbox = Connection(int(argv[1]), readable=False, writable=True)
-    inbox_ready = readable_now(int(argv[0]))
+    become_subreaper()
+    read_fd, write_fd = _private_fd(int(argv[0])), _private_fd(int(argv[1]))
+    inbox = Connection(read_fd, readable=True, writable=False)
+    outbox = Connection(write_fd, readable=False, writable=True)
+    inbox_ready = readable_now(read_fd)
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    try:
+        return _serve(inbox, outbox, inbox_ready)
+    except OSError as exc:  # the pipe broke under us: the worker restarts this process, the attempt a crash
+        try:
+            os.write(2, f"mpibatch: the pipe to the worker broke ({exc}); the entry-script process ends\n".encode())
+        except OSError:
+            pass  # the script closed stderr too
+        return EXIT_PIPE_LOST
+    finally:
+        _kill_what_the_script_started()
+
+
+def _serve(inbox: Connection, outbox: Connection, inbox_ready: Callable[[], bool]) -> int:
+    """init(), then run() on the tasks the worker sends until it says shutdown or goes away."""
     spec: RuntimeSpec = inbox.recv()
     runtime = EntryRuntime(spec)
     started = time.perf_counter()
@@ -64,6 +119,10 @@ def main(argv: list[str]) -> int:
             return 0
         outcome = runtime.run(queued.popleft(), on_fetched=lambda: outbox.send(("fetched",)))
         outbox.send(("outcome", outcome))
+        closed = _stdio_closed()
+        if closed:  # a fresh process, not a crippled one, runs what comes next
+            outbox.send(("restart", f"run() closed its {closed}"))
+            return 0
 
 
 def _shutdown(runtime: EntryRuntime) -> None:

@@ -155,6 +155,9 @@ class Coordinator:
         self.inbox: deque[tuple] = deque()
         self.live = list(worker_ranks)
         self.stalled: set[int] = set()  # inline workers held by an abandoned call
+        self.last_stall = 0.0  # monotonic time a worker last stalled
+        self.stall_error: Optional[FirstError] = None  # the first hung inline call, for job_result
+        self.deferred: list[tuple[Task, int]] = []  # retries of hung inline calls: after all other work
         self.worker_count = len(worker_ranks)
         self.outstanding: dict[int, dict[BatchId, Task]] = {r: {} for r in worker_ranks}
         done = {e.id for e in earlier}
@@ -231,9 +234,7 @@ class Coordinator:
                 self.live.append(message[1])
                 self._dirty = True
         elif kind == "stalled":
-            self.stalled.add(message[1])
-            if message[1] in self.live:
-                self.live.remove(message[1])
+            self._on_stalled(*message[1:])
         elif kind == "init_failed":
             self._on_init_failed(message[1], message[2], message[3])
         elif kind == "returned":
@@ -242,6 +243,19 @@ class Coordinator:
             self.log.warning("rank %d received signal %d", message[1], message[2])
             if not self.stopping:
                 self.begin_stop("Interrupted", 128 + message[2], f"signal {message[2]} on rank {message[1]}")
+
+    def _on_stalled(self, rank: int, batch_id: BatchId, attempt: int, error: str) -> None:
+        """An inline worker held by a call past its timeout is written off until the call returns ("ready").
+        The call's retry waits until all other work is handed out: it would likely stall another worker."""
+        self.stalled.add(rank)
+        if rank in self.live:
+            self.live.remove(rank)
+        self.last_stall = time.monotonic()
+        hung = [entry for entry in self.retry if entry[0].batch.id == batch_id]  # its retry would stall another
+        self.deferred += hung
+        self.retry = deque(entry for entry in self.retry if entry[0].batch.id != batch_id) if hung else self.retry
+        self.stall_error = self.stall_error or FirstError(
+            batch_id, attempt, rank, "timeout", error, "", self.layout.relative(self.layout.rank_log(rank)))
 
     def _on_returned(self, rank: int, ids: list[BatchId]) -> None:
         tasks = [self.outstanding[rank].pop(i) for i in ids if i in self.outstanding[rank]]
@@ -569,7 +583,13 @@ class Coordinator:
     def _finished(self) -> bool:
         if self.stopping:
             return not any(self.outstanding.values()) or time.monotonic() >= self.stop_deadline
-        if not self.live and not self.stalled and self._work_left():
+        if self.deferred and not (self.pending or self.retry):
+            self.retry.extend(self.deferred)
+            self.deferred.clear()
+            self._dirty = True
+        if not self.live and self.stalled and self._work_left():
+            return self._every_worker_stalled()
+        if not self.live and self._work_left():
             error = self.init_error.summary if self.init_error else "no worker could start"
             self.first_error = self.init_error or self.first_error
             self.status, self.exit_code, self.reason = "Failed", 1, f"init() failed on every worker: {error}"
@@ -579,6 +599,19 @@ class Coordinator:
         tally = self.tally
         if self.config.output_action == "append_row" and tally.items_total and not tally.items_ok:
             self.status, self.exit_code, self.reason = "Failed", 1, "no item succeeded"
+        return True
+
+    def _every_worker_stalled(self) -> bool:
+        """No worker can run anything: each is held by a hung inline call (or failed init()). The last
+        one to stall gets one more run_invocation_timeout to return; then the job ends Failed."""
+        timeout = self.config.run_invocation_timeout
+        if time.monotonic() < self.last_stall + timeout:
+            return False
+        self.first_error = self.stall_error or self.first_error
+        self.status, self.exit_code = "Failed", 1
+        self.reason = (f"no worker can run: each is held by a run() call that did not return within "
+                       f"run_invocation_timeout={timeout:g}s, and the inline executor cannot kill a call; "
+                       "use executor: process, which kills hung calls")
         return True
 
     # ---- the loop ------------------------------------------------------------------------------

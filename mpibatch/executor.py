@@ -21,8 +21,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from typing import IO, Any, Callable, Optional, Union
 
+from .child import EXIT_PIPE_LOST
 from .entry import EntryRuntime, RuntimeSpec, error_summary
 from .polling import readable_now
+from .proctree import TOKEN_VARIABLE, kill_tree
 from .records import BatchId, Outcome, Task
 from .sizes import format_bytes
 from .text import escape_lines
@@ -46,7 +48,14 @@ class InitFailed:
     traceback: str
 
 
-Event = Union[InitDone, InitFailed, Outcome]
+@dataclass
+class Restarting:
+    """The entry-script process is replaced by a fresh one (no attempt failed): why, for the rank log."""
+
+    reason: str
+
+
+Event = Union[InitDone, InitFailed, Restarting, Outcome]
 
 
 def _signal_name(code: int) -> str:
@@ -80,6 +89,8 @@ def describe_exit(returncode: int) -> str:
         name = _signal_name(-returncode)
         hint = " (out of memory?)" if name == "SIGKILL" else ""
         return f"was killed by {name}{hint}"
+    if returncode == EXIT_PIPE_LOST:
+        return f"exited with status {returncode} (its pipe to the worker broke: did the script close file descriptors?)"
     return f"exited with status {returncode}"
 
 
@@ -150,6 +161,7 @@ class ProcessExecutor:
         self.deadline = 0.0
         self.started = 0.0
         self.proc: Optional[subprocess.Popen[bytes]] = None
+        self._token = ""  # in the environment of every process the current child starts (proctree)
         self._inbox: Optional[Connection] = None
         self._outbox: Optional[Outbox] = None
         self._inbox_ready: Callable[..., bool] = lambda timeout=0.0: False
@@ -174,10 +186,12 @@ class ProcessExecutor:
         """Start a child and its init(); poll() reports InitDone or InitFailed."""
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
+        self._token = f"{os.getpid()}-{os.urandom(6).hex()}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mpibatch.child", str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=self.stdout,
-            stderr=self.stderr, env=self.env, start_new_session=True, cwd=self.spec.worker.working_dir,
+            stderr=self.stderr, env={**self.env, TOKEN_VARIABLE: self._token}, start_new_session=True,
+            cwd=self.spec.worker.working_dir,
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -219,11 +233,16 @@ class ProcessExecutor:
         self._outbox.flush()
         try:
             while self._inbox_ready():
-                event = self._on_message(self._inbox.recv())
+                message = self._inbox.recv()
+                event = self._on_message(message)
                 if event is not None:
                     return event
         except (EOFError, OSError):
             return self._on_death()
+        except Exception as exc:  # noqa: BLE001 - bytes that are no message: the pipe was written by someone else
+            self._kill()
+            return self._lost("crash", f"the pipe from the entry-script process broke during init() ({exc!r})",
+                              f"the pipe from the entry-script process broke during run() ({exc!r})")
         if self.state == "ready" and not self.inflight:
             return None
         if self.proc.poll() is not None:
@@ -261,6 +280,8 @@ class ProcessExecutor:
         if kind == "fetched":
             self.deadline = time.monotonic() + self.run_timeout
             return None
+        if kind == "restart":
+            return self._restart(message[1])
         if kind == "outcome":
             outcome: Outcome = message[1]
             if self.inflight and self.inflight[0].batch.id == outcome.batch_id:
@@ -284,10 +305,19 @@ class ProcessExecutor:
         self.start()
         return outcome
 
+    def _restart(self, reason: str) -> Event:
+        """The child asked to be replaced after a finished run() (it lost its stdio): the tasks queued
+        behind go to the fresh child."""
+        self._kill()
+        self.stderr.write(f"mpibatch: {reason}: the entry-script process is restarted\n".encode())
+        self.stderr.flush()
+        self.start()
+        return Restarting(reason)
+
     def _on_death(self) -> Event:
         assert self.proc is not None
         returncode = self.proc.wait()
-        self._close_pipes()
+        self._kill()  # what it started may outlive it
         how = describe_exit(returncode)
         return self._lost("crash", f"the entry-script process {how} during init()",
                           f"the entry-script process {how} during run()")
@@ -298,12 +328,12 @@ class ProcessExecutor:
                           f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s and was killed")
 
     def _kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
+        """The entry-script process and everything it started (proctree), then the pipes."""
+        proc = self.proc
+        if proc is not None:
+            alive = proc.poll() is None  # once reaped, its pid is no longer ours to signal
+            kill_tree(proc.pid if alive else None, self._token, group=proc.pid if alive else None)
+            proc.wait()
         self._close_pipes()
 
     def _close_pipes(self) -> None:
@@ -540,7 +570,8 @@ class InlineExecutor:
         return Outcome(task.batch.id, task.attempt, self.spec.worker.rank, task.batch.size,
                        False, error_class="timeout",
                        error=f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s "
-                             "(inline executor: the call was abandoned, not killed)",
+                             "(inline executor: the call was abandoned, not killed, and holds this worker "
+                             "until it returns; executor: process kills hung calls)",
                        seconds=time.monotonic() - started)
 
     def take_back(self) -> list[Task]:

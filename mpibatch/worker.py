@@ -9,7 +9,7 @@ import logging
 from collections import deque
 from typing import Any, Callable, Optional
 
-from .executor import Executor, InitDone, InitFailed, InlineExecutor
+from .executor import Executor, InitDone, InitFailed, InlineExecutor, Restarting
 from .logs import Layout, log_lines
 from .perf import PerfLog
 from .polling import QUIET_MAX_SLEEP_S, Backoff
@@ -95,8 +95,10 @@ class Worker:
             self.outcomes.append(event)
             if not event.ok and getattr(self.executor, "stalled", False):  # an inline call that timed out
                 self.log.warning("run() still holds this worker; it takes no work until the call returns")
-                self._send(("stalled", self.rank))
+                self._send(("stalled", self.rank, event.batch_id, event.attempt, event.error))
                 self.cancel()
+        elif isinstance(event, Restarting):
+            self.log.warning("the entry-script process is restarted: %s", event.reason)
         elif isinstance(event, InitDone):
             self.log.info("init() finished in %.3f s", event.seconds)
             self._send(("ready", self.rank, event.seconds))

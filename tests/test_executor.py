@@ -48,6 +48,26 @@ SCRIPT = """
                 with open(os.environ["GRANDCHILD_PID_FILE"], "w") as fh:
                     fh.write(str(child.pid))
                 time.sleep(30)
+            elif item.startswith("escape"):  # escape[-scrub][-segfault|-sleep]: a grandchild that leaves the group
+                hand_off = ("import subprocess as s; print(s.Popen(['sleep', '1000'], start_new_session=True, "
+                            "stdout=s.DEVNULL, stderr=s.DEVNULL).pid)")
+                env = {"PATH": os.environ["PATH"]} if "scrub" in item else None  # scrubbed: no token either
+                pid = subprocess.run([sys.executable, "-c", hand_off], env=env, capture_output=True, text=True).stdout
+                with open(os.environ["GRANDCHILD_PID_FILE"], "w") as fh:
+                    fh.write(pid)  # its parent has exited: an orphan in a session of its own
+                if item.endswith("segfault"):
+                    ctypes.string_at(0)
+                if item.endswith("sleep"):
+                    time.sleep(30)
+            elif item == "child-ignores":
+                status = subprocess.run(["cat", "/proc/self/status"], capture_output=True, text=True).stdout
+                out.append(next(line for line in status.splitlines() if line.startswith("SigIgn")))
+                continue
+            elif item == "close-stdio":
+                os.close(1)
+                os.close(2)
+            elif item == "close-low-fds":
+                os.closerange(3, 100)
             elif item == "segfault":
                 ctypes.string_at(0)
             elif item == "exit7":
@@ -529,3 +549,106 @@ def test_process_big_tasks_and_big_outcomes_never_deadlock_the_pipes(process_exe
     got = outcomes_until(executor, 12, within=30.0)
     assert [o.batch_id for o in got] == list(range(12)) and all(o.ok for o in got)
     assert all(len(o.payload) == 200_007 for o in got)
+
+
+# ---- what the script may do to its process ---------------------------------------------------
+
+def gone(pid: int, within: float = 3.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def escapee(tmp_path: Path):
+    """The pid of the grandchild the script started in a session of its own; killed if a test left it."""
+    pids: list[int] = []
+
+    def read() -> int:
+        pids.append(int((tmp_path / "grandchild.pid").read_text()))
+        return pids[-1]
+
+    yield read
+    for pid in pids:
+        try:
+            psutil.Process(pid).kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.mark.parametrize("item", ["escape-sleep", "escape-scrub-sleep"])
+def test_process_timeout_kills_a_grandchild_that_left_the_process_group(process_executor, escapee, item) -> None:
+    executor = started(process_executor(run_timeout=2.0))
+    executor.submit(task(0, item))
+    assert wait_event(executor).error_class == "timeout"
+    assert gone(escapee()), "a setsid() grandchild outlived the timeout kill"
+
+
+def test_process_crash_kills_what_the_dead_process_started(process_executor, escapee) -> None:
+    executor = started(process_executor())
+    executor.submit(task(0, "escape-segfault"))
+    outcome = wait_event(executor)
+    assert outcome.error_class == "crash" and "SIGSEGV" in outcome.error
+    assert gone(escapee()), "a setsid() grandchild outlived its crashed parent"
+    assert isinstance(wait_event(executor), InitDone)
+
+
+def test_process_close_ends_what_the_script_started(process_executor, escapee) -> None:
+    executor = started(process_executor())
+    run_ok(executor, task(0, "escape"))
+    pid = escapee()
+    assert not gone(pid, within=0.3)  # alive while the job runs
+    executor.close(5.0)
+    assert gone(pid), "a setsid() grandchild outlived the end of the job"
+
+
+def test_memory_guard_kills_a_grandchild_that_left_the_process_group(process_executor, escapee) -> None:
+    from mpibatch.executor import tree_rss
+
+    executor = started(process_executor())
+    executor.memory_limit = tree_rss(executor.pid) + 1  # the escaped grandchild counts: it pushes it over
+    executor.submit(task(0, "escape-sleep"))
+    outcome = wait_event(executor)
+    assert outcome.error_class == "oom", outcome
+    assert gone(escapee())
+    executor.memory_limit = None
+
+
+def test_process_run_that_closes_its_stdio_gets_a_fresh_process(process_executor, tmp_path: Path) -> None:
+    """Bug 12: fds 1 and 2 closed by run() left a crippled child that failed every later print."""
+    from mpibatch.executor import Restarting
+
+    executor = started(process_executor())
+    first_pid = executor.pid
+    executor.submit(task(0, "close-stdio"), task(1, "print"), task(2, "b"))
+    events = [wait_event(executor) for _ in range(5)]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Outcome", "Restarting", "InitDone", "Outcome", "Outcome"], events
+    assert [(e.batch_id, e.ok) for e in events if isinstance(e, Outcome)] == [(0, True), (1, True), (2, True)]
+    assert "run() closed its fd 1 (stdout)" in events[1].reason
+    assert executor.pid not in (None, first_pid)
+    assert "printed by the script" in (tmp_path / "stdout.txt").read_text()
+    assert "the entry-script process is restarted" in (tmp_path / "stderr.txt").read_text()
+
+
+def test_process_pipe_is_out_of_the_scripts_way(process_executor) -> None:
+    """A run() that closes its low descriptors (daemon-style) leaves the pipe to the worker alone."""
+    executor = started(process_executor())
+    assert run_ok(executor, task(0, "close-low-fds")).payload == b"close-low-fds ok\n"
+    assert run_ok(executor, task(1, "b")).payload == b"b ok\n"
+    assert executor.pid is not None and executor.ready
+
+
+def test_process_scripts_children_still_stop_on_sigterm(process_executor) -> None:
+    """The entry-script process ignores SIGINT and SIGTERM (the worker decides), but what it starts must not
+    inherit that: a script's own children would otherwise ignore every polite stop."""
+    executor = started(process_executor())
+    line = run_ok(executor, task(0, "child-ignores")).payload.decode()
+    ignored = int(line.split()[1], 16)
+    assert not ignored & (1 << (15 - 1)) and not ignored & (1 << (2 - 1)), line
