@@ -8,7 +8,7 @@ import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .config import KEY_ALIASES, ConfigError, JobConfig, error_line, load_job, suggest
+from .config import KEY_ALIASES, ConfigError, JobConfig, load_job, report_error, suggest
 from .flags import key_kind, parse_mapping, typed_flags
 
 __all__ = ["build_parser", "main", "parse_mapping", "run_flag_argv", "split_script_args"]
@@ -217,5 +217,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _alone(own, script_args)
     except ConfigError as exc:
-        print(error_line(exc), file=sys.stderr)
+        report_error(exc)
         return 2

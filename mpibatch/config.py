@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,12 @@ def error_line(message: object) -> str:
     return "mpibatch: error: " + "".join(
         c if c.isprintable() or c == " " else c.encode("unicode_escape", "backslashreplace").decode("ascii")
         for c in text)
+
+
+def report_error(message: object) -> None:
+    """Print a usage error's one line in one write, so a launcher never splits or interleaves it."""
+    sys.stderr.write(error_line(message) + "\n")
+    sys.stderr.flush()
 
 
 def is_url(path: str) -> bool:

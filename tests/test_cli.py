@@ -164,3 +164,57 @@ def test_comma_separator_flag_reaches_the_config(job: Path, captured_run: list) 
     assert main(["run", str(job / "job.yaml"), "--append-row-options", "sep=,", "header=true"]) == 0
     [(config, _, _)] = captured_run
     assert config.append_row_options == {"sep": ",", "header": True, "index": False}
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--inputs", "{bad json"], "inputs: not valid JSON"),
+    (["--inputs", "[1, 2]"], None),  # not JSON-looking: a path, refused later as missing
+    (["--inputs", '{"path": 3}'], "inputs[0].path"),
+    (["--inputs", '["a"]', '{"a": 1'], "inputs: not valid JSON"),
+    (["--append-row-options", "{oops"], "append_row_options: not valid JSON"),
+    (["--environment-variables", "[1]"], "environment_variables"),
+    (["--node-count", "two"], "node_count:"),
+    (["--stop-grace", "nan"], "stop_grace: must be a number of seconds above 0 and at most 86400 (1 day)"),
+])
+def test_every_parsed_flag_value_is_one_line_never_a_traceback(job: Path, capsys: pytest.CaptureFixture[str],
+                                                               captured_run: list, argv: list[str],
+                                                               needle: "str | None") -> None:
+    code = main(["run", str(job / "job.yaml"), *argv])
+    err = capsys.readouterr().err
+    if needle is None:
+        assert code == 0 and captured_run  # planning finds the missing path, not the parser
+        return
+    assert code == 2 and err.count("\n") == 1 and err.startswith("mpibatch: error: ") and needle in err, err
+    assert captured_run == []
+
+
+@pytest.mark.parametrize(("flag", "yaml_value"), [("1.5", "1.5"), ("0", "0"), ("true", "true"), ("-3", "-3")])
+def test_a_flag_and_its_yaml_spelling_are_refused_alike(job: Path, capsys: pytest.CaptureFixture[str],
+                                                        captured_run: list, flag: str, yaml_value: str) -> None:
+    assert main(["run", str(job / "job.yaml"), "--mini-batch-size", flag]) == 2
+    from_flag = capsys.readouterr().err
+    with open(job / "job.yaml", "a") as fh:
+        fh.write(f"mini_batch_size: {yaml_value}\n")
+    assert main(["run", str(job / "job.yaml")]) == 2
+    assert capsys.readouterr().err == from_flag and from_flag.startswith("mpibatch: error: mini_batch_size: ")
+
+
+def test_a_flag_and_its_yaml_spelling_are_accepted_alike(job: Path, captured_run: list) -> None:
+    assert main(["run", str(job / "job.yaml"), "--mini-batch-size", "2.0", "--gpus-per-node", "1"]) == 0
+    with open(job / "job.yaml", "a") as fh:
+        fh.write("mini_batch_size: 2.0\ngpus_per_node: 1\n")
+    assert main(["run", str(job / "job.yaml")]) == 0
+    assert captured_run[0][0] == captured_run[1][0]
+
+
+def test_help_under_run_exits_0(capsys: pytest.CaptureFixture[str], captured_run: list) -> None:
+    assert main(["run", "--help"]) == 0
+    assert "--mini-batch-size" in capsys.readouterr().out and captured_run == []
+
+
+@pytest.mark.parametrize("interval", ["nan", "0", "-1", "inf", "soon"])
+def test_status_interval_must_be_a_sane_number(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               interval: str) -> None:
+    assert main(["status", str(tmp_path), "--interval", interval]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--interval" in err

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mpibatch.config import ConfigError, build_config, config_digest, fingerprint_fields
+from mpibatch.config import RANGES, ConfigError, build_config, config_digest, error_line, fingerprint_fields, load_job
+from mpibatch.flags import typed_flags
+from mpibatch.jobfile import MAX_JOB_FILE_BYTES
 
 
 @pytest.fixture
@@ -304,3 +306,230 @@ def test_max_worker_memory_rejects_non_sizes(job: Path, value: object) -> None:
 def test_max_worker_memory_needs_the_process_executor(job: Path) -> None:
     with pytest.raises(ConfigError, match="max_worker_memory: needs executor: process"):
         build_config(None, {**minimal_flags(job), "max_worker_memory": "1GB", "executor": "inline"})
+
+
+# ---- numbers: finite and within a stated range (issue 16, bug 3) ------------------------------
+
+RANGE_CASES = [
+    ("stop_grace", 86_401), ("run_invocation_timeout", 30 * 86_400 + 1), ("init_timeout", 1e306),
+    ("speculation_factor", 1001), ("allowed_failed_percent", 100.5), ("error_threshold", 10**15 + 1),
+    ("allowed_failed_count", 1e306), ("run_max_try", 1001), ("credits_per_worker", 1_000_000),
+    ("gpus_per_node", 257), ("threads_per_worker", 4097),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), RANGE_CASES)
+def test_numbers_past_their_stated_bound_are_refused(job: Path, key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: must be .*at most|^{key}: must be .* to "):
+        build_config(None, {**minimal_flags(job), key: value}, cwd=job)
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", "1e306", "true"])
+def test_nan_inf_huge_and_booleans_from_yaml_are_refused_for_every_number(job: Path, key: str, text: str) -> None:
+    yaml_file = write_yaml(job / "job.yaml", f"entry_script: src/score.py\ninputs: [data]\noutput: out\n{key}: {text}\n")
+    with pytest.raises(ConfigError) as err:
+        build_config(yaml_file, {}, cwd=job)
+    assert str(err.value).startswith(f"{key}: {RANGES[key].says}"), err.value
+
+
+@pytest.mark.parametrize("key", sorted(RANGES))
+@pytest.mark.parametrize("text", ["nan", "inf", "NaN", "1e306", "-1e306", "infinity"])
+def test_nan_inf_and_huge_flag_text_is_refused_for_every_number(job: Path, key: str, text: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        build_config(None, {**minimal_flags(job), **typed_flags({key: text})}, cwd=job)
+
+
+def test_the_bounds_admit_their_edges(job: Path) -> None:
+    config = build_config(None, {**minimal_flags(job), "stop_grace": 86_400, "run_invocation_timeout": 2_592_000,
+                                 "credits_per_worker": 256, "error_threshold": -1, "speculation_factor": 1}, cwd=job)
+    assert (config.stop_grace, config.credits_per_worker) == (86_400, 256)
+
+
+def test_credit_bound_matches_the_coordinators() -> None:
+    from mpibatch.coordinator import MAX_CREDITS
+
+    assert RANGES["credits_per_worker"].high == MAX_CREDITS
+
+
+@pytest.mark.parametrize(("value", "needle"), [(1.5, "whole count"), ("1.5", "whole number"), ("99999999999999TB", "at most"),
+                                               ("9" * 400 + "TB", "mini_batch_size"), (10**13, "at most")])
+def test_mini_batch_size_is_never_rounded_or_unbounded(job: Path, value: object, needle: str) -> None:
+    with pytest.raises(ConfigError, match=f"mini_batch_size: .*{needle}|{needle}"):
+        build_config(None, {**minimal_flags(job), "mini_batch_size": value}, cwd=job)
+
+
+def test_max_worker_memory_is_bounded(job: Path) -> None:
+    with pytest.raises(ConfigError, match="max_worker_memory: must be at most 1024TB"):
+        build_config(None, {**minimal_flags(job), "max_worker_memory": "2000TB"}, cwd=job)
+
+
+@pytest.mark.parametrize(("key", "value"), [("node_count", "abc"), ("node_count", 0), ("process_count_per_node", 1e306),
+                                            ("process_count_per_node", True)])
+def test_azure_sizing_keys_are_validated(job: Path, key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        load_job(None, {**minimal_flags(job), key: value}, cwd=job)
+
+
+# ---- paths (issue 16: bug 2, `--output ''`) ---------------------------------------------------
+
+@pytest.mark.parametrize("key", ["output", "entry_script", "source_directory"])
+@pytest.mark.parametrize("value", ["", "  ", "a\0b"])
+def test_empty_or_nul_paths_are_refused(job: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{key}: must"):
+        build_config(None, {**minimal_flags(job), key: value}, cwd=job)
+
+
+@pytest.mark.parametrize("value", ["", "a\0b"])
+def test_empty_input_paths_are_refused(job: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^inputs\[1\]\.path: must"):
+        build_config(None, {**minimal_flags(job), "inputs": [str(job / "data"), value]}, cwd=job)
+
+
+@pytest.mark.parametrize("output", ["data", "data/out", "data/sub/deeper"])
+def test_output_inside_or_equal_to_an_input_folder_is_refused(job: Path, output: str) -> None:
+    with pytest.raises(ConfigError, match=r"^output: .* inputs\[0\] .*would read its own output"):
+        build_config(None, {**minimal_flags(job), "output": str(job / output)}, cwd=job)
+
+
+def test_output_inside_a_globs_root_is_refused(job: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is inside inputs\[0\]"):
+        build_config(None, {**minimal_flags(job), "inputs": [str(job / "data" / "**" / "*.txt")],
+                            "output": str(job / "data" / "results")}, cwd=job)
+
+
+def test_output_reached_through_a_symlink_is_refused(job: Path) -> None:
+    (job / "link").symlink_to(job / "data")
+    with pytest.raises(ConfigError, match="is inside"):
+        build_config(None, {**minimal_flags(job), "output": str(job / "link" / "out")}, cwd=job)
+    with pytest.raises(ConfigError, match="is the same folder as"):
+        build_config(None, {**minimal_flags(job), "inputs": [f"file://{job / 'link'}"],
+                            "output": str(job / "data")}, cwd=job)
+
+
+def test_output_beside_an_input_or_named_like_it_is_fine(job: Path) -> None:
+    (job / "data2").mkdir()
+    assert build_config(None, {**minimal_flags(job), "output": str(job / "data2")}, cwd=job)
+    assert build_config(None, {**minimal_flags(job), "output": str(job / "data-out")}, cwd=job)
+    assert build_config(None, {**minimal_flags(job), "output": "memory://bucket/out"}, cwd=job)
+
+
+# ---- append_row_file_name (issue 16, bug 5) ---------------------------------------------------
+
+@pytest.mark.parametrize("name", ["logs", ".mpibatch", "LOGS", "", " ", "a/b", "..", ".", "a\0b", "x" * 256])
+def test_result_file_name_cannot_clash_with_mpibatchs_own(job: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="^append_row_file_name: "):
+        build_config(None, {**minimal_flags(job), "append_row_file_name": name}, cwd=job)
+
+
+@pytest.mark.parametrize("name", ["scores.csv", "logs.txt", "..result", "résultat.txt"])
+def test_plain_result_file_names_are_fine(job: Path, name: str) -> None:
+    assert build_config(None, {**minimal_flags(job), "append_row_file_name": name}, cwd=job).append_row_file_name == name
+
+
+# ---- append_row_options (issue 16, bug 11) ----------------------------------------------------
+
+def test_unknown_append_row_option_is_named_with_a_suggestion(job: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^append_row_options: 'sepp' is not a pandas.DataFrame.to_csv keyword "
+                                          r"\(did you mean 'sep'\?\)"):
+        build_config(None, {**minimal_flags(job), "append_row_options": {"sepp": ","}}, cwd=job)
+
+
+def test_unknown_option_in_settings_json_is_named(job: Path) -> None:
+    settings = {"append_row": {"pandas.DataFrame.to_csv": {"heder": True}}}
+    (job / "src" / "parallel_run_step.settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match=r"settings.json': 'heder' is not .*did you mean 'header'"):
+        build_config(None, minimal_flags(job), cwd=job)
+
+
+@pytest.mark.parametrize("content", ['{"append_row": {"pandas.DataFrame.to_csv": [1, 2]}}', '[1]',
+                                     '{"append_row": 3}'])
+def test_settings_json_of_the_wrong_shape_is_one_line(job: Path, content: str) -> None:
+    (job / "src" / "parallel_run_step.settings.json").write_text(content)
+    with pytest.raises(ConfigError, match="settings.json"):
+        build_config(None, minimal_flags(job), cwd=job)
+
+
+@pytest.mark.parametrize("options", [{"sep": ",,"}, {"quoting": 99}, {"lineterminator": 5}])
+def test_append_row_option_values_to_csv_refuses_are_refused_up_front(job: Path, options: dict) -> None:
+    with pytest.raises(ConfigError, match="^append_row_options: pandas.DataFrame.to_csv refuses them"):
+        build_config(None, {**minimal_flags(job), "append_row_options": options}, cwd=job)
+
+
+def test_append_row_options_that_name_the_users_columns_are_not_tried(job: Path) -> None:
+    config = build_config(None, {**minimal_flags(job), "append_row_options": {"columns": ["label"], "sep": ";"}},
+                          cwd=job)
+    assert config.append_row_options["columns"] == ["label"]
+
+
+# ---- the job file: aliases, duplicate keys, size (issue 16, weak spot) -------------------------
+
+ALIAS_BOMB = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x]"] +
+                       [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)},"
+                        f" *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]"
+                        for i in range(8)])
+
+
+def test_alias_bomb_is_refused_at_once(job: Path) -> None:
+    yaml_file = write_yaml(job / "job.yaml", "entry_script: src/score.py\ninputs: [data]\noutput: out\n"
+                                             f"append_row_options:\n  {ALIAS_BOMB.replace(chr(10), chr(10) + '  ')}\n")
+    with pytest.raises(ConfigError, match="is refused: its aliases expand to more than 10000 values"):
+        build_config(yaml_file, {}, cwd=job)
+
+
+def test_an_alias_that_contains_itself_is_refused(job: Path) -> None:
+    yaml_file = write_yaml(job / "job.yaml", "entry_script: src/score.py\ninputs: [data]\noutput: out\n"
+                                             "arguments: &a [x, *a]\n")
+    with pytest.raises(ConfigError, match="an alias contains itself"):
+        build_config(yaml_file, {}, cwd=job)
+
+
+def test_modest_anchors_and_merge_keys_still_work(job: Path) -> None:
+    yaml_file = write_yaml(job / "job.yaml", "entry_script: src/score.py\ninputs: [data]\noutput: out\n"
+                                             "environment_variables: &env {A: '1', B: '2'}\n"
+                                             "models: {<<: {m: m.bin, n: old.bin}, n: n.bin}\n"
+                                             "arguments: &args [--x, '1']\npartition_keys: *args\n")
+    config = build_config(yaml_file, {}, cwd=job)
+    assert config.partition_keys == config.arguments == ["--x", "1"]
+    assert config.environment_variables == {"A": "1", "B": "2"}
+    assert config.models == {"m": str(job / "m.bin"), "n": str(job / "n.bin")}  # an explicit key wins a merge
+
+
+def test_duplicate_key_is_refused_with_its_line(job: Path) -> None:
+    yaml_file = write_yaml(job / "job.yaml", "entry_script: src/score.py\ninputs: [data]\noutput: out\n"
+                                             "mini_batch_size: 1\nrun_max_try: 2\nmini_batch_size: 5\n")
+    with pytest.raises(ConfigError, match=r"key 'mini_batch_size' is given twice \(again at line 6\)"):
+        build_config(yaml_file, {}, cwd=job)
+
+
+def test_duplicate_nested_key_is_refused(job: Path) -> None:
+    yaml_file = write_yaml(job / "job.yaml", "entry_script: src/score.py\ninputs: [data]\noutput: out\n"
+                                             "environment_variables: {A: '1', A: '2'}\n")
+    with pytest.raises(ConfigError, match="key 'A' is given twice"):
+        build_config(yaml_file, {}, cwd=job)
+
+
+def test_job_file_over_1_mb_is_refused_unread(job: Path) -> None:
+    yaml_file = write_yaml(job / "job.yaml", "entry_script: src/score.py\ninputs: [data]\noutput: out\n"
+                                             "# " + "x" * MAX_JOB_FILE_BYTES + "\n")
+    with pytest.raises(ConfigError, match=r"holds \d+ bytes; a job file may hold at most 1048576 bytes \(1 MB\)"):
+        build_config(yaml_file, {}, cwd=job)
+
+
+@pytest.mark.parametrize(("content", "needle"), [(b"a: \xff\xfe\n", "not valid YAML"), (b"[" * 5000, "YAML|nested"),
+                                                 (b"a: !!int xyz\n", "not valid YAML"), (b"a: \x00\n", "not valid YAML")])
+def test_unreadable_job_files_are_one_line(job: Path, content: bytes, needle: str) -> None:
+    (job / "job.yaml").write_bytes(content)
+    with pytest.raises(ConfigError, match=needle) as err:
+        build_config(str(job / "job.yaml"), {}, cwd=job)
+    assert "\n" not in str(err.value)
+
+
+def test_job_file_that_is_a_folder_says_so(job: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder"):
+        build_config(str(job / "src"), {}, cwd=job)
+
+
+def test_error_line_escapes_line_breaks() -> None:
+    line = error_line("output: 'a\nb\u2028c\x85d'")
+    assert line.splitlines() == [line] and "a\\nb" in line
