@@ -3,6 +3,8 @@ a run() that closes its own stdio, grandchildren that leave the process group, r
 line per element. The job must end, count truthfully and leave nothing running."""
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -35,3 +37,58 @@ def test_inline_hangs_end_the_job_failed_with_advice(tmp_path: Path, hangs: tupl
     if len(hangs) == 1:
         assert set(job.lines) == fine
     assert r["errors_by_class"]["timeout"] >= 2
+
+
+def hostile_args(data: Path, output: Path, *extra: str) -> list[str]:
+    return ["run", "--entry-script", str(SCRIPTS / "hostile.py"), "--inputs", str(data), "--output", str(output),
+            "--mini-batch-size", "1", "--progress", "none", *extra]
+
+
+def test_run_that_closes_its_stdio_gets_a_fresh_process_and_every_item_runs(tmp_path: Path) -> None:
+    """Bug 12: a run() that closed fds 1 and 2 left its process crippled (every later print failed: most
+    items failed while the job said Completed). The process is restarted and nothing fails."""
+    files = {"a_close": "close_stdio", **{f"p{i:02d}": "print" for i in range(30)}}
+    out = tmp_path / "out"
+    job = run_cli(hostile_args(make_files(tmp_path / "d", files), out, "--run-max-try", "1"), out, ranks=2,
+                  timeout=120)
+    assert job.rc == 0, job.stderr
+    assert sorted(job.lines) == sorted(f"{n} {w}" for n, w in files.items())
+    assert job.result["items"] == {"total": 31, "succeeded": 31, "failed": 0}
+    logs = "".join(p.read_text() for p in (out / "logs" / "sys").glob("rank-*.txt"))
+    assert "the entry-script process is restarted: run() closed its fd 1 (stdout)" in logs
+    stdout = "".join(p.read_text() for p in (out / "logs" / "user" / "stdout").glob("rank-*.txt"))
+    assert stdout.count("working on p") == 30, "the fresh process prints again"
+
+
+def alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_grandchildren_in_their_own_session_die_with_the_timeout_and_the_job(tmp_path: Path) -> None:
+    """A script's child that calls setsid() outlived the timeout kill and the job."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    files = {"a_hang": "escape_hang", "b_keep": "escape", **{f"ok{i:02d}": "ok" for i in range(6)}}
+    out = tmp_path / "out"
+    try:
+        job = run_cli(hostile_args(make_files(tmp_path / "d", files), out, "--run-invocation-timeout", "2",
+                                   "--run-max-try", "1"), out, ranks=2, env={"HOSTILE_PID_DIR": str(pids)})
+        assert job.rc == 0, job.stderr
+        assert job.result["errors_by_class"]["timeout"] == 1
+        escaped = {p.name: int(p.read_text()) for p in pids.iterdir()}
+        assert set(escaped) == {"a_hang", "b_keep"}
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in escaped.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [name for name, pid in escaped.items() if alive(pid)], "a setsid() grandchild outlived the job"
+    finally:
+        for p in pids.iterdir():
+            try:
+                os.kill(int(p.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
