@@ -377,7 +377,7 @@ class Coordinator:
         """A single item that fails alone: a failed item (not a failed mini-batch), listed in failed_items.txt."""
         item = outcome.label or str(task.batch.items[0])
         self.store.record_isolated(task.batch.id, item, dict(errors), error_class, outcome.error)
-        with open(self.layout.failed_items_txt, "a") as fh:
+        with open(self.layout.failed_items_txt, "a", encoding="utf-8") as fh:
             fh.write(failed_item_line(item, error_class, outcome.error))
         self._final(task, "isolated", 0, 1, outcome.seconds, outcome.rank, errors, outcome.error)
 
@@ -414,7 +414,7 @@ class Coordinator:
         self.last_final = time.monotonic()
 
     def _append_error_line(self, line: str) -> None:
-        with open(self.layout.error_txt, "a") as fh:
+        with open(self.layout.error_txt, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
     # ---- policy ------------------------------------------------------------------------------

@@ -84,4 +84,4 @@ def rewrite_failed_items(path: Path, journal: Iterable[Any]) -> None:
     have written a line whose isolation was never journaled)."""
     lines = [failed_item_line(e.item, e.error_class, e.error) for e in journal if e.status == "isolated"]
     if lines or path.exists():
-        path.write_text("".join(lines))
+        path.write_text("".join(lines), encoding="utf-8")

@@ -222,3 +222,91 @@ def test_directory_with_symlink_cycle(tmp_path: Path) -> None:
         assert "inputs[0]" in str(exc)
     else:
         assert [os.path.realpath(p) for p in listing.items].count(str(tmp_path / "d" / "x" / "f.txt")) == 1
+
+
+def write_bytes_name(folder: Path, name: bytes, text: str = "x\n") -> bytes:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = os.fsencode(folder) + b"/" + name
+    with open(path, "wb") as fh:
+        fh.write(text.encode())
+    return path
+
+
+def test_a_name_that_is_not_utf8_is_listed_and_digested_like_any_other(tmp_path: Path) -> None:
+    make_tree(tmp_path / "d", ["a.txt"])
+    bad = write_bytes_name(tmp_path / "d", b"bad\xff.txt")
+    [listing] = list_inputs([spec(tmp_path / "d")])
+    assert [os.fsencode(p) for p in listing.items] == [os.fsencode(tmp_path / "d" / "a.txt"), bad]
+    assert listing.digest == list_inputs([spec(tmp_path / "d")])[0].digest
+    [globbed] = list_inputs([spec(tmp_path / "d" / "bad*")])
+    assert [os.fsencode(p) for p in globbed.items] == [bad]
+
+
+def test_a_filelist_may_list_names_that_are_not_utf8(tmp_path: Path) -> None:
+    bad = write_bytes_name(tmp_path / "d", b"caf\xe9.txt")
+    (tmp_path / "list.txt").write_bytes(bad + b"\n")
+    [listing] = list_inputs([spec(tmp_path / "list.txt", type="filelist")])
+    assert [os.fsencode(p) for p in listing.items] == [bad]
+
+
+GLOB_TREE = ["a.txt", "b.csv", ".hidden.txt", "x/a.txt", "x/.h/deep.txt", "x/y/z/c.txt", "x/y/d.csv",
+             ".dot/e.txt", "q1.txt", "q22.txt"]
+
+
+@pytest.mark.parametrize("pattern", ["*.txt", "**/*.txt", "**", "x/**", "x/**/*.csv", "**/y/**/*.txt",
+                                     "q?.txt", "[ab].*", ".*", ".dot/*", "x/*/z/*", "*/a.txt", "**/.h/*"])
+def test_glob_matches_what_glob_glob_matches_on_a_tree_without_links(tmp_path: Path, pattern: str) -> None:
+    import glob
+
+    make_tree(tmp_path / "d", GLOB_TREE)
+    full = str(tmp_path / "d" / pattern)
+    expected = sorted(p for p in glob.glob(full, recursive=True) if os.path.isfile(p))
+    [listing] = list_inputs([spec(full)])
+    assert listing.items == expected
+
+
+def test_recursive_glob_enters_a_symlink_loop_once(tmp_path: Path) -> None:
+    make_tree(tmp_path / "d", ["f.txt", "x/g.txt"])
+    os.symlink(tmp_path / "d", tmp_path / "d" / "x" / "up")  # glob.glob followed it 40 deep: g.txt 41 times
+    [listing] = list_inputs([spec(tmp_path / "d" / "**" / "*.txt")])
+    assert listing.items == [str(tmp_path / "d" / "f.txt"), str(tmp_path / "d" / "x" / "g.txt")]
+
+
+def test_a_file_reached_again_is_listed_once_under_the_first_path(tmp_path: Path, caplog) -> None:
+    d = tmp_path / "d"
+    make_tree(d, ["a.txt", "sub/b.txt"])
+    os.symlink(d / "a.txt", d / "sub" / "link.txt")
+    os.link(d / "sub" / "b.txt", d / "hard.txt")
+    with caplog.at_level("WARNING", logger="mpibatch.plan"):
+        first, twice, globbed = list_inputs([spec(d), spec(d), spec(d / "sub" / "*.txt")])
+    assert first.items == [str(d / "a.txt"), str(d / "hard.txt")]  # sub/b.txt is hard.txt, sub/link.txt a.txt
+    assert twice.items == [] and globbed.items == []
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning.startswith("inputs: 8 paths reach a file listed already")  # 2 + 4 + 2
+    assert f"e.g. '{d / 'sub' / 'b.txt'}' is '{d / 'hard.txt'}'" in warning
+
+
+def test_broken_links_loops_and_fifos_inside_a_folder_are_skipped_with_one_warning(tmp_path: Path, caplog) -> None:
+    d = tmp_path / "d"
+    make_tree(d, ["a.txt"])
+    os.symlink(d / "nowhere", d / "dangling")
+    os.symlink(d / "self", d / "self")  # scandir's is_dir() raised ELOOP: "cannot plan the job"
+    os.mkfifo(d / "pipe")
+    with caplog.at_level("WARNING", logger="mpibatch.plan"):
+        [listing] = list_inputs([spec(d)])
+    assert listing.items == [str(d / "a.txt")]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert warning == (f"inputs: skipped what is not a file: 1 FIFO (e.g. '{d / 'pipe'}'), 1 broken symbolic link "
+                       f"(e.g. '{d / 'dangling'}'), 1 symlink loop (e.g. '{d / 'self'}')")
+
+
+def test_an_input_that_is_not_a_file_or_folder_is_named_for_what_it_is(tmp_path: Path) -> None:
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    os.mkfifo(tmp_path / "pipe")
+    cases = {"dangling": f"is a broken symbolic link (to '{tmp_path / 'nowhere'}')",
+             "loop": "is a symlink loop", "pipe": "is a FIFO, not a file or folder"}
+    for name, said in cases.items():
+        with pytest.raises(ConfigError) as err:
+            list_inputs([spec(tmp_path / name)])
+        assert str(err.value) == f"inputs[0]: '{tmp_path / name}' {said}"

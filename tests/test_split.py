@@ -1,9 +1,13 @@
 """Unit tests for mpibatch.split: deterministic halves and what a resume re-creates."""
 from __future__ import annotations
 
+import os
+
 from mpibatch.commit import JournalEntry
+from mpibatch.journal import read_journal
 from mpibatch.records import MiniBatch, TableSlice
-from mpibatch.split import halves, halves_to_redo, rewrite_failed_items, should_bisect
+from mpibatch.split import failed_item_line, halves, halves_to_redo, rewrite_failed_items, should_bisect
+from mpibatch.text import unescape
 
 BATCH = MiniBatch(17, 0, tuple(f"f{i}" for i in range(5)))
 
@@ -52,3 +56,17 @@ def test_rewrite_failed_items_keeps_only_journaled_isolations(tmp_path) -> None:
     rewrite_failed_items(path, [JournalEntry("1.0", 0, "isolated", 0, 1, 1, item="a", error_class="exception",
                                              error="boom\nmore")])
     assert path.read_text() == "a\texception\tboom\n"
+
+
+def test_a_failed_item_is_one_line_of_three_fields_whatever_its_name_holds(tmp_path) -> None:
+    name = b"/data/raise\xfe\tname\nsecond\\line"
+    line = failed_item_line(os.fsdecode(name), "exception", "ValueError: bad item raise\\xfe\nmore")
+    assert line == "/data/raise\\xfe\\tname\\nsecond\\\\line\texception\tValueError: bad item raise\\xfe\n"
+    item, error_class, error = line.rstrip("\n").split("\t")
+    assert os.fsencode(unescape(item)) == name
+    path = tmp_path / "failed_items.txt"
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(JournalEntry("1.0", 0, "isolated", 0, 1, 1, item=os.fsdecode(name), error_class="exception",
+                                    error="boom").to_json())
+    rewrite_failed_items(path, read_journal(journal).entries)  # a resume writes the same line from the journal
+    assert path.read_bytes().decode("utf-8") == failed_item_line(os.fsdecode(name), "exception", "boom")

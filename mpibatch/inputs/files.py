@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import stat
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -47,8 +46,7 @@ class ListedFiles:
     first_path: dict[int, str] = field(default_factory=dict)  # (st_dev << 64 | st_ino) -> the path that listed it
     duplicates: int = 0
     duplicate_example: tuple[str, str] = ("", "")
-    skipped: Counter = field(default_factory=Counter)  # "broken symbolic link", "FIFO"... -> how many
-    skipped_example: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, dict[tuple[int, int], str]] = field(default_factory=dict)  # "FIFO"... -> (dev, ino) -> path
 
     def is_new(self, path: str, st: os.stat_result) -> bool:
         """True the first time a file is reached; a later path to the same file is counted and dropped."""
@@ -63,9 +61,12 @@ class ListedFiles:
         return False
 
     def skip(self, path: str) -> None:
-        kind = what_is(path)
-        self.skipped[kind] += 1
-        self.skipped_example.setdefault(kind, path)
+        """Count an entry that is not a file (once, however many paths reach it)."""
+        try:
+            st = os.lstat(path)
+        except OSError:  # gone since the scan
+            return
+        self.skipped.setdefault(what_is(path), {}).setdefault((st.st_dev, st.st_ino), path)
 
     def warn(self) -> None:
         """One warning line for the dropped duplicates, one for the skipped entries."""
@@ -76,8 +77,8 @@ class ListedFiles:
                         "(e.g. '%s' is '%s')", self.duplicates, "s" * (self.duplicates != 1), escape(path),
                         escape(first))
         if self.skipped:
-            kinds = ", ".join(f"{n} {kind}{'s' * (n != 1)} (e.g. '{escape(self.skipped_example[kind])}')"
-                              for kind, n in sorted(self.skipped.items()))
+            kinds = ", ".join(f"{len(paths)} {kind}{'s' * (len(paths) != 1)} (e.g. '{escape(next(iter(paths.values())))}')"
+                              for kind, paths in sorted(self.skipped.items()))
             log.warning("inputs: skipped what is not a file: %s", kinds)
 
 
