@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from .config import ConfigError, JobConfig, fingerprint_fields
-from .integrity import check_entries, describe_write_error, overwrite_in_place
+from .integrity import check_entries, describe_write_error, no_room, overwrite_in_place, with_path
 from .journal import JOURNAL, Journal, JournalEntry, journal_line, read_journal
 from .logs import Layout
 from .records import BatchId
@@ -100,6 +100,10 @@ def prepare_output(config: JobConfig, layout: Layout, fingerprint: Fingerprint) 
         lock_fd = _lock(layout)
     except OSError as exc:
         raise ConfigError(describe_write_error(exc, layout.state_dir / LOCK, layout.output)[0]) from None
+    full = no_room(layout.output)
+    if full:
+        os.close(lock_fd)
+        raise ConfigError(f"{full}: free some space, then run again")
     try:
         return _decide(config, layout, fingerprint, lock_fd, had_results)
     except OSError as exc:
@@ -114,6 +118,9 @@ def _decide(config: JobConfig, layout: Layout, fingerprint: Fingerprint, lock_fd
             had_results: bool) -> Prepared:
     state_file = layout.state_dir / STATE
     if not state_file.exists():
+        if had_results and config.resume:
+            raise ConfigError(f"resume refused: '{state_file}' is missing, so the run in '{layout.output}' cannot "
+                              "be checked; choose another output folder")
         if had_results:
             raise ConfigError(f"output: '{layout.output}' already holds {layout.result_file.name} "
                               "from another run; choose another output folder")
@@ -313,7 +320,7 @@ class ResultStore:
     def _break(self, exc: OSError, path: Path) -> None:
         """Stop committing for good after a failed write, and raise it with the path it failed on."""
         self._pending.clear()
-        self.broken = exc if exc.filename else OSError(exc.errno, exc.strerror, str(path))
+        self.broken = with_path(exc, path)
         raise self.broken from exc
 
     def maybe_flush(self) -> None:
@@ -357,7 +364,7 @@ class ResultStore:
                 self.journal.flush()
                 os.fsync(self.journal.fileno())
         except OSError as exc:
-            raise (exc if exc.filename else OSError(exc.errno, exc.strerror, str(path))) from exc
+            raise with_path(exc, path) from exc
 
     def verify_written(self) -> Optional[str]:
         """Flush, then say why the result file at its path is not what this run wrote (truncated,

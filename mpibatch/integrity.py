@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 
 CRC_FIELD = b',"crc":'
 REMOVED = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
+MIN_FREE_BYTES = 64 << 10  # less free space than this, and a job would stop at its first commits
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,18 @@ def removed_folder(path: Path, output: Path) -> Optional[Path]:
     return next((folder for folder in chain if not folder.is_dir()), None)
 
 
+def with_path(exc: OSError, path: Path) -> OSError:
+    """The error with the path it happened on (a failed write() or flush() names none)."""
+    return exc if exc.filename else OSError(exc.errno, exc.strerror, str(path))
+
+
+def is_output_error(exc: OSError, output: Path) -> bool:
+    """Whether an error is the output's own: a full disk or quota, or a folder of it removed."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return exc.errno in REMOVED and removed_folder(Path(exc.filename or output / "x"), output) is not None
+
+
 def describe_write_error(exc: OSError, path: Optional[Path], output: Path) -> tuple[str, bool]:
     """One line for a failed write into the output, and whether a resume can go on from it (False
     when the output folder or its journal's folder is gone)."""
@@ -120,6 +133,19 @@ def describe_write_error(exc: OSError, path: Optional[Path], output: Path) -> tu
         reason = "no space left on device" if exc.errno == errno.ENOSPC else "disk quota exceeded"
         return f"{reason} writing {path} (file system {mount}{free})", True
     return f"cannot write {path}: {exc.strerror or exc}", True
+
+
+def no_room(output: Path) -> Optional[str]:
+    """Why a job cannot start writing into `output` (its file system is as good as full), or None."""
+    mount = _mount_point(output)
+    try:
+        stats = os.statvfs(output)
+    except OSError:
+        return None
+    free = stats.f_bavail * stats.f_frsize
+    if free >= MIN_FREE_BYTES:
+        return None
+    return f"no space left on device for the output '{output}' (file system {mount}, {free} bytes free)"
 
 
 def _mount_point(path: Path) -> Path:

@@ -92,12 +92,20 @@ class Layout:
         return os.path.relpath(path, self.output)
 
 
+class QuietFileHandler(logging.FileHandler):
+    """A log file that cannot be written (a full disk, the output removed) loses the record
+    quietly: the job says what failed in one line, logging must not add a traceback per record."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
 def rank_logger(layout: Layout, rank: int, level: str) -> logging.Logger:
     """The logger of one rank, writing logs/sys/rank-NNNN.txt."""
     logger = logging.getLogger(f"mpibatch.rank{rank}")
     logger.setLevel(level)
     logger.propagate = False
-    handler = logging.FileHandler(layout.rank_log(rank))
+    handler = QuietFileHandler(layout.rank_log(rank))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     return logger
@@ -118,8 +126,11 @@ def log_lines(logger: logging.Logger, lines: Iterable[str], level: int = logging
     for handler in logger.handlers:
         if isinstance(handler, logging.StreamHandler) and handler.level <= level:
             with handler.lock:  # type: ignore[union-attr]
-                handler.stream.write(text)
-                handler.flush()
+                try:
+                    handler.stream.write(text)
+                    handler.flush()
+                except OSError:  # a full disk: the log loses lines, the rank goes on (QuietFileHandler)
+                    pass
 
 
 @dataclass
@@ -140,8 +151,9 @@ class FirstError:
 
 
 def write_job_result(layout: Layout, result: dict[str, Any], first_error: Optional[FirstError]) -> None:
-    """Write logs/job_result.json and the human-readable logs/job_result.txt."""
-    layout.job_result_json.write_text(json.dumps(result, indent=2) + "\n")
+    """Write logs/job_result.json and the human-readable logs/job_result.txt, each whole or not at all
+    (a full disk must not leave half a file, or an earlier run's, to be read as this run's end)."""
+    _replace_or_remove(layout.job_result_json, json.dumps(result, indent=2) + "\n")
     mb, items, errors = result["mini_batches"], result["items"], result["errors_by_class"]
     bisection = result.get("bisection") or {}
     split, isolated = bisection.get("mini_batches_split", 0), bisection.get("items_isolated", 0)
@@ -157,6 +169,7 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
         f"items: {items['total']} total, {items['succeeded']} succeeded, {items['failed']} failed",
         "errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()),
         f"output: {result['output_file'] or '(summary_only: no result file)'}",
+        *_result_lines_warning(result.get("result_lines") or {}),
         "",
     ]
     if first_error is None:
@@ -171,4 +184,18 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
         ]
         if first_error.traceback:
             lines += ["", first_error.traceback.rstrip()]
-    layout.job_result_txt.write_text("\n".join(lines) + "\n")
+    _replace_or_remove(layout.job_result_txt, "\n".join(lines) + "\n")
+
+
+def _replace_or_remove(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        for stale in (tmp, path):
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from .integrity import with_path
+
 LINE_EVERY_S = float(os.environ.get("MPIBATCH_PROGRESS_INTERVAL", "10"))
 OVERVIEW_EVERY_S = 2.0
 LAUNCHERS = ("mpiexec", "mpirun", "hydra_pmi_proxy", "mpiexec.hydra", "srun", "prterun", "orterun")
@@ -90,8 +92,11 @@ class Progress:
         if force or now - self._last_overview >= OVERVIEW_EVERY_S:
             text = self.summary(done, items_ok, items_failed)
             if text != self._last_text or force:
-                with open(self.overview, "a") as fh:
-                    fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+                try:
+                    with open(self.overview, "a") as fh:
+                        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}\n")
+                except OSError as exc:
+                    raise with_path(exc, self.overview) from exc
                 self._last_text = text
             self._last_overview = now
 
@@ -102,7 +107,15 @@ class Progress:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Replace a JSON file in one step, so a reader on another node never sees half of it."""
+    """Replace a JSON file in one step, so a reader on another node never sees half of it (and a
+    full disk leaves the last whole one)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise with_path(exc, path) from exc

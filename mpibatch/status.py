@@ -2,7 +2,10 @@
 a login node while the job runs elsewhere (the files sit on a shared file system)."""
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -11,10 +14,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import ConfigError
+from .integrity import check_entries
+from .journal import JOURNAL, read_journal
 from .perf import latest as latest_resources, render_lines as resource_lines
 from .progress import format_seconds
 
 STALE_AFTER_S = 60.0  # the coordinator rewrites logs/job_progress.json every 2 s
+DEAD_AFTER_S = 10.0  # a free lock taken on another host is believed once progress is this old (localflock)
 LIVE = ("Queued", "Starting", "Running", "Stopping")
 SLURM_GOING = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED")
 MAX_RANK_ROWS = 16
@@ -59,13 +65,19 @@ def read_status(output: Path, now: Optional[float] = None) -> dict[str, Any]:
             data = {"status": "Starting", "updated": None}
         age = now - data["updated"] if data.get("updated") else None
         data["stale"] = age is not None and age > STALE_AFTER_S
+        if job_is_gone(output, age):
+            _mark_stopped(data, age)
     else:
         data = dict(result or {"status": (state or {}).get("status", "unknown")})
+        if result is None and progress is not None:  # the end could not be written (a full disk): the last counts
+            data = {**progress, "status": data["status"], "eta_s": None}
         if progress is not None and progress.get("started") == data.get("started"):
             for key in ("per_rank", "rate", "slurm_job_id", "slurm_restart_count", "end_time", "updated"):
                 data.setdefault(key, progress.get(key))
         data["stale"] = False
     data["output"] = str(output)
+    if data["status"] not in LIVE and state is not None:
+        data["output_problem"] = output_problem(output, state, data)
     data["resources"] = {str(r): v for r, v in latest_resources(output / "logs").items()}
     data["slurm_state"] = _slurm_state(data.get("slurm_job_id"))
     if data["status"] not in LIVE and submitted and submitted.get("job_id") != data.get("slurm_job_id"):
@@ -75,6 +87,51 @@ def read_status(output: Path, now: Optional[float] = None) -> dict[str, Any]:
             data.update(last_status=last, status="Queued", slurm_job_id=submitted["job_id"],
                         slurm_restart_count=None, slurm_state=queued, per_rank=None)
     return data
+
+
+def job_is_gone(output: Path, age: Optional[float]) -> bool:
+    """A job whose state says Running but whose output lock no process holds has stopped without a
+    word (SIGKILL, a lost node). Rank 0 holds the lock (flock) for the whole run; a free lock taken
+    from another host is believed once progress is old too, for file systems whose locks are local."""
+    path = output / ".mpibatch" / "lock"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return False  # held: the job runs (or a file system without flock, where the lock tells nothing)
+        holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    here = holder[-1:] == [socket.gethostname()]
+    return here or age is None or age > DEAD_AFTER_S
+
+
+def _mark_stopped(data: dict[str, Any], age: Optional[float]) -> None:
+    last = f"last update {format_seconds(age)} ago" if age is not None else "it never reported progress"
+    data.update(status="Interrupted", stopped_unexpectedly=True, eta_s=None, stale=False,
+                reason=f"stopped unexpectedly (no process holds the output's lock; {last}); resume with --resume")
+
+
+def output_problem(output: Path, state: dict[str, Any], data: dict[str, Any]) -> Optional[str]:
+    """Why the result file of a job that is not running no longer matches its journal, or None.
+    Cheap enough for a login node: offsets of every entry, the bytes of the last one."""
+    name = state.get("result_file") or os.path.basename(data.get("output_file") or "")
+    if not name:
+        return None
+    journal = read_journal(output / ".mpibatch" / JOURNAL)
+    check = check_entries(output / name, journal.entries, journal.lines, tail_only=True)
+    if check.problem:
+        return f"{check.problem}; resume with --resume to run the lost mini-batches again"
+    end = journal.entries[-1].end if journal.entries else 0
+    if check.size > end and not data.get("stopped_unexpectedly"):  # (a killed run's unjournaled tail is normal)
+        return (f"{name} holds {check.size - end} bytes after the {end} its journal committed; resume with --resume "
+                "to drop them")
+    return None
 
 
 def _ago(now: float, then: Optional[float]) -> str:
@@ -88,6 +145,8 @@ def render(data: dict[str, Any], now: Optional[float] = None) -> str:
     notes = []
     if data.get("updated") and status in LIVE:
         notes.append(f"updated {_ago(now, data['updated'])}")
+    if data.get("stopped_unexpectedly"):
+        notes.append("stopped unexpectedly")
     if data.get("stale"):
         notes.append("no progress written for a while: the job may have died; run it again with --resume")
     if data.get("slurm_job_id"):
@@ -96,6 +155,8 @@ def render(data: dict[str, Any], now: Optional[float] = None) -> str:
             slurm += f" (restart {data['slurm_restart_count']})"
         notes.append(f"{slurm}: {data['slurm_state'] or 'no longer in the queue'}")
     lines = [f"output: {data['output']}", f"status: {status}" + (f"   ({'; '.join(notes)})" if notes else "")]
+    if data.get("output_problem"):
+        lines.append(f"warning: {data['output_problem']}")
     if data.get("last_status"):
         lines.append(f"last run: {data['last_status']}")
     if data.get("reason"):

@@ -1,6 +1,7 @@
 """Stops and resume: SIGTERM/SIGINT stop cleanly, SIGKILL loses nothing, resume completes exactly once."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Job, faulty_args, kill_tree, make_files, run_cli, start_cli
+from conftest import BIN, Job, faulty_args, kill_tree, make_files, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -88,6 +89,27 @@ def test_sigkill_of_the_whole_job_then_resume_loses_and_repeats_nothing(slow_job
     resumed = run_cli([*args, "--resume"], out, ranks=3)
     assert resumed.rc == 0, resumed.stderr
     assert sorted(resumed.lines) == EXPECTED
+
+
+def test_status_after_a_sigkill_of_the_whole_job_says_it_stopped_and_watch_returns(slow_job):
+    data, out, args = slow_job
+    proc = start_cli(args, ranks=2)
+    wait_for_lines(out / "parallel_run_step.txt", 6)
+    time.sleep(2.5)  # a progress snapshot with an ETA is written
+    kill_tree(proc.pid)
+    proc.wait(timeout=30)
+    mpibatch = str(BIN / "mpibatch")
+    text = subprocess.run([mpibatch, "status", str(out)], capture_output=True, text=True, timeout=30).stdout
+    assert "status: Interrupted   (stopped unexpectedly)" in text, text
+    assert "reason: stopped unexpectedly (no process holds the output's lock; last update" in text
+    assert "resume with --resume" in text and "ETA" not in text
+    data = json.loads(subprocess.run([mpibatch, "status", str(out), "--json"], capture_output=True, text=True,
+                                     timeout=30).stdout)
+    assert data["status"] == "Interrupted" and data["stopped_unexpectedly"] is True and data["eta_s"] is None
+    started = time.monotonic()
+    watch = subprocess.run([mpibatch, "status", str(out), "--watch"], capture_output=True, text=True, timeout=30)
+    assert watch.returncode == 0 and time.monotonic() - started < 10
+    assert "stopped unexpectedly" in watch.stdout
 
 
 def test_resume_refuses_changed_inputs_script_or_config(slow_job, tmp_path):
