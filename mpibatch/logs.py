@@ -150,6 +150,15 @@ class FirstError:
                 "class": self.error_class, "summary": self.summary, "log_file": self.log_file}
 
 
+def _result_lines_warning(counts: dict[str, int]) -> list[str]:
+    """The result file's lines that are not one per item (README: "One line per element")."""
+    extra, elements = counts.get("extra_lines_in_elements", 0), counts.get("extra_elements", 0)
+    if not extra and not elements:
+        return []
+    return [f"warning: result lines are not one per item: extra_lines_in_elements: {extra} (elements whose str() "
+            f"holds a newline), extra_elements: {elements} (returned beyond one per item)"]
+
+
 def write_job_result(layout: Layout, result: dict[str, Any], first_error: Optional[FirstError]) -> None:
     """Write logs/job_result.json and the human-readable logs/job_result.txt, each whole or not at all
     (a full disk must not leave half a file, or an earlier run's, to be read as this run's end)."""
