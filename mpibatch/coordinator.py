@@ -14,6 +14,7 @@ from itertools import islice
 from typing import Any, Iterable, Iterator, Optional
 
 from .commit import JournalEntry, ResultStore
+from .integrity import describe_write_error
 from .config import JobConfig
 from .executor import InlineExecutor
 from .logs import FirstError, Layout, write_job_result
@@ -171,6 +172,8 @@ class Coordinator:
         self.tally = Tally(batches_total=len(batches), items_total=items_left + sum(e.ok + e.fail for e in earlier))
         self.tally.add_journal(earlier)
         self.first_error: Optional[FirstError] = None
+        self.output_error: Optional[str] = None  # a write into the output failed: the one line that says so
+        self.store_closed = False
         self.init_error: Optional[FirstError] = None
         self.requests: list[Any] = []
         self.status = "Completed"
@@ -630,7 +633,11 @@ class Coordinator:
         backoff = idle_policy(self.local) if self.local is not None else Backoff(max_sleep=QUIET_MAX_SLEEP_S)
         next_housekeeping = 0.0
         while True:
-            busy = self._receive()
+            try:
+                busy = self._receive()
+            except OSError as exc:
+                busy = True
+                self.on_output_error(exc)
             if self.local is not None:
                 busy = self.local.step() or busy
             if self.signals.received and not self.stopping:
@@ -645,22 +652,60 @@ class Coordinator:
             now = time.monotonic()
             if now >= next_housekeeping:
                 next_housekeeping = now + HOUSEKEEPING_EVERY_S
-                self.store.maybe_flush()
-                if self.remote is not None and self.remote.push_due():
-                    self.store.flush()
-                    self.remote.push(self.store.committed_files)
-                self.progress.update(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
-                self._check_walltime()
-                self._speculate()
-                if now >= self._next_snapshot:
-                    self._next_snapshot = now + OVERVIEW_EVERY_S
-                    write_json_atomic(self.layout.progress_json, self.snapshot())
-                self.requests = [r for r in self.requests if not r.Test()]
+                self._guarded(self._housekeeping, now)
             if busy:
                 backoff.busy()
             else:
                 backoff.idle()
         return self._finish()
+
+    def _housekeeping(self, now: float) -> None:
+        """What the loop does every HOUSEKEEPING_EVERY_S: flushes, progress, stops, speculation."""
+        self.store.maybe_flush()
+        if self.remote is not None and self.remote.push_due():
+            self.store.flush()
+            self.remote.push(self.store.committed_files)
+        self.progress.update(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
+        self._check_walltime()
+        self._speculate()
+        if now >= self._next_snapshot:
+            self._next_snapshot = now + OVERVIEW_EVERY_S
+            write_json_atomic(self.layout.progress_json, self.snapshot())
+        self.requests = [r for r in self.requests if not r.Test()]
+
+    def _guarded(self, step: Any, *args: Any) -> None:
+        """A step that writes into the output; a failed write stops the job (on_output_error)."""
+        try:
+            step(*args)
+        except OSError as exc:
+            self.on_output_error(exc)
+
+    def on_output_error(self, exc: OSError) -> None:
+        """A write into the output failed (a full disk, the folder removed): nothing more can be
+        committed, so the job stops at once, Interrupted and resumable where the journal's folder is
+        still there, else Failed. The first such error is the one line the launcher prints."""
+        if self.output_error is not None:
+            return
+        message, resumable = describe_write_error(exc, None, self.layout.output)
+        if self.store_closed:  # the results and the journal are whole: only a log could not be written
+            self.output_error = f"{message}; the job's logs are incomplete"
+            return
+        self.output_error = message + ("; resume with --resume once it can be written" if resumable else "")
+        self.log.error("%s", message)
+        status = "Interrupted" if resumable and self.status != "Failed" else "Failed"
+        if self.stopping:
+            self.status, self.exit_code, self.reason = status, 1, message
+        else:
+            self.begin_stop(status, 1, message)
+        self.stop_deadline = 0.0  # attempts still running could not be committed: no grace
+
+    def _check_result_file(self) -> None:
+        """The result file must be the bytes this run committed before the job may say Completed."""
+        problem = self.store.verify_written()
+        if problem and self.output_error is None:
+            self.log.error("%s", problem)
+            self.status, self.exit_code, self.reason = "Failed", 1, problem
+            self.output_error = f"{problem}; resume with --resume to run the lost mini-batches again"
 
     def _count_preempted(self) -> None:
         """Attempts still running when the stop's grace ran out are killed: count them as `preempted`.
@@ -678,19 +723,24 @@ class Coordinator:
             queue.clear()
 
     def _finish(self) -> int:
-        if self.stopping:
-            self._count_preempted()
+        """Stop the workers, then write the job's end; a write that fails (a full disk) changes the
+        status and is said once, but never keeps the other ranks waiting."""
+        was_stopping, self.stopping = self.stopping, True  # a write error from here on only sets the status
+        if was_stopping:
+            self._guarded(self._count_preempted)
         for rank in range(1, self.n_ranks):
             self.to_worker(rank, ("stop", self.exit_code))
         if self.local is not None:
             self.local.close(self.config.stop_grace)
-        self.store.close(self.status)
-        self.progress.close(self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
-        write_job_result(self.layout, self.result(), self.first_error)
+        self._guarded(self._check_result_file)
+        self._guarded(self.store.close, self.status)
+        self.store_closed = True
+        self._guarded(self.progress.close, self.tally.batches_final, self.tally.items_ok, self.tally.items_failed)
+        self._guarded(write_job_result, self.layout, self.result(), self.first_error)
         if self.remote is not None:
             self.remote.push_all(first=self.store.committed_files[:2])
         self._finished_at = time.time()
-        write_json_atomic(self.layout.progress_json, self.snapshot())
+        self._guarded(write_json_atomic, self.layout.progress_json, self.snapshot())
         self.log.info("job %s (exit %d)%s", self.status, self.exit_code, f": {self.reason}" if self.reason else "")
         for request in self.requests:
             request.wait()

@@ -322,8 +322,9 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
     result = coordinator.result()
     items = result["items"]
     if coordinator.output_error:  # the job's files may not say it: the one line must
-        print(error_line(f"{coordinator.output_error} ({result['status']}: {items['succeeded']} of "
-                         f"{items['total']} items committed)"), file=sys.stderr)
+        line = error_line(f"{coordinator.output_error} ({result['status']}: {items['succeeded']} of "
+                          f"{items['total']} items succeeded)")
+        print(line.replace("error:", "warning:", 1) if code == 0 else line, file=sys.stderr)
         return code
     print(f"mpibatch: {result['status']}: {items['succeeded']} of {items['total']} items succeeded, "
           f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks; "
