@@ -80,6 +80,8 @@ class Tally:
     items_ok: int = 0
     items_failed: int = 0
     errors: Counter = field(default_factory=Counter)
+    extra_lines: int = 0  # result lines beyond one per element, this run (elements that hold newlines)
+    extra_elements: int = 0  # elements beyond one per item, this run (written, but no item's result)
 
     @property
     def batches_final(self) -> int:
@@ -333,6 +335,9 @@ class Coordinator:
         for task, outcome in succeeded:
             errors = self.batch_errors.get(task.batch.id) if self.batch_errors else None  # of earlier attempts
             ok = outcome.succeeded
+            if outcome.extra_lines or outcome.n_returned > outcome.n_items:
+                self.tally.extra_lines += outcome.extra_lines
+                self.tally.extra_elements += outcome.extra_elements
             commits.append((outcome, task.attempt, dict(errors) if errors else {}))
             settled.append((task, ok, outcome.n_items - ok, outcome.seconds, errors, ""))
         self.store.commit_many(commits)
@@ -794,6 +799,7 @@ class Coordinator:
             "bisection": {"mini_batches_split": tally.batches_split, "items_isolated": tally.items_isolated},
             "speculation": {"copies_started": self.speculated, "copies_won": self.speculation_won},
             "items": {"total": tally.items_total, "succeeded": tally.items_ok, "failed": tally.items_failed},
+            "result_lines": {"extra_lines_in_elements": tally.extra_lines, "extra_elements": tally.extra_elements},
             "errors_by_class": {cls: tally.errors.get(cls, 0) for cls in ERROR_CLASSES},
             "output_file": (self.layout.shown(self.layout.result_file)
                             if self.config.output_action == "append_row" else None),

@@ -148,6 +148,21 @@ def format_result(result: Any, output_action: str, options: dict[str, Any]) -> t
     return "".join([f"{element}\n" for element in result]).encode("utf-8", "surrogateescape"), b"", count
 
 
+def lines_beyond_elements(result: Any, payload: bytes, count: int) -> int:
+    """Result-file lines beyond one per element: an element whose str() holds a newline (a multi-line
+    text, a 2-D numpy array) writes several lines yet is one result. The newlines are kept, not escaped
+    (the bytes are the user's); this count makes the mismatch visible. A DataFrame's rows are left out:
+    CSV quoting keeps a newline inside its record."""
+    if not payload or type(result) is not list and _is_frame(result):
+        return 0
+    return payload.count(b"\n") - count
+
+
+def _is_frame(result: Any) -> bool:
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(result, pandas.DataFrame)
+
+
 def _rows_part(frame: Any, batch: Any) -> tuple[Any, str]:
     """The rows of a bisected tabular half, and a label that finds them again."""
     lo, hi, den = batch.rows_part
@@ -269,7 +284,8 @@ class EntryRuntime:
             result = self._run(*args)
             payload, header, count = format_result(result, self.spec.output_action, self.spec.append_row_options)
             return Outcome(batch.id, task.attempt, rank, n_items, True, payload, header, count,
-                           seconds=time.perf_counter() - started, label=label)
+                           seconds=time.perf_counter() - started, label=label,
+                           extra_lines=lines_beyond_elements(result, payload, count))
         except BaseException as exc:  # noqa: BLE001 - the user's script may raise anything, SystemExit too
             if isinstance(exc, KeyboardInterrupt):
                 raise

@@ -72,11 +72,13 @@ class Outcome:
     traceback: str = ""
     seconds: float = 0.0
     label: str = ""  # the rows of a bisected tabular half, for failed_items.txt
+    extra_lines: int = 0  # result lines beyond one per element (elements that hold newlines)
 
     def __reduce__(self) -> tuple:
         """Pickled as the constructor's arguments: a quarter of the time of a dataclass pickle to load."""
         return Outcome, (self.batch_id, self.attempt, self.rank, self.n_items, self.ok, self.payload, self.header,
-                         self.n_returned, self.error_class, self.error, self.traceback, self.seconds, self.label)
+                         self.n_returned, self.error_class, self.error, self.traceback, self.seconds, self.label,
+                         self.extra_lines)
 
     @property
     def succeeded(self) -> int:
@@ -85,6 +87,11 @@ class Outcome:
     @property
     def failed(self) -> int:
         return self.n_items - self.succeeded
+
+    @property
+    def extra_elements(self) -> int:
+        """Elements run() returned beyond one per item: written, but no item's result."""
+        return self.n_returned - self.n_items if self.n_returned > self.n_items and self.payload else 0
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Worker:
         self.queue: deque[Task] = deque()  # taken, not yet submitted to the executor
         self.outcomes: list[Outcome] = []  # to report in one message at the end of the step
         self.alive = True
+        self.warned_lines = False  # about result lines that are not one per item, once
 
     def start(self) -> None:
         self.executor.start()
@@ -92,6 +93,8 @@ class Worker:
                                  event.attempt, event.error_class, event.seconds, event.error)
                 self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
                                   event.error, event.traceback)
+            elif not self.warned_lines and (event.extra_lines or event.extra_elements):
+                self._warn_lines(event)
             self.outcomes.append(event)
             if not event.ok and getattr(self.executor, "stalled", False):  # an inline call that timed out
                 self.log.warning("run() still holds this worker; it takes no work until the call returns")
@@ -108,6 +111,14 @@ class Worker:
             self._write_error("init()", event.error, event.traceback)
             self._send(("init_failed", self.rank, event.error, event.traceback))
             self.cancel()
+
+    def _warn_lines(self, outcome: Outcome) -> None:
+        """Once per worker: result lines that are not one per item (job_result.txt has the job's counts)."""
+        self.warned_lines = True
+        self.log.warning("mini-batch %s: run() returned %d elements for %d items, written as %d result lines: "
+                         "lines are not one per item (elements beyond one per item, or whose str() holds a "
+                         "newline); the job's counts are in job_result.txt (warned once per worker)",
+                         outcome.batch_id, outcome.n_returned, outcome.n_items, outcome.n_returned + outcome.extra_lines)
 
     def _write_error(self, what: str, error: str, traceback: str) -> None:
         with open(self.layout.error_log(self.rank), "a") as fh:

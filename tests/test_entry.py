@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from mpibatch import entry
-from mpibatch.entry import EntryRuntime, EntryScript, EntryScriptError, RuntimeSpec, WorkerInfo, format_result
+from mpibatch.entry import (EntryRuntime, EntryScript, EntryScriptError, RuntimeSpec, WorkerInfo, format_result,
+                           lines_beyond_elements)
 from mpibatch.records import InputInfo, MiniBatch, Task
 
 DEFAULT_OPTIONS = {"sep": " ", "header": False, "index": False}
@@ -66,6 +67,26 @@ def test_summary_only_counts_without_payload(result: object) -> None:
 def test_other_return_types_raise_type_error(result: object) -> None:
     with pytest.raises(TypeError, match="list, tuple or pandas DataFrame"):
         format_result(result, "append_row", DEFAULT_OPTIONS)
+
+
+@pytest.mark.parametrize("result,extra", [
+    (["a", "b"], 0),
+    (["two\nlines", "x"], 1),
+    (["ends with a newline\n"], 1),
+    ([np.zeros((3, 2))], 2),  # a 2-D array's str() spans its rows
+    (np.array([1, 2]), 0),
+    (pd.DataFrame({"text": ["a\nb", "c"]}), 0),  # CSV quoting keeps the newline inside its record
+])
+def test_lines_beyond_elements_counts_what_newlines_inside_elements_add(result: object, extra: int) -> None:
+    """The newlines are written as they are (the bytes are the user's), and counted."""
+    payload, _, count = format_result(result, "append_row", DEFAULT_OPTIONS)
+    assert lines_beyond_elements(result, payload, count) == extra
+    assert payload.count(b"\n") == count + extra or isinstance(result, pd.DataFrame)
+
+
+def test_summary_only_has_no_lines_to_count() -> None:
+    payload, _, count = format_result(["two\nlines"], "summary_only", DEFAULT_OPTIONS)
+    assert lines_beyond_elements(["two\nlines"], payload, count) == 0
 
 
 # ---- EntryRuntime ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ def test_a_task_round_trips_every_field_of_its_mini_batch():
 
 
 def test_an_outcome_round_trips_every_field():
-    outcome = Outcome("3.0", 2, 5, 7, False, b"x\n", b"h\n", 1, "timeout", "slow", "Traceback ...", 1.5, "rows 0-5")
+    outcome = Outcome("3.0", 2, 5, 7, False, b"x\n", b"h\n", 1, "timeout", "slow", "Traceback ...", 1.5, "rows 0-5", 2)
     back = pickle.loads(pickle.dumps(outcome, protocol=5))
     assert back == outcome
     assert [getattr(back, f.name) for f in fields(Outcome)] == [getattr(outcome, f.name) for f in fields(Outcome)]

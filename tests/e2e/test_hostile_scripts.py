@@ -92,3 +92,29 @@ def test_grandchildren_in_their_own_session_die_with_the_timeout_and_the_job(tmp
                 os.kill(int(p.read_text()), signal.SIGKILL)
             except (ProcessLookupError, ValueError):
                 pass
+
+
+def test_result_lines_that_are_not_one_per_item_are_counted_and_warned_once(tmp_path: Path) -> None:
+    """An element holding a newline (a 2-D array's str()) became several lines while job_result counted one,
+    and elements beyond one per item were written silently. The bytes stay as run() made them; the job
+    counts the difference in job_result.json/.txt and each worker warns once in its rank log."""
+    files = {**{f"ok{i:02d}": "ok" for i in range(10)}, "m1": "multiline", "m2": "multiline", "x1": "extra",
+             "y1": "array"}
+    out = tmp_path / "out"
+    job = run_cli(hostile_args(make_files(tmp_path / "d", files), out), out, ranks=2)
+    assert job.rc == 0, job.stderr
+    assert len(job.lines) == 10 + 2 * 2 + 2 + 2
+    assert {"m1 first", "m1 second", "x1 extra", "x1 extra again", "[[0. 0.]", " [0. 0.]]"} <= set(job.lines)
+    assert job.result["items"] == {"total": 14, "succeeded": 14, "failed": 0}
+    assert job.result["result_lines"] == {"extra_lines_in_elements": 3, "extra_elements": 1}
+    assert "warning: result lines are not one per item: extra_lines_in_elements: 3" in job.result_txt
+    assert "extra_elements: 1" in job.result_txt
+    warnings = [p.read_text().count("lines are not one per item") for p in (out / "logs" / "sys").glob("rank-*.txt")]
+    assert 1 <= sum(warnings) and max(warnings) == 1, warnings
+
+
+def test_result_lines_one_per_item_say_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    job = run_cli(hostile_args(make_files(tmp_path / "d", {f"ok{i}": "ok" for i in range(4)}), out), out, ranks=2)
+    assert job.rc == 0 and job.result["result_lines"] == {"extra_lines_in_elements": 0, "extra_elements": 0}
+    assert "not one per item" not in job.result_txt
