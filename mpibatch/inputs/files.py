@@ -16,7 +16,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 from ..config import ConfigError, InputSpec, is_url
 from ..text import escape
@@ -39,6 +39,19 @@ class InputListing:
     url: Optional[str] = None  # a remote input's fsspec URL; its items are paths inside that filesystem
 
 
+class _Digest:
+    """A running sha256 over (path, size, mtime) records."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+
+    def add(self, path: str, size: Any = "", mtime: Any = "") -> None:
+        self._hash.update(f"{path}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 @dataclass
 class ListedFiles:
     """The local files a job has listed so far, by device and inode, and what listing left out."""
@@ -48,17 +61,23 @@ class ListedFiles:
     duplicate_example: tuple[str, str] = ("", "")
     skipped: dict[str, dict[tuple[int, int], str]] = field(default_factory=dict)  # "FIFO"... -> (dev, ino) -> path
 
-    def is_new(self, path: str, st: os.stat_result) -> bool:
-        """True the first time a file is reached; a later path to the same file is counted and dropped."""
-        key = st.st_dev << 64 | st.st_ino
-        first = self.first_path.get(key)
-        if first is None:
-            self.first_path[key] = path
-            return True
-        if not self.duplicates:
-            self.duplicate_example = (path, first)
-        self.duplicates += 1
-        return False
+    def add_new(self, found: Iterable[tuple[str, os.stat_result]], digest: _Digest) -> list[str]:
+        """The paths of `found` whose file no earlier path of this job reached, added to the digest;
+        the others are counted (one dict look-up per file: the stat is the one the digest needs)."""
+        items: list[str] = []
+        first_path, add = self.first_path, digest.add
+        for path, st in found:
+            key = st.st_dev << 64 | st.st_ino
+            first = first_path.get(key)
+            if first is None:
+                first_path[key] = path
+                add(path, st.st_size, st.st_mtime_ns)
+                items.append(path)
+            else:
+                if not self.duplicates:
+                    self.duplicate_example = (path, first)
+                self.duplicates += 1
+        return items
 
     def skip(self, path: str) -> None:
         """Count an entry that is not a file (once, however many paths reach it)."""
@@ -138,12 +157,12 @@ def _walk(root: str, listed: ListedFiles, seen: Optional[set[tuple[int, int]]] =
     except PermissionError as exc:
         raise ConfigError(f"inputs: cannot read directory '{escape(root)}': {exc.strerror}") from None
     for entry in entries:
-        if _is_dir(entry):
-            yield from _walk(entry.path, listed, seen)
-            continue
         try:
             if entry.is_file():
                 yield entry.path, entry.stat()
+                continue
+            if entry.is_dir():
+                yield from _walk(entry.path, listed, seen)
                 continue
         except OSError:  # a symlink loop, or gone since the scan
             pass
@@ -202,34 +221,11 @@ def glob_files(pattern: str) -> list[str]:
     return sorted(_matches("/" if absolute else "", [p for p in pattern.split("/") if p]))
 
 
-class _Digest:
-    """A running sha256 over (path, size, mtime) records."""
-
-    def __init__(self) -> None:
-        self._hash = hashlib.sha256()
-
-    def add(self, path: str, size: Any = "", mtime: Any = "") -> None:
-        self._hash.update(f"{path}\0{size}\0{mtime}\n".encode("utf-8", "surrogateescape"))
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
 def _list_local(spec: InputSpec, where: str, digest: _Digest, listed: ListedFiles) -> list[str]:
     path = _local_path(spec.path)
-    items: list[str] = []
     duplicates_before = listed.duplicates
     if GLOB_CHARS & set(path):
-        for item in glob_files(path):
-            try:
-                st = os.stat(item)
-            except OSError:
-                listed.skip(item)
-                continue
-            if stat.S_ISREG(st.st_mode):
-                _add(item, st, items, digest, listed)
-            elif not stat.S_ISDIR(st.st_mode):
-                listed.skip(item)
+        items = listed.add_new(_glob_stats(path, listed), digest)
         if not items and listed.duplicates == duplicates_before:
             raise ConfigError(f"{where}: pattern '{escape(path)}' matches no files")
         return items
@@ -238,22 +234,27 @@ def _list_local(spec: InputSpec, where: str, digest: _Digest, listed: ListedFile
     except OSError:
         raise ConfigError(f"{where}: {describe(path, 'a file or folder')}") from None
     if stat.S_ISDIR(st.st_mode):
-        for item, item_st in _walk(path, listed):
-            _add(item, item_st, items, digest, listed)
+        items = listed.add_new(_walk(path, listed), digest)
         if not items and listed.duplicates == duplicates_before:
             raise ConfigError(f"{where}: directory '{escape(path)}' holds no files")
         return items
     if stat.S_ISREG(st.st_mode):
-        _add(path, st, items, digest, listed)
-        return items
+        return listed.add_new([(path, st)], digest)
     raise ConfigError(f"{where}: {describe(path, 'a file or folder')}")
 
 
-def _add(path: str, st: os.stat_result, items: list[str], digest: _Digest, listed: ListedFiles) -> None:
-    """List a file unless an earlier path of this job reached it already."""
-    if listed.is_new(path, st):
-        digest.add(path, st.st_size, st.st_mtime_ns)
-        items.append(path)
+def _glob_stats(pattern: str, listed: ListedFiles) -> Iterator[tuple[str, os.stat_result]]:
+    """The files a glob matches with their stat; what is neither file nor folder is counted in `listed`."""
+    for item in glob_files(pattern):
+        try:
+            st = os.stat(item)
+        except OSError:
+            listed.skip(item)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield item, st
+        elif not stat.S_ISDIR(st.st_mode):
+            listed.skip(item)
 
 
 def _list_filelist(spec: InputSpec, where: str, digest: _Digest) -> list[str]:
