@@ -12,6 +12,7 @@ from .inputs import InputListing, TableListing
 from .inputs.tabular import DEFAULT_SIZE, UNPLANNED, FileOpener, file_partitions, file_slices, partition_batches
 from .records import MiniBatch, TableSlice
 from .sizes import BatchSize, files_per_batch, parse_mini_batch_size
+from .text import escape
 
 
 log = logging.getLogger("mpibatch.plan")
@@ -119,7 +120,7 @@ def _table_batches(listing: TableListing, config: JobConfig, first_id: int) -> I
             raise
         except Exception as exc:  # noqa: BLE001 - a corrupt file fails its own mini-batch, not the job
             log.warning("%s: cannot read its %s metadata (%s); it becomes one mini-batch that will fail "
-                        "with this error", path, listing.format, exc)
+                        "with this error", escape(path), listing.format, escape(str(exc)))
             pieces = [TableSlice(path, "rows", 0, UNPLANNED, 1)]
         for piece in pieces:
             yield MiniBatch(next(ids), listing.index, (piece,), {}, piece.rows)

@@ -86,3 +86,20 @@ def test_plan_of_several_inputs_iterates_gets_and_skips_done_ids_alike() -> None
     assert [plan.get(i) for i in range(5)] == list(plan)
     assert [b.id for b in plan.after({0, 3})] == [1, 2, 4]
     assert plan.n_items == 8
+
+
+def test_an_unreadable_table_whose_name_is_not_utf8_is_logged_as_one_utf8_line(tmp_path, caplog) -> None:
+    import os
+
+    from mpibatch.inputs import TableListing
+
+    path = os.fsencode(tmp_path) + b"/bad\xff\n.parquet"
+    with open(path, "wb") as fh:
+        fh.write(b"not parquet")
+    listing = TableListing(0, "t", [os.fsdecode(path)], "d", format="parquet")
+    with caplog.at_level("WARNING", logger="mpibatch.plan"):
+        plan = plan_batches([listing], config())
+    assert len(plan) == 1
+    [message] = [r.getMessage() for r in caplog.records]
+    message.encode("utf-8")  # strict: the rank-0 log can hold it
+    assert f"{tmp_path}/bad\\xff\\n.parquet: cannot read its parquet metadata" in message
