@@ -5,10 +5,13 @@ file that a symlink, a hard link or an overlapping input reaches again keeps the
 reached it (inputs in order, each input's paths sorted), and the job warns once with a count.
 Folders, and globs' `**`, enter each folder once, so a symlink loop ends. Broken symbolic links and
 entries that are not files (FIFOs, sockets, devices) inside a folder or glob are skipped with one
-warning; given as an input themselves, they are refused and named.
+warning; given as an input themselves, they are refused and named. A filelist's lines are taken as
+written (a million-line filelist is never stat'ed), so only the paths a folder or glob lists are deduplicated.
+A name that is not UTF-8 is an item like any other: a str with surrogates (os.fsdecode), hashed as its bytes.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import logging
@@ -113,7 +116,7 @@ def what_is(path: str) -> str:
     except FileNotFoundError:
         return "broken symbolic link" if os.path.islink(path) else "missing"
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP
+        if exc.errno == errno.ELOOP:
             return "symlink loop"
         return f"unreadable path ({exc.strerror})"
 
