@@ -93,7 +93,7 @@ class Worker:
                                  event.attempt, event.error_class, event.seconds, event.error)
                 self._write_error(f"mini-batch {event.batch_id} attempt {event.attempt} ({event.error_class})",
                                   event.error, event.traceback)
-            elif not self.warned_lines and (event.extra_lines or event.extra_elements):
+            elif not self.warned_lines and (event.extra_lines or event.n_returned > event.n_items):
                 self._warn_lines(event)
             self.outcomes.append(event)
             if not event.ok and getattr(self.executor, "stalled", False):  # an inline call that timed out
@@ -114,6 +114,8 @@ class Worker:
 
     def _warn_lines(self, outcome: Outcome) -> None:
         """Once per worker: result lines that are not one per item (job_result.txt has the job's counts)."""
+        if not (outcome.extra_lines or outcome.extra_elements):
+            return  # summary_only: nothing was written
         self.warned_lines = True
         self.log.warning("mini-batch %s: run() returned %d elements for %d items, written as %d result lines: "
                          "lines are not one per item (elements beyond one per item, or whose str() holds a "
