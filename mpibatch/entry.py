@@ -137,8 +137,9 @@ def format_result(result: Any, output_action: str, options: dict[str, Any]) -> t
                 return b"", b"", count
             opts = {k: v for k, v in options.items() if k not in ("path_or_buf", "mode", "header")}
             opts.setdefault("lineterminator", "\n")
-            payload = result.to_csv(None, header=False, **opts).encode()
-            header = result.iloc[:0].to_csv(None, header=True, **opts).encode() if options.get("header") else b""
+            payload = result.to_csv(None, header=False, **opts).encode("utf-8", "surrogateescape")
+            header = (result.iloc[:0].to_csv(None, header=True, **opts).encode("utf-8", "surrogateescape")
+                      if options.get("header") else b"")
             return payload, header, count
         if isinstance(result, (str, bytes, dict)) or not hasattr(result, "__len__") or not hasattr(result, "__iter__"):
             raise TypeError(f"run() must return a list, tuple or pandas DataFrame, not {type(result).__name__}")

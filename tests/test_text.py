@@ -38,3 +38,15 @@ def test_the_table_of_escapes() -> None:
 def test_multi_line_text_keeps_its_lines() -> None:
     text = "Traceback:\n  File 'x'\nValueError: " + os.fsdecode(b"bad\xfe") + "\tend"
     assert escape_lines(text) == "Traceback:\n  File 'x'\nValueError: bad\\xfe\\tend"
+
+
+def test_a_name_that_is_not_utf8_comes_back_as_its_bytes_in_result_lines() -> None:
+    import pandas as pd
+
+    from mpibatch.entry import format_result
+
+    name = os.fsdecode(b"/data/caf\xe9.wav")
+    assert format_result([f"{name} ok"], "append_row", {}) == (b"/data/caf\xe9.wav ok\n", b"", 1)
+    frame = pd.DataFrame({"file": pd.Series([name], dtype=object), "label": [3]})  # (arrow strings refuse it)
+    payload, header, count = format_result(frame, "append_row", {"sep": " ", "index": False, "header": True})
+    assert (payload, header, count) == (b"/data/caf\xe9.wav 3\n", b"file label\n", 1)
