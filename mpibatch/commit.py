@@ -276,7 +276,7 @@ class ResultStore:
                 chunks.append(header)
                 offset += len(header) + len(payload)
                 lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
-                                          errors, header, payload))
+                                          errors, payload, header))
             else:
                 offset += len(payload)
                 lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,

@@ -14,9 +14,9 @@ from itertools import islice
 from typing import Any, Iterable, Iterator, Optional
 
 from .commit import JournalEntry, ResultStore
-from .integrity import describe_write_error
 from .config import JobConfig
 from .executor import InlineExecutor
+from .integrity import describe_write_error
 from .logs import FirstError, Layout, write_job_result
 from .plan import BatchPlan
 from .polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff

@@ -8,10 +8,10 @@ bytes it commits, so one cheap check tells a damaged line, a truncated result fi
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from zlib import crc32
 
 from .records import BatchId
 
@@ -22,17 +22,18 @@ STATUSES = ("succeeded", "failed", "split", "isolated")
 def seal(head: str, *chunks: bytes) -> str:
     """A journal line from its head (the entry's JSON without the closing brace): a CRC-32 over the
     head's bytes and then the result bytes the entry commits closes it, so one check covers both."""
-    crc = zlib.crc32(head.encode())
+    crc = crc32(head.encode())
     for chunk in chunks:
-        crc = zlib.crc32(chunk, crc)
+        crc = crc32(chunk, crc)
     return f'{head},"crc":{crc}}}\n'
 
 
 def journal_line(batch_id: BatchId, end: int, status: str, ok: int, fail: int, attempts: int,
-                 errors: Optional[dict[str, int]] = None, *chunks: bytes) -> str:
-    """The journal line of an entry without an isolated item, sealed over `chunks` (its result bytes).
-    Rank 0 writes one per mini-batch, so the common one, without errors, is formatted directly
-    instead of through json.dumps."""
+                 errors: Optional[dict[str, int]] = None, payload: bytes = b"", header: bytes = b"") -> str:
+    """The journal line of an entry without an isolated item, sealed over its result bytes (the
+    header, where this entry wrote it, then the payload). Rank 0 writes one per mini-batch, so the
+    common one, without errors, is formatted and sealed here directly (seal() and json.dumps cost
+    a few hundred ns more a line)."""
     if errors:
         head = json.dumps({"id": batch_id, "end": end, "status": status, "ok": ok, "fail": fail,
                            "attempts": attempts, "errors": errors}, separators=(",", ":"))[:-1]
@@ -40,7 +41,10 @@ def journal_line(batch_id: BatchId, end: int, status: str, ok: int, fail: int, a
         shown = json.dumps(batch_id) if isinstance(batch_id, str) else batch_id
         head = (f'{{"id":{shown},"end":{end},"status":"{status}","ok":{ok},"fail":{fail},"attempts":{attempts},'
                 f'"errors":{{}}')
-    return seal(head, *chunks)
+    crc = crc32(head.encode())
+    if header:
+        crc = crc32(header, crc)
+    return f'{head},"crc":{crc32(payload, crc)}}}\n'
 
 
 @dataclass

@@ -500,3 +500,20 @@ def test_the_state_is_rewritten_in_place_when_no_new_file_can_be_made(job: Path,
     commit._write_state(layout, fingerprint, "Interrupted")
     assert json.loads((layout.state_dir / STATE).read_text())["status"] == "Interrupted"
     assert not (layout.state_dir / (STATE + ".tmp")).exists()
+
+
+def test_the_header_is_sealed_with_the_entry_that_wrote_it(job: Path) -> None:
+    config = make_config(job)
+    layout = layout_of(config)
+    fingerprint = Fingerprint.of(config, ["d"])
+    store = ResultStore(config, layout, prepare_output(config, layout, fingerprint), fingerprint)
+    store.commit(outcome(0, ["a"], header=b"h\n"), 1, {})
+    store.commit(outcome(1, ["b"], header=b"h\n"), 1, {})
+    store.close("Interrupted")
+    prepared = resume_of(config, layout, fingerprint)
+    assert [e.id for e in prepared.entries] == [0, 1] and prepared.notes == []
+    os.close(prepared.lock_fd)
+    layout.result_file.write_bytes(b"H\na\nb\n")  # the header changed
+    prepared = resume_of(config, layout, fingerprint)
+    assert prepared.entries == [] and layout.result_file.read_bytes() == b""
+    os.close(prepared.lock_fd)

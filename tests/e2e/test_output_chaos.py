@@ -222,7 +222,7 @@ DAMAGE = {  # what a careless user or a broken file system does to the output be
 REFUSED = {"cut state", "remove state"}  # without its state a run cannot be checked: one line, exit 2
 
 
-@pytest.mark.parametrize("seed", range(11))
+@pytest.mark.parametrize("seed", range(len(DAMAGE)))
 def test_chaos_damage_between_a_kill_and_a_resume_never_corrupts_silently(words, seed):
     rng = random.Random(seed)
     names = sorted(DAMAGE)
