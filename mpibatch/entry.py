@@ -199,7 +199,7 @@ def _setup_logger(info: WorkerInfo) -> None:
     logger.propagate = False
     if not any(getattr(h, "_mpibatch", False) for h in logger.handlers):
         os.makedirs(os.path.dirname(info.entry_log_path), exist_ok=True)
-        handler = logging.FileHandler(info.entry_log_path)
+        handler = logging.FileHandler(info.entry_log_path, errors="surrogateescape")  # a name's bytes, as print()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._mpibatch = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -32,7 +32,14 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_items_and_every_log_stays
         write(data, f"item{i}".encode(), "ok")
     write(data, BAD_OK, "ok")
     bad_raise = write(data, BAD_RAISE, "raise")
-    job = run_cli(faulty_args(data, out, "--mini-batch-size", "10", "--run-max-try", "1"), out, ranks=2)
+    script = tmp_path / "logging_faulty.py"  # faulty.py that also logs each item with EntryScript().logger
+    script.write_text(f"import sys\nsys.path.insert(0, {str(SCRIPTS)!r})\nfrom faulty import init, run as faulty_run\n"
+                      "from mpibatch import EntryScript\n\n\ndef run(mini_batch, mini_batch_context=None):\n"
+                      "    for path in mini_batch:\n        EntryScript().logger.warning('item %s', path)\n"
+                      "    return faulty_run(mini_batch, mini_batch_context)\n")
+    args = faulty_args(data, out, "--mini-batch-size", "10", "--run-max-try", "1")
+    args[args.index("--entry-script") + 1] = str(script)
+    job = run_cli(args, out, ranks=2)
     assert job.rc == 0, job.stderr
     assert len(job.stderr.strip().splitlines()) == 1, job.stderr  # the summary line only
 
@@ -49,6 +56,9 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_items_and_every_log_stays
                 "logs/user/error/rank-0000.txt", "logs/user/error/rank-0001.txt", "logs/job_result.txt"]:
         if (out / log).exists():
             (out / log).read_bytes().decode("utf-8")  # strict: every log is valid UTF-8
+    entry_logs = b"".join(p.read_bytes() for p in (out / "logs/user/entry_script_log").iterdir())
+    assert b"item " + os.fsencode(data) + b"/" + BAD_OK + b"\n" in entry_logs  # the user's own text: the bytes
+    assert b"Logging error" not in b"".join(p.read_bytes() for p in (out / "logs/user/stderr").iterdir())
     errors = (out / "logs/user/error.txt").read_text().splitlines()
     assert errors and all(e.startswith("mini-batch ") for e in errors)  # one attempt, one line
     rows = list(csv.DictReader(open(out / "logs/sys/mini_batches.csv", encoding="utf-8")))
