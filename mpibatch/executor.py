@@ -233,16 +233,17 @@ class ProcessExecutor:
         self._outbox.flush()
         try:
             while self._inbox_ready():
-                message = self._inbox.recv()
+                try:
+                    message = self._inbox.recv()
+                except (EOFError, OSError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - bytes that are no message: the script wrote into the pipe
+                    return self._on_garbage(exc)
                 event = self._on_message(message)
                 if event is not None:
                     return event
         except (EOFError, OSError):
             return self._on_death()
-        except Exception as exc:  # noqa: BLE001 - bytes that are no message: the pipe was written by someone else
-            self._kill()
-            return self._lost("crash", f"the pipe from the entry-script process broke during init() ({exc!r})",
-                              f"the pipe from the entry-script process broke during run() ({exc!r})")
         if self.state == "ready" and not self.inflight:
             return None
         if self.proc.poll() is not None:
@@ -313,6 +314,12 @@ class ProcessExecutor:
         self.stderr.flush()
         self.start()
         return Restarting(reason)
+
+    def _on_garbage(self, exc: Exception) -> Event:
+        """What came through the pipe is no message: the child cannot be trusted to talk any more."""
+        self._kill()
+        what = f"the pipe from the entry-script process carried something that is no message ({type(exc).__name__})"
+        return self._lost("crash", f"{what} during init()", f"{what} during run()")
 
     def _on_death(self) -> Event:
         assert self.proc is not None

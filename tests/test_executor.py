@@ -66,6 +66,15 @@ SCRIPT = """
             elif item == "close-stdio":
                 os.close(1)
                 os.close(2)
+            elif item == "write-into-the-pipe":
+                import fcntl
+                for fd in map(int, os.listdir("/proc/self/fd")):
+                    try:
+                        writes = fd > 2 and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+                    except OSError:
+                        continue
+                    if writes and os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                        os.write(fd, b"\\x00\\x00\\x00\\x08garbage!")
             elif item == "close-low-fds":
                 os.closerange(3, 100)
             elif item == "segfault":
@@ -608,12 +617,17 @@ def test_process_close_ends_what_the_script_started(process_executor, escapee) -
     assert gone(pid), "a setsid() grandchild outlived the end of the job"
 
 
-def test_memory_guard_kills_a_grandchild_that_left_the_process_group(process_executor, escapee) -> None:
+def test_memory_guard_kills_a_grandchild_that_left_the_process_group(process_executor, escapee,
+                                                                     tmp_path: Path) -> None:
     from mpibatch.executor import tree_rss
 
     executor = started(process_executor())
-    executor.memory_limit = tree_rss(executor.pid) + 1  # the escaped grandchild counts: it pushes it over
     executor.submit(task(0, "escape-sleep"))
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "grandchild.pid").exists() and time.monotonic() < deadline:
+        assert executor.poll() is None
+        time.sleep(0.02)
+    executor.memory_limit = tree_rss(executor.pid) // 2  # the next sample is over it
     outcome = wait_event(executor)
     assert outcome.error_class == "oom", outcome
     assert gone(escapee())
@@ -652,3 +666,14 @@ def test_process_scripts_children_still_stop_on_sigterm(process_executor) -> Non
     line = run_ok(executor, task(0, "child-ignores")).payload.decode()
     ignored = int(line.split()[1], 16)
     assert not ignored & (1 << (15 - 1)) and not ignored & (1 << (2 - 1)), line
+
+
+def test_process_pipe_written_by_the_script_is_a_crash_and_a_fresh_process(process_executor) -> None:
+    executor = started(process_executor())
+    first_pid = executor.pid
+    executor.submit(task(0, "write-into-the-pipe"), task(1, "b"))
+    outcome = wait_event(executor)
+    assert (outcome.batch_id, outcome.ok, outcome.error_class) == (0, False, "crash"), outcome
+    assert "carried something that is no message" in outcome.error
+    assert isinstance(wait_event(executor), InitDone) and executor.pid != first_pid
+    assert outcomes_until(executor, 1)[0].payload == b"b ok\n"
