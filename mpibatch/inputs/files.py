@@ -6,7 +6,7 @@ reached it (inputs in order, each input's paths sorted), and the job warns once 
 Folders, and globs' `**`, enter each folder once, so a symlink loop ends. Broken symbolic links and
 entries that are not files (FIFOs, sockets, devices) inside a folder or glob are skipped with one
 warning; given as an input themselves, they are refused and named. A filelist's lines are taken as
-written (a million-line filelist is never stat'ed), so only the paths a folder or glob lists are deduplicated.
+written (a million-line filelist is never stat'ed): they are not deduplicated.
 A name that is not UTF-8 is an item like any other: a str with surrogates (os.fsdecode), hashed as its bytes.
 """
 from __future__ import annotations
