@@ -173,6 +173,7 @@ def render(request: SubmitRequest) -> str:
         "account": request.account, "slurm_log": request.slurm_log, "workdir": str(request.workdir),
         "python": sys.executable, "venv": sys.prefix, "run_args": request.run_args, "profile": request.name,
         "time_limit_s": time_limit_seconds(request.time),
+        "job_result": str(request.output / "logs" / "job_result.json"),
         "signal_lead": None, "walltime_margin": None, "max_requeues": None,
     }
     try:

@@ -33,6 +33,10 @@ FAKE = """#!{python}
 import json, os, sys
 with open(os.environ["FAKE_LOG"], "a") as fh:
     fh.write(json.dumps([os.path.basename(sys.argv[0]), sys.argv[1:]]) + "\\n")
+if os.environ.get("FAKE_RESULT") and os.path.basename(sys.argv[0]) in ("srun", "mpiexec"):
+    os.makedirs(os.path.dirname(os.environ["FAKE_RESULT_PATH"]), exist_ok=True)
+    with open(os.environ["FAKE_RESULT_PATH"], "w") as fh:  # what the job's rank 0 wrote before the launcher ended
+        fh.write(os.environ["FAKE_RESULT"])
 sys.exit(int(os.environ.get("FAKE_RC", "0")) if os.path.basename(sys.argv[0]) in ("srun", "mpiexec") else 0)
 """
 
@@ -48,14 +52,16 @@ def fake_bin(tmp_path: Path) -> Path:
     return folder
 
 
-def execute(script: str, tmp_path: Path, fake_bin: Path, rc: int = 0, restarts: int = 0) -> tuple[int, list]:
+def execute(script: str, tmp_path: Path, fake_bin: Path, rc: int = 0, restarts: int = 0,
+            result: str = "") -> tuple[int, list]:
     """Run the rendered script with bash, the fakes first on PATH; the exit status and the calls."""
     path = tmp_path / "job.sbatch"
     path.write_text(script)
     log = tmp_path / "calls.jsonl"
     log.unlink(missing_ok=True)
     env = {**os.environ, "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}", "FAKE_LOG": str(log),
-           "FAKE_RC": str(rc), "SLURM_JOB_ID": "77", "SLURM_NTASKS": "2", "SLURM_RESTART_COUNT": str(restarts)}
+           "FAKE_RC": str(rc), "FAKE_RESULT": result,
+           "FAKE_RESULT_PATH": str(tmp_path / "out" / "logs" / "job_result.json"), "SLURM_JOB_ID": "77", "SLURM_NTASKS": "2", "SLURM_RESTART_COUNT": str(restarts)}
     proc = subprocess.run(["bash", str(path)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return proc.returncode, calls
@@ -133,6 +139,26 @@ def test_requeues_itself_only_after_a_stop_for_the_time_limit(tmp_path, fake_bin
     code, calls = execute(render(request(tmp_path)), tmp_path, fake_bin, rc=rc, restarts=restarts)
     assert code == rc
     assert ([c for c in calls if c[0] == "scontrol"] == [["scontrol", ["requeue", "77"]]]) == requeued
+
+
+@pytest.mark.parametrize("rc,status,recorded,requeued", [(1, "Interrupted", 143, True), (9, "Interrupted", 124, True),
+                                                        (1, "Failed", 1, False), (1, "Interrupted", 130, False)])
+def test_a_launcher_status_after_a_clean_stop_defers_to_the_jobs_own_record(tmp_path, fake_bin, rc, status, recorded,
+                                                                               requeued):
+    """Open MPI's launcher returns its own status after it kills the ranks; the job's files still say Interrupted."""
+    result = json.dumps({"status": status, "exit_code": recorded})
+    code, calls = execute(render(request(tmp_path)), tmp_path, fake_bin, rc=rc, result=result)
+    assert code == (recorded if status == "Interrupted" else rc)
+    assert ([c for c in calls if c[0] == "scontrol"] == [["scontrol", ["requeue", "77"]]]) == requeued
+
+
+def test_a_job_result_left_by_an_earlier_run_is_not_trusted(tmp_path, fake_bin):
+    stale = tmp_path / "out" / "logs" / "job_result.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(json.dumps({"status": "Interrupted", "exit_code": 143}))
+    os.utime(stale, (1_000_000, 1_000_000))
+    code, calls = execute(render(request(tmp_path)), tmp_path, fake_bin, rc=1)
+    assert code == 1 and not [c for c in calls if c[0] == "scontrol"]
 
 
 @pytest.mark.parametrize("field,value", [("partition", "a b"), ("partition", "x\nrm -rf ~"), ("account", "$(id)"),
