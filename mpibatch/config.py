@@ -47,12 +47,18 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # Linux NAME_MAX and PATH_MAX
+
+
 def path_problem(value: str) -> Optional[str]:
     """Why a text cannot name a path (empty, or holding a NUL), or None."""
     if not value.strip():
         return "must name a path, not an empty text"
     if "\0" in value:
         return "must not hold a NUL character"
+    encoded = value.encode("utf-8", "surrogateescape")
+    if len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/")):
+        return f"is longer than a path can be ({MAX_NAME_BYTES} bytes a name, {MAX_PATH_BYTES} in all)"
     return None
 
 
@@ -376,8 +382,8 @@ def result_name_problem(name: str) -> Optional[str]:
         return "must name a file, not an empty text"
     if "/" in name or "\0" in name or name in (".", ".."):
         return "must be a plain file name (no '/' or NUL, not '.' or '..')"
-    if len(name.encode("utf-8", "surrogateescape")) > 255:
-        return "must be at most 255 bytes long"
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        return f"must be at most {MAX_NAME_BYTES} bytes long"
     if name.casefold() in _reserved_names():
         return f"'{name}' is a name mpibatch itself uses in the output folder (logs, .mpibatch)"
     return None
@@ -624,8 +630,11 @@ def load_job(job_file: Optional[str], flags: dict[str, Any],
         raise ConfigError(_first_error(exc)) from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    config = config.model_copy(update={"append_row_options": _append_row_options(config)})
-    _check_output_outside_inputs(config)
+    try:
+        config = config.model_copy(update={"append_row_options": _append_row_options(config)})
+        _check_output_outside_inputs(config)
+    except OSError as exc:  # a folder we may not look into, say
+        raise ConfigError(f"cannot check '{exc.filename}': {exc.strerror}") from None
     _check_storable(config)
     return config, sizing
 

@@ -533,3 +533,10 @@ def test_job_file_that_is_a_folder_says_so(job: Path) -> None:
 def test_error_line_escapes_line_breaks() -> None:
     line = error_line("output: 'a\nb\u2028c\x85d'")
     assert line.splitlines() == [line] and "a\\nb" in line
+
+
+@pytest.mark.parametrize("key", ["output", "source_directory", "entry_script"])
+def test_a_path_longer_than_the_os_allows_is_refused_by_its_key(job: Path, key: str) -> None:
+    """Found by the fuzz test: a 300-byte name made os.stat raise ENAMETOOLONG (a traceback)."""
+    with pytest.raises(ConfigError, match=f"^{key}: is longer than a path can be"):
+        build_config(None, {**minimal_flags(job), key: str(job / ("x" * 300))}, cwd=job)
