@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .commit import Fingerprint, Prepared, ResultStore, prepare_output
-from .config import ConfigError, JobConfig, error_line
+from .config import ConfigError, JobConfig, error_line, report_error
 from .entry import RuntimeSpec, WorkerInfo, error_summary
 from .executor import InlineExecutor, ProcessExecutor
 from .inputs import InputListing, list_inputs
@@ -200,7 +200,7 @@ def _mislaunched(size: int) -> bool:
     """A world that did not join stops here, said once (by the launcher's rank 0)."""
     problem = mislaunch_message(size)
     if problem and launcher_rank() == 0:
-        print(error_line(problem), file=sys.stderr)
+        report_error(problem)
     return problem is not None
 
 
@@ -209,12 +209,12 @@ def _decided(decide: Callable[[], Any]) -> Any:
     try:
         return decide()
     except ConfigError as exc:
-        print(error_line(exc), file=sys.stderr)
+        report_error(exc)
         return Stop(2)
     except SystemExit as exc:  # argparse's --help, printed here alone
         return Stop(exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2)
     except Exception as exc:  # noqa: BLE001 - the other ranks wait for rank 0: never leave them hanging
-        print(error_line(f"internal error while reading the job: {error_summary(exc)}"), file=sys.stderr)
+        report_error(f"internal error while reading the job: {error_summary(exc)}")
         return Stop(EXIT_INTERNAL)
 
 
@@ -262,7 +262,7 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
         if rank == 0:
             if plan is not None:
                 os.close(plan.prepared.lock_fd)
-            print(error_line(error), file=sys.stderr)
+            report_error(error)
         return 2
     if reuse:
         if rank == 0:
