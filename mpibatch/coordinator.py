@@ -24,7 +24,7 @@ from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
 from .records import ERROR_CLASSES, BatchId, MiniBatch, Outcome, Task
 from .remote import RemoteOutput
 from .signals import StopSignals
-from .split import failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items, should_bisect, splittable
+from .split import Bisection, failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items, splittable
 from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker, idle_policy
 
@@ -168,6 +168,7 @@ class Coordinator:
         self.pending = Pending(batches.after(done), [Task(b, 1) for b in redo])
         rewrite_failed_items(layout.failed_items_txt, earlier)  # a resume keeps exactly the journaled isolations
         self.retry: deque[tuple[Task, int]] = deque()
+        self.bisection = Bisection(config.bisect_failures)
         self.batch_errors: dict[BatchId, Counter] = {}
         planned_done = (batches.get(e.id) for e in earlier)
         items_left = batches.n_items - sum(b.size for b in planned_done if b is not None) + sum(b.size for b in redo)
@@ -341,7 +342,18 @@ class Coordinator:
             commits.append((outcome, task.attempt, dict(errors) if errors else {}))
             settled.append((task, ok, outcome.n_items - ok, outcome.seconds, errors, ""))
         self.store.commit_many(commits)
+        if self.bisection.watching:
+            for task, _ in succeeded:
+                if is_half(task.batch.id):
+                    self._half_final(task.batch.id, True)
         self._settle("succeeded", succeeded[0][1].rank, settled)
+
+    def _half_final(self, half_id: BatchId, ok: bool, error: str = "") -> None:
+        """Tell the bisection policy how a half ended; say it once if that stops bisection."""
+        stopped = self.bisection.stopped
+        self.bisection.half_final(half_id, ok, error)
+        if self.bisection.stopped and not stopped:
+            self.log.warning("bisection stopped: %s", self.bisection.stopped)
 
     def _on_failed_attempt(self, task: Task, outcome: Outcome, errors: Counter) -> None:
         cls = outcome.error_class or "exception"
@@ -358,7 +370,9 @@ class Coordinator:
             if not self.stopping:
                 self.retry.append((Task(task.batch, task.attempt + 1), outcome.rank))
             return
-        if should_bisect(self.config.bisect_failures, task.batch, errors, outcome.n_items):
+        if is_half(task.batch.id):
+            self._half_final(task.batch.id, False, outcome.error)
+        if self.bisection.wants_split(task.batch, errors, outcome.n_items):
             if splittable(task.batch, outcome.n_items):
                 self._split(task, outcome, errors)
             else:
@@ -374,6 +388,7 @@ class Coordinator:
     def _split(self, task: Task, outcome: Outcome, errors: Counter) -> None:
         """Journal the split first (a resume re-creates the halves), then run both halves next."""
         self.store.record_split(task.batch.id, task.attempt, dict(errors))
+        self.bisection.split(task.batch.id, outcome.error)
         first, second = halves(task.batch)
         self.log.warning("mini-batch %s failed its last try: split into %s (%d items) and %s (%d items) to isolate "
                          "the failing items", task.batch.id, first.id, first.size, second.id, second.size)
@@ -769,6 +784,19 @@ class Coordinator:
         })
         return data
 
+    def _warnings(self) -> list[str]:
+        """What a Completed status must not hide: failed items (error_threshold -1 tolerates any number,
+        as in Azure ML, so the exit status follows the thresholds and the words say it)."""
+        tally, warnings = self.tally, []
+        if self.status == "Completed" and tally.items_failed:
+            share = tally.items_failed / max(tally.items_total, 1)
+            count = f"{tally.items_failed} of {tally.items_total} items failed ({share:.0%})"
+            limit = ("error_threshold -1 tolerates any number" if self.config.error_threshold < 0
+                     else f"error_threshold is {self.config.error_threshold}")
+            warnings.append(f"MOST ITEMS FAILED: {count}; the job completed because {limit}" if share > 0.5
+                            else f"{count}; see logs/user/error.txt")
+        return warnings
+
     def timing(self) -> dict[str, Optional[float]]:
         """When work started and how long dispatching took: what a benchmark compares with a peer.
 
@@ -796,7 +824,8 @@ class Coordinator:
             "workers": self.worker_count,
             "mini_batches": {"total": tally.batches_total, "succeeded": tally.batches_ok,
                              "failed": tally.batches_failed, "retried": tally.retried},
-            "bisection": {"mini_batches_split": tally.batches_split, "items_isolated": tally.items_isolated},
+            "bisection": {"mini_batches_split": tally.batches_split, "items_isolated": tally.items_isolated,
+                          "stopped": self.bisection.stopped},
             "speculation": {"copies_started": self.speculated, "copies_won": self.speculation_won},
             "items": {"total": tally.items_total, "succeeded": tally.items_ok, "failed": tally.items_failed},
             "result_lines": {"extra_lines_in_elements": tally.extra_lines, "extra_elements": tally.extra_elements},
@@ -804,5 +833,6 @@ class Coordinator:
             "output_file": (self.layout.shown(self.layout.result_file)
                             if self.config.output_action == "append_row" else None),
             "error": self.first_error.summary if self.first_error else None,
+            "warnings": self._warnings(),
             "first_error": self.first_error.to_json() if self.first_error else None,
         }

@@ -326,7 +326,8 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
                           f"{items['total']} items succeeded)")
         print(line.replace("error:", "warning:", 1) if code == 0 else line, file=sys.stderr)
         return code
+    warnings = "".join(f" WARNING: {w}." for w in result["warnings"])
     print(f"mpibatch: {result['status']}: {items['succeeded']} of {items['total']} items succeeded, "
-          f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks; "
+          f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks;{warnings} "
           f"see {plan.layout.shown(plan.layout.job_result_txt)}", file=sys.stderr)
     return code

@@ -168,6 +168,7 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
     split, isolated = bisection.get("mini_batches_split", 0), bisection.get("items_isolated", 0)
     lines = [
         f"status: {result['status']}",
+        *[f"warning: {warning}" for warning in result.get("warnings") or ()],
         *([f"reason: {result['reason']}"] if result.get("reason") else []),
         f"started: {result['started']}   finished: {result['finished']}   elapsed: {result['elapsed_s']:.1f} s",
         f"ranks: {result['ranks']}   workers: {result['workers']}",
@@ -179,6 +180,7 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
         "errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()),
         f"output: {result['output_file'] or '(summary_only: no result file)'}",
         *_result_lines_warning(result.get("result_lines") or {}),
+        *([f"bisection stopped: {bisection['stopped']}"] if bisection.get("stopped") else []),
         "",
     ]
     if first_error is None:

@@ -85,3 +85,57 @@ def rewrite_failed_items(path: Path, journal: Iterable[Any]) -> None:
     lines = [failed_item_line(e.item, e.error_class, e.error) for e in journal if e.status == "isolated"]
     if lines or path.exists():
         path.write_text("".join(lines), encoding="utf-8")
+
+
+def parent_of(half_id: str) -> str:
+    """The id of the mini-batch a half was split from, as text ("17.1.0" -> "17.1", "17.0" -> "17")."""
+    return half_id.rsplit(".", 1)[0]
+
+
+class Bisection:
+    """The bisection policy: whether a finally failed mini-batch is split, and when to stop splitting.
+
+    A split tells something only if its halves fail differently from the whole: one half succeeds,
+    or fails with another error. A failure that is the same for every item (a result that cannot be
+    formatted, a missing model file) makes every half fail as its whole did; once the first
+    UNINFORMATIVE_LIMIT splits were all like that, and none told anything, bisection stops for the
+    job and says why, instead of running every item alone.
+    """
+
+    UNINFORMATIVE_LIMIT = 3
+
+    def __init__(self, setting: Optional[bool]) -> None:
+        self.setting = setting
+        self.stopped: Optional[str] = None  # why bisection stopped, in words
+        self._open: dict[str, tuple[str, int]] = {}  # split id -> (its error, halves not yet final)
+        self._uninformative = 0
+        self._informative = 0
+
+    @property
+    def watching(self) -> bool:
+        """True while some split awaits its halves (only then must successes be reported)."""
+        return bool(self._open)
+
+    def wants_split(self, batch: MiniBatch, errors: Iterable[str], rows_read: int = -1) -> bool:
+        return self.stopped is None and should_bisect(self.setting, batch, errors, rows_read)
+
+    def split(self, batch_id: BatchId, error: str) -> None:
+        self._open[str(batch_id)] = (error, 2)
+
+    def half_final(self, half_id: BatchId, ok: bool, error: str = "") -> None:
+        """A half's outcome: succeeded, or failed for good with `error`."""
+        parent = parent_of(str(half_id))
+        if self.stopped is not None or parent not in self._open:
+            return  # decided already, or a half re-created by a resume (its whole's error is not known)
+        whole_error, left = self._open.pop(parent)
+        if ok or error != whole_error:
+            self._informative += 1
+            return
+        if left > 1:
+            self._open[parent] = (whole_error, left - 1)
+            return
+        self._uninformative += 1
+        if self._informative == 0 and self._uninformative >= self.UNINFORMATIVE_LIMIT:
+            self.stopped = (f"the halves of {self._uninformative} split mini-batches all failed as their whole did "
+                            f"({whole_error}): the failure does not depend on the items, so failed mini-batches "
+                            "are no longer split")

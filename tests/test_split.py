@@ -6,7 +6,7 @@ import os
 from mpibatch.commit import JournalEntry
 from mpibatch.journal import read_journal
 from mpibatch.records import MiniBatch, TableSlice
-from mpibatch.split import failed_item_line, halves, halves_to_redo, rewrite_failed_items, should_bisect
+from mpibatch.split import Bisection, failed_item_line, halves, halves_to_redo, rewrite_failed_items, should_bisect
 from mpibatch.text import unescape
 
 BATCH = MiniBatch(17, 0, tuple(f"f{i}" for i in range(5)))
@@ -70,3 +70,43 @@ def test_a_failed_item_is_one_line_of_three_fields_whatever_its_name_holds(tmp_p
                                     error="boom").to_json())
     rewrite_failed_items(path, read_journal(journal).entries)  # a resume writes the same line from the journal
     assert path.read_bytes().decode("utf-8") == failed_item_line(os.fsdecode(name), "exception", "boom")
+
+
+def _split_and_fail_both(policy: Bisection, batch_id: int, error: str) -> None:
+    policy.split(batch_id, error)
+    policy.half_final(f"{batch_id}.0", False, error)
+    policy.half_final(f"{batch_id}.1", False, error)
+
+
+def test_bisection_stops_once_splits_show_the_failure_is_the_same_for_every_item() -> None:
+    policy = Bisection(None)
+    for batch_id in (1, 2):
+        _split_and_fail_both(policy, batch_id, "OSError: model.pt missing")
+    assert policy.wants_split(BATCH, ["exception"]), "two uninformative splits are not yet proof"
+    _split_and_fail_both(policy, 3, "OSError: model.pt missing")
+    assert not policy.wants_split(BATCH, ["exception"])
+    assert "3 split mini-batches" in policy.stopped and "OSError: model.pt missing" in policy.stopped
+
+
+def test_bisection_goes_on_when_a_split_told_something() -> None:
+    policy = Bisection(None)
+    policy.split(1, "ValueError: bad item f3")
+    policy.half_final("1.0", True)  # the good half: the failure is the items'
+    for batch_id in (2, 3, 4, 5):
+        _split_and_fail_both(policy, batch_id, "OSError: model.pt missing")
+    assert policy.stopped is None and policy.wants_split(BATCH, ["exception"])
+
+
+def test_halves_that_fail_with_other_errors_are_informative() -> None:
+    policy = Bisection(None)
+    for batch_id in (1, 2, 3):
+        policy.split(batch_id, "ValueError: bad item f0")
+        policy.half_final(f"{batch_id}.0", False, "ValueError: bad item f0")
+        policy.half_final(f"{batch_id}.1", False, "ValueError: bad item f4")
+    assert policy.stopped is None
+
+
+def test_halves_re_created_by_a_resume_are_ignored() -> None:
+    policy = Bisection(None)
+    policy.half_final("9.0", False, "boom")
+    assert not policy.watching and policy.stopped is None

@@ -26,7 +26,7 @@ def test_two_bad_files_in_a_mini_batch_of_ten_are_isolated(tmp_path):
     r = job.result
     assert r["items"] == {"total": 10, "succeeded": 8, "failed": 2}
     assert r["mini_batches"] == {"total": 1, "succeeded": 0, "failed": 0, "retried": 1}
-    assert r["bisection"] == {"mini_batches_split": 1, "items_isolated": 2}
+    assert r["bisection"] == {"mini_batches_split": 1, "items_isolated": 2, "stopped": None}
     assert r["errors_by_class"]["exception"] == job.log("logs/user/error.txt").count("(exception)")
     rows = {row["id"]: row for row in csv.DictReader(open(out / "logs/sys/mini_batches.csv"))}
     assert rows["0"]["status"] == "split" and rows["0"]["attempts"] == "2"

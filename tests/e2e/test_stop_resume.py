@@ -210,7 +210,7 @@ def test_resume_with_retry_failed_reruns_only_failed_work_and_appends_it_once(tm
     r = again.result
     assert r["items"] == {"total": 9, "succeeded": 9, "failed": 0}
     assert r["mini_batches"] == {"total": 3, "succeeded": 2, "failed": 0, "retried": 0}
-    assert r["bisection"] == {"mini_batches_split": 1, "items_isolated": 0}
+    assert r["bisection"] == {"mini_batches_split": 1, "items_isolated": 0, "stopped": None}
     assert again.log("logs/user/failed_items.txt") == ""
     resumed = run_cli([*args, "--resume"], out, env={"FAULT_FIXED": "1"})
     assert resumed.rc == 0 and sorted(resumed.lines) == sorted(again.lines), "nothing left to re-run"
