@@ -67,3 +67,27 @@ def test_one_signal_to_every_process_keeps_the_grace_and_the_exit_status(tmp_pat
     resumed = run_cli([*args, "--resume"], out, ranks=3)
     assert resumed.rc == 0, resumed.stderr
     assert sorted(resumed.lines) == EXPECTED
+
+
+def test_a_second_stop_after_the_window_cuts_the_grace_short(tmp_path):
+    data = make_files(tmp_path / "data", {f"f{i:02d}": "sleep30" for i in range(6)})
+    out = tmp_path / "out"
+    proc = subprocess.Popen(command(faulty_args(data, out, "--stop-grace", "120"), 2), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+    deadline = time.monotonic() + 60
+    rank0 = None
+    while rank0 is None or sum(f.read_text().count("sleeping on") for f in (out / "logs/user/stdout").glob("*")) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1][-2000:]
+        rank0 = next((p for p in psutil.Process(proc.pid).children(recursive=True)
+                      if "mpibatch run" in " ".join(p.cmdline()) and p.environ().get("PMI_RANK") == "0"), None)
+        time.sleep(0.1)
+    time.sleep(1.0)
+    rank0.send_signal(signal.SIGTERM)
+    time.sleep(1.5)  # past the window: a user's second stop, not a copy of the first
+    rank0.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    proc.communicate(timeout=60)
+    assert time.monotonic() - stopped < 15, "the second stop did not wait for the 120 s grace"
+    r = Job(proc.returncode, "", "", out).result
+    assert proc.returncode == 143 and r["status"] == "Interrupted"
+    assert r["errors_by_class"]["preempted"] == 2 and r["items"]["succeeded"] == 0
