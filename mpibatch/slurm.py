@@ -1,4 +1,5 @@
-"""`mpibatch submit`: render an sbatch script from the Jinja2 templates in slurm/ and submit it.
+"""`mpibatch submit`: render an sbatch script from the Jinja2 templates in mpibatch/templates/slurm/
+and submit it.
 
 Values reach the script in two ways only: shell-quoted (the `q` filter) in commands, or checked
 against a strict pattern (the `slurm` filter) on #SBATCH lines, where no quoting helps (a newline
@@ -32,8 +33,9 @@ _TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.I
 
 
 def templates_dir() -> Path:
-    """slurm/ beside the package (a checkout), or the folder MPIBATCH_SLURM_TEMPLATES names."""
-    return Path(os.environ.get(TEMPLATES_ENV) or Path(__file__).resolve().parent.parent / "slurm")
+    """The profiles shipped inside the package (so an installed wheel has them), or the folder
+    MPIBATCH_SLURM_TEMPLATES names."""
+    return Path(os.environ.get(TEMPLATES_ENV) or Path(__file__).resolve().parent / "templates" / "slurm")
 
 
 def profiles() -> list[str]:
