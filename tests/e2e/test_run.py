@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SCRIPTS, command, faulty_args, make_files, run_cli
+from conftest import RANK_VARIABLES, SCRIPTS, command, faulty_args, make_files, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +59,7 @@ def test_rank0_inline_script_lets_the_coordinator_take_the_gil_back_quickly(tmp_
     script.write_text("import os, sys, time\n\n"
                       "def run(mini_batch):\n"
                       "    time.sleep(0.05)\n"
-                      "    rank = os.environ.get('PMI_RANK', '0')\n"
+                      f"    rank = next((os.environ[v] for v in {RANK_VARIABLES!r} if v in os.environ), '0')\n"
                       "    return [f'{rank} {sys.getswitchinterval():g}' for _ in mini_batch]\n")
     listing = tmp_path / "list.txt"
     listing.write_text("".join(f"/d/{i}\n" for i in range(8)))

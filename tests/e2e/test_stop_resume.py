@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BIN, Job, faulty_args, kill_tree, make_files, run_cli, start_cli
+from conftest import BIN, Job, faulty_args, kill_tree, make_files, rank_processes, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -32,14 +32,11 @@ def finish(proc: subprocess.Popen, output: Path, timeout: float = 60) -> Job:
 
 
 def rank_process(launcher: subprocess.Popen, rank: int) -> psutil.Process:
-    """The mpibatch process of one rank under mpiexec (found by the PMI_RANK hydra gives it)."""
-    for child in psutil.Process(launcher.pid).children(recursive=True):
-        try:
-            if child.environ().get("PMI_RANK") == str(rank) and "mpibatch.child" not in " ".join(child.cmdline()):
-                return child
-        except psutil.Error:
-            continue
-    raise AssertionError(f"rank {rank} not found")
+    """The mpibatch process of one rank under the launcher, whichever MPI it is."""
+    found = rank_processes(launcher.pid).get(rank)
+    if found is None:
+        raise AssertionError(f"rank {rank} not found")
+    return found
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 
 import psutil
 import pytest
-from conftest import Job, cli_env, command, faulty_args, make_files, run_cli
+from conftest import BIN, Job, cli_env, command, faulty_args, kill_tree, make_files, rank_processes, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +78,7 @@ def test_a_second_stop_after_the_window_cuts_the_grace_short(tmp_path):
     rank0 = None
     while rank0 is None or sum(f.read_text().count("sleeping on") for f in (out / "logs/user/stdout").glob("*")) < 2:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1][-2000:]
-        rank0 = next((p for p in psutil.Process(proc.pid).children(recursive=True)
-                      if "mpibatch run" in " ".join(p.cmdline()) and p.environ().get("PMI_RANK") == "0"), None)
+        rank0 = rank_processes(proc.pid).get(0)
         time.sleep(0.1)
     time.sleep(1.0)
     rank0.send_signal(signal.SIGTERM)
@@ -91,3 +90,41 @@ def test_a_second_stop_after_the_window_cuts_the_grace_short(tmp_path):
     r = Job(proc.returncode, "", "", out).result
     assert proc.returncode == 143 and r["status"] == "Interrupted"
     assert r["errors_by_class"]["preempted"] == 2 and r["items"]["succeeded"] == 0
+
+
+def status_command(output) -> list[str]:
+    return [str(BIN / "mpibatch"), "status", str(output)]
+
+
+def test_a_launcher_that_kills_right_after_the_stop_leaves_an_honest_interrupted_job(tmp_path):
+    """Open MPI's prterun forwards SIGTERM to the ranks and SIGKILLs them 0.2-0.5 s later, so no grace
+    is left: rank 0 writes job_result (Interrupted, the counts, what to do) and state.json as the stop
+    begins. The same launcher is played here under every MPI: SIGTERM to each rank, SIGKILL 0.3 s on."""
+    data = make_files(tmp_path / "data", {f"f{i:02d}": "sleep1" for i in range(16)})
+    out = tmp_path / "out"
+    args = faulty_args(data, out, "--stop-grace", "30")
+    proc = subprocess.Popen(command(args, 3), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env())
+    deadline = time.monotonic() + 60
+    result = out / "parallel_run_step.txt"
+    while not (result.exists() and result.read_text().count("\n") >= 2):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.05)
+    ranks = rank_processes(proc.pid)
+    assert sorted(ranks) == [0, 1, 2]
+    for rank in ranks.values():
+        rank.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    kill_tree(proc.pid)
+    proc.communicate(timeout=30)
+    r = Job(proc.returncode, "", "", out).result
+    assert r["status"] == "Interrupted" and r["reason"].startswith("signal 15 on rank "), r["reason"]
+    assert r["reason"].endswith("resume with --resume to run what is left")
+    assert r["exit_code"] == 143 and r["items"]["succeeded"] >= 2
+    assert "status: Interrupted" in (out / "logs" / "job_result.txt").read_text()
+    shown = subprocess.run(status_command(out), capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and "status: Interrupted" in shown.stdout.splitlines()[1], shown.stdout
+    assert "stopped unexpectedly" not in shown.stdout, "rank 0 said why itself"
+    resumed = run_cli([*args, "--resume"], out, ranks=2)
+    assert resumed.rc == 0, resumed.stderr
+    assert sorted(resumed.lines) == sorted(f"f{i:02d} sleep1" for i in range(16))

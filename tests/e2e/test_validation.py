@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, MPIEXEC, SCRIPTS, cli_env, require, run_cli
+from conftest import BIN, MPI, RANK_VARIABLES, SCRIPTS, cli_env, mpiexec, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -128,9 +128,10 @@ def test_an_unexpected_error_while_planning_ends_every_rank(job_dir):
 
 def run_ranked(args: list[str], ranks: int, cwd: Path, env: "dict | None" = None,
                timeout: float = 120) -> subprocess.CompletedProcess:
-    """`mpiexec -prepend-rank -n R mpibatch ARGS`: every stderr line says which rank wrote it."""
-    require(MPIEXEC.exists(), "mpiexec (the MPICH wheel)")
-    return subprocess.run([str(MPIEXEC), "-prepend-rank", "-n", str(ranks), str(BIN / "mpibatch"), *args],
+    """`mpiexec -prepend-rank -n R mpibatch ARGS` (Open MPI: `--tag-output`): every stderr line says
+    which rank wrote it, as `[0] ` (Hydra) or `[1,0]<stderr>: ` (Open MPI)."""
+    tag = "--tag-output" if MPI == "openmpi" else "-prepend-rank"
+    return subprocess.run([*mpiexec(ranks, tag), str(BIN / "mpibatch"), *args],
                           capture_output=True, text=True, cwd=cwd, env=cli_env(env), timeout=timeout)
 
 
@@ -175,7 +176,7 @@ def test_the_job_file_is_read_once_by_rank_0(job_dir):
         "def _hook(event, args):\n"
         "    if event == 'open' and args and str(args[0]) == _JOB:\n"
         "        with open(_LOG, 'a') as fh:\n"
-        "            fh.write(os.environ.get('PMI_RANK', '?') + '\\n')\n"
+        f"            fh.write(next((os.environ[v] for v in {RANK_VARIABLES!r} if v in os.environ), '?') + '\\n')\n"
         "sys.addaudithook(_hook)\n")
     job = run_ranked(["run", str(job_file)], 4, job_dir, env={"PYTHONPATH": str(job_dir)})
     assert job.returncode == 0, job.stderr
