@@ -18,6 +18,7 @@ from .config import JobConfig
 from .executor import InlineExecutor
 from .integrity import describe_write_error
 from .logs import FirstError, Layout, write_job_result
+from .placement import ranks_by_host
 from .plan import BatchPlan
 from .polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
 from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
@@ -146,7 +147,8 @@ class Coordinator:
     def __init__(self, comm: Any, config: JobConfig, layout: Layout, batches: BatchPlan,
                  store: ResultStore, earlier: list[JournalEntry], worker_ranks: list[int],
                  local: Optional[Worker], signals: StopSignals, log: logging.Logger, n_ranks: int,
-                 input_names: list[str], walltime: Optional[Walltime] = None) -> None:
+                 input_names: list[str], walltime: Optional[Walltime] = None,
+                 hosts: Optional[dict[int, str]] = None) -> None:
         self.comm = comm
         self.config = config
         self.layout = layout
@@ -197,8 +199,9 @@ class Coordinator:
         self.copy_origin: dict[Any, int] = {}  # speculated mini-batch -> the rank that ran it first
         self.speculated = self.speculation_won = 0
         self.walltime = walltime or Walltime(None)
+        self.hosts = hosts or {}  # rank -> host, so a job that vanished says where it ran
         self.activity: dict[int, dict[str, Any]] = {
-            r: {"mini_batches": 0, "items": 0, "last": None} for r in worker_ranks}
+            r: {"mini_batches": 0, "items": 0, "last": None, "host": self.hosts.get(r)} for r in worker_ranks}
         self._next_snapshot = 0.0
         self._finished_at: Optional[float] = None
         self.first_dispatch: Optional[float] = None  # monotonic time of the first task handed out
@@ -794,6 +797,7 @@ class Coordinator:
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
             "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT"),
             "per_rank": {str(r): {**a, "running": len(self.outstanding.get(r, ()))} for r, a in self.activity.items()},
+            "hosts": ranks_by_host(self.hosts),
         })
         return data
 

@@ -24,7 +24,7 @@ from .inputs.files import describe
 from .launch import launcher_rank, mislaunch_message
 from .logs import Layout, rank_logger
 from .perf import PerfLog
-from .placement import Placement, detect_gpus, node_layout, place
+from .placement import Placement, node_layout, place
 from .plan import BatchPlan, plan_batches
 from .polling import Backoff
 from .records import InputInfo
@@ -145,14 +145,13 @@ def _check_aliases(aliases: dict[str, Any], n_nodes: int, per_node: int) -> Opti
 
 def _placements(comm: Any, config: JobConfig) -> tuple[dict[int, Placement], int, int]:
     """Every worker rank's placement; nodes come from MPI's shared-memory split of the world."""
-    nodes = node_layout(comm)
+    nodes = node_layout(comm, config.gpus_per_node)
     workers = [r for r in range(comm.size) if r != 0 or config.coordinator_works]
-    gpus = detect_gpus(dict(os.environ), config.gpus_per_node)
     placements = {}
-    for rank in workers:
+    for rank in workers:  # each as its own node sees it: its GPU ids, its cores, its host
         node_workers = [r for r in workers if nodes.node_of[r] == nodes.node_of[rank]]
-        placements[rank] = place(nodes.node_of[rank], node_workers.index(rank), len(node_workers), gpus,
-                                 config.threads_per_worker, nodes.cpus)
+        placements[rank] = place(nodes.node_of[rank], node_workers.index(rank), len(node_workers), nodes.gpus[rank],
+                                 config.threads_per_worker, nodes.cpus[rank], nodes.hosts[rank])
     per_node = max(nodes.node_of.count(n) for n in set(nodes.node_of))
     return placements, len(set(nodes.node_of)), per_node
 
@@ -175,9 +174,9 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
                                         str(config.max_worker_memory or ""))
     else:
         executor = InlineExecutor(spec, stdout, stderr, config.init_timeout, config.run_invocation_timeout)
-    log.info("worker: node %d, local worker %d of %d, gpu %s, cpus %s, %d threads, executor %s",
-             placement.node_rank, placement.local_worker_index, placement.workers_on_node, placement.gpu,
-             placement.cpus, placement.threads, config.executor)
+    log.info("worker: node %d (%s), local worker %d of %d, gpu %s, cpus %s, %d threads, executor %s",
+             placement.node_rank, placement.host, placement.local_worker_index, placement.workers_on_node,
+             placement.gpu, placement.cpus, placement.threads, config.executor)
     if placement.shares_gpu:
         log.warning("%d workers share %d GPUs on this node: GPUs are handed out round robin",
                     placement.workers_on_node, placement.gpus_on_node)
@@ -288,7 +287,8 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
             return code
         assert plan is not None
         try:
-            return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime)
+            hosts = {0: socket.gethostname(), **{r: p.host for r, p in placements.items()}}
+            return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime, hosts)
         except Exception as exc:  # noqa: BLE001 - a bug of ours must not leave the other ranks waiting forever
             log.exception("the coordinator failed")
             if isinstance(exc, OSError) and is_output_error(exc, layout.output):
@@ -305,7 +305,8 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
 
 
 def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker], signals: StopSignals,
-                log: Any, size: int, worker_ranks: list[int], walltime: Optional[Walltime] = None) -> int:
+                log: Any, size: int, worker_ranks: list[int], walltime: Optional[Walltime] = None,
+                hosts: Optional[dict[int, str]] = None) -> int:
     from .coordinator import Coordinator
 
     for note in plan.prepared.notes:  # what the resume repaired in the output
@@ -313,7 +314,7 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
         print(f"mpibatch: warning: {note}", file=sys.stderr)
     store = ResultStore(config, plan.layout, plan.prepared, plan.fingerprint)
     coordinator = Coordinator(comm, config, plan.layout, plan.batches, store, plan.prepared.entries, worker_ranks,
-                              local, signals, log, size, [i.name for i in plan.inputs], walltime)
+                              local, signals, log, size, [i.name for i in plan.inputs], walltime, hosts)
     if local is not None:
         local.send = coordinator.inbox.append
         local.start()

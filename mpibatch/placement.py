@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -23,6 +24,7 @@ class Placement:
     threads: int
     gpu_index: Optional[int] = None  # the GPU's position among the node's GPUs (EntryScript().gpu)
     gpus_on_node: int = 0
+    host: str = ""
 
     @property
     def shares_gpu(self) -> bool:
@@ -40,17 +42,21 @@ class Placement:
 
 @dataclass(frozen=True)
 class NodeLayout:
-    """Which node every rank is on, and the cores this node's ranks may use between them."""
+    """What every rank sees of its node, gathered so that any rank can place any worker: its node,
+    its host name, the cores its node's ranks may use between them and the GPU ids it is shown
+    (nodes need not see the same ids; a launcher may even show each rank its own)."""
 
     node_of: list[int]  # node index of each world rank; node 0 holds rank 0
-    cpus: list[int]
+    hosts: list[str]
+    cpus: list[list[int]]
+    gpus: list[list[str]]
 
 
-def node_layout(comm: Any) -> NodeLayout:
+def node_layout(comm: Any, gpus_setting: Union[int, str] = "auto") -> NodeLayout:
     """Group ranks by a shared-memory split of the world (what MPI itself calls a node).
 
-    The node's cores are the union of its ranks' affinities: a launcher that binds each rank
-    to one core must not leave a worker's entry script a single thread.
+    A node's cores are the union of its ranks' affinities: a launcher that binds each rank to one
+    core must not leave a worker's entry script a single thread.
     """
     from mpi4py import MPI
 
@@ -60,9 +66,10 @@ def node_layout(comm: Any) -> NodeLayout:
         cpus = sorted(set().union(*local.allgather(usable_cpus())))
     finally:
         local.Free()
-    leaders = comm.allgather(leader)
-    order = sorted(set(leaders))
-    return NodeLayout([order.index(leader) for leader in leaders], cpus)
+    seen = comm.allgather((leader, socket.gethostname(), cpus, detect_gpus(dict(os.environ), gpus_setting)))
+    order = sorted({s[0] for s in seen})
+    return NodeLayout([order.index(s[0]) for s in seen], [s[1] for s in seen], [s[2] for s in seen],
+                      [s[3] for s in seen])
 
 
 def usable_cpus() -> list[int]:
@@ -109,7 +116,7 @@ def detect_gpus(env: dict[str, str], setting: Union[int, str] = "auto") -> list[
 
 
 def place(node_rank: int, local_worker_index: int, workers_on_node: int, gpus: list[str],
-          threads_setting: Union[int, str] = "auto", cpus: Optional[list[int]] = None) -> Placement:
+          threads_setting: Union[int, str] = "auto", cpus: Optional[list[int]] = None, host: str = "") -> Placement:
     """Round-robin GPUs over the node's workers; split the usable cores evenly among them."""
     cpus = cpus if cpus is not None else usable_cpus()
     workers = max(workers_on_node, 1)
@@ -124,4 +131,29 @@ def place(node_rank: int, local_worker_index: int, workers_on_node: int, gpus: l
     else:  # more workers than cores: share, round robin
         mine = [cpus[(local_worker_index * threads + i) % len(cpus)] for i in range(threads)]
     return Placement(node_rank, local_worker_index, workers_on_node, gpu, sorted(set(mine)), threads, gpu_index,
-                     len(gpus))
+                     len(gpus), host)
+
+
+def ranks_by_host(hosts: dict[int, str]) -> dict[str, list[int]]:
+    """{host: its ranks}, in rank order: where a job ran, for its progress file."""
+    grouped: dict[str, list[int]] = {}
+    for rank in sorted(hosts):
+        grouped.setdefault(hosts[rank], []).append(rank)
+    return grouped
+
+
+def _runs(ranks: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    parts, start, previous = [], ranks[0], ranks[0]
+    for rank in [*ranks[1:], None]:
+        if rank is None or rank != previous + 1:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = rank
+        previous = rank
+    return ",".join(parts)
+
+
+def describe_hosts(grouped: dict[str, list[int]]) -> str:
+    """'nodeA (ranks 0-1), nodeB (ranks 2-3)'."""
+    return ", ".join(f"{host} (rank{'s' if len(ranks) > 1 else ''} {_runs(ranks)})"
+                     for host, ranks in grouped.items() if ranks)

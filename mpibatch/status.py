@@ -17,6 +17,7 @@ from .config import ConfigError
 from .integrity import check_entries
 from .journal import JOURNAL, read_journal
 from .perf import latest as latest_resources, render_lines as resource_lines
+from .placement import describe_hosts
 from .progress import format_seconds
 
 STALE_AFTER_S = 60.0  # the coordinator rewrites logs/job_progress.json every 2 s
@@ -112,9 +113,14 @@ def job_is_gone(output: Path, age: Optional[float]) -> bool:
 
 
 def _mark_stopped(data: dict[str, Any], age: Optional[float]) -> None:
+    """Every process of the job is gone at once (a lost node makes the launcher kill the others):
+    say where it ran, since the output cannot tell which host went first."""
     last = f"last update {format_seconds(age)} ago" if age is not None else "it never reported progress"
+    hosts = data.get("hosts") or {}
+    where = f"; it ran on {describe_hosts(hosts)}: a lost node stops every rank" if len(hosts) > 1 else ""
     data.update(status="Interrupted", stopped_unexpectedly=True, eta_s=None, stale=False,
-                reason=f"stopped unexpectedly (no process holds the output's lock; {last}); resume with --resume")
+                reason=f"stopped unexpectedly (no process holds the output's lock; {last}{where}); "
+                       "resume with --resume")
 
 
 def output_problem(output: Path, state: dict[str, Any], data: dict[str, Any]) -> Optional[str]:
@@ -195,11 +201,14 @@ def _rank_lines(per_rank: dict[str, dict[str, Any]], now: float) -> list[str]:
     if not per_rank:
         return []
     ranks = sorted(per_rank, key=int)
-    head = f"{'rank':>6}  {'mini-batches':>12}  {'items':>8}  {'running':>7}  last result"
+    several_hosts = len({a.get("host") for a in per_rank.values()}) > 1
+    head = f"{'rank':>6}  {'mini-batches':>12}  {'items':>8}  {'running':>7}  {'last result':<11}" \
+           + ("  host" if several_hosts else "")
 
     def row(r: str) -> str:
         a = per_rank[r]
-        return f"{r:>6}  {a['mini_batches']:>12}  {a['items']:>8}  {a.get('running', 0):>7}  {_ago(now, a['last'])}"
+        return (f"{r:>6}  {a['mini_batches']:>12}  {a['items']:>8}  {a.get('running', 0):>7}  "
+                f"{_ago(now, a['last']):<11}" + (f"  {a.get('host')}" if several_hosts else "")).rstrip()
 
     if len(ranks) <= MAX_RANK_ROWS:
         return [head, *map(row, ranks)]
