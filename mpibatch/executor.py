@@ -33,8 +33,23 @@ PIPELINE_DEPTH = 64  # tasks an executor holds at once: the running one and thos
 MEMORY_SAMPLE_EVERY_S = 0.2  # reading a process tree's RSS costs ~0.1 ms per process: not every poll
 
 # Variables of the MPI launcher that must not reach the entry-script process: a script that
-# imports mpi4py there would otherwise try to join the job's world.
-_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPI_LOCAL")
+# imports mpi4py there would otherwise try to join the job's world (PMI_*, PMIX_*, OMPI_COMM_WORLD_*)
+# or take the rank's pinning (Intel's I_MPI_PIN_MAPPING, I_MPI_INFO_*). Hydra (MPICH, Intel MPI),
+# Open MPI's prterun (PRTE_*, OPAL_*) and PMIx launchers (srun --mpi=pmix) each write their own.
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "PRTE_", "HYDRA_", "MPIR_", "OMPI_", "OPAL_", "I_MPI_", "MPI_LOCAL")
+# What a user sets under those prefixes for any MPI program, kept for a script that runs its own
+# (`mpirun` of a simulation): MCA tuning, where the MPI is installed, Open MPI's consent to run as root.
+_USER_SETTINGS = ("OMPI_MCA_", "PRTE_MCA_", "PMIX_MCA_", "OPAL_PREFIX", "I_MPI_ROOT", "OMPI_ALLOW_RUN_AS_ROOT")
+# ...less the MCA names Open MPI's launchers (prterun 5, orterun 4) set for each rank of the job.
+_LAUNCHER_MCA = tuple(f"OMPI_MCA_{name}" for name in (
+    "PREFIXES", "num_procs", "initial_wdir", "cpu_type", "orte_", "ess", "pmix", "shmem_RUNTIME_QUERY_hint"))
+
+
+def _from_launcher(name: str) -> bool:
+    """Whether an environment variable is the launcher's wiring of this rank, not a user's setting."""
+    if not name.startswith(_LAUNCHER_PREFIXES):
+        return False
+    return not name.startswith(_USER_SETTINGS) or name.startswith(_LAUNCHER_MCA)
 
 
 @dataclass
@@ -152,7 +167,7 @@ class ProcessExecutor:
         self.memory_text = memory_text or (format_bytes(memory_limit) if memory_limit else "")
         self._next_sample = 0.0
         self.stdout, self.stderr = stdout, stderr
-        self.env = {k: v for k, v in env.items() if not k.startswith(_LAUNCHER_PREFIXES)}
+        self.env = {k: v for k, v in env.items() if not _from_launcher(k)}
         self.init_timeout, self.run_timeout = init_timeout, run_timeout
         self.cpus = cpus
         self.state = "new"  # new, starting, ready, failed, closed

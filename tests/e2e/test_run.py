@@ -232,3 +232,32 @@ def test_remote_files_are_fetched_to_scratch_and_removed(tmp_path, executor):
     assert job.rc == 0, job.stderr + job.result_txt
     assert sorted(job.lines) == sorted(f"images/set{i % 2}/img{i}.txt content{i} True" for i in range(7))
     assert not list(Path(tempfile.gettempdir()).glob("mpibatch-rank*/mini-batch-*/images/set0/img0.txt"))
+
+
+def test_the_entry_script_process_gets_the_users_mpi_settings_but_not_the_launchers_wiring(tmp_path):
+    """An entry script that starts MPI itself must be a world of its own, under every launcher: the
+    rank's wiring (PMI_*, PMIX_*, PRTE_*, OMPI_COMM_WORLD_*, Intel's I_MPI_PIN_MAPPING...) is dropped, while
+    what a user sets for any MPI program (OMPI_MCA_* / PRTE_MCA_* tuning, Open MPI's consent to run as
+    root) reaches it (it used to be dropped with the rest, and PRTE_*, OPAL_*, I_MPI_* used to pass)."""
+    script = tmp_path / "own_mpi.py"
+    script.write_text(
+        "import os\n\n"
+        "def run(mini_batch):\n"
+        "    from mpi4py import MPI\n"
+        "    seen = sorted(k for k in os.environ if k.startswith(('PMI', 'OMPI', 'PRTE', 'OPAL', 'I_MPI', 'HYDRA',"
+        " 'MPIR', 'MPI_LOCAL')))\n"
+        "    return [f'{os.path.basename(p)} size={MPI.COMM_WORLD.Get_size()} ' + ' '.join(seen) for p in mini_batch]\n")
+    data = make_files(tmp_path / "data", {"a": "ok", "b": "ok"})
+    out = tmp_path / "out"
+    user = {"OMPI_MCA_btl_base_verbose": "0", "PRTE_MCA_prte_silence_shared_fs": "1", "I_MPI_DEBUG": "0"}
+    job = run_cli(["run", "--entry-script", str(script), "--inputs", str(data), "--output", str(out),
+                   "--mini-batch-size", "1", "--progress", "none"], out, ranks=2, env=user)
+    assert job.rc == 0, job.stderr
+    assert len(job.lines) == 2
+    kept = {"OMPI_MCA_btl_base_verbose", "PRTE_MCA_prte_silence_shared_fs", "OPAL_PREFIX", "I_MPI_ROOT",
+            "OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"}
+    for line in job.lines:
+        name, size, *seen = line.split()
+        assert size == "size=1", line
+        assert {"OMPI_MCA_btl_base_verbose", "PRTE_MCA_prte_silence_shared_fs"} <= set(seen), line
+        assert set(seen) <= kept, line
