@@ -5,5 +5,15 @@ process imports it for EntryScript.
 """
 from .entry import EntryScript
 
-__version__ = "0.1.0"
-__all__ = ["EntryScript", "__version__"]
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
+__all__ = ["EntryScript", "__version__", "installed_version"]
+
+
+def installed_version() -> str:
+    """The version of the installed distribution (what pip reports), else __version__ (a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mpibatch")
+    except PackageNotFoundError:
+        return __version__

@@ -88,7 +88,7 @@ def run_flag_argv(namespace: argparse.Namespace) -> list[str]:
 
 def _add_submit(commands: Any) -> None:
     submit = commands.add_parser(
-        "submit", allow_abbrev=False, help="write an sbatch script from the templates in slurm/ and submit it",
+        "submit", allow_abbrev=False, help="write an sbatch script from a Slurm profile and submit it",
         description="Submit JOB.yaml as a Slurm batch job that resumes after a requeue and stops cleanly "
                     "before its time limit. Run flags and `-- ARGS` are passed on to `mpibatch run`.")
     submit.add_argument("job", nargs="?", help="the job file (YAML)")
@@ -102,7 +102,7 @@ def _add_submit(commands: Any) -> None:
     submit.add_argument("--partition", dest="slurm_partition", metavar="P")
     submit.add_argument("--account", dest="slurm_account", metavar="A")
     submit.add_argument("--profile", dest="slurm_profile", metavar="NAME",
-                        help="a template in slurm/ (cpu, gpu4, site-modules...; default cpu)")
+                        help="a built-in profile (cpu, gpu4, site-modules; default cpu)")
     submit.add_argument("--template", dest="slurm_template", metavar="PATH", help="your own sbatch template")
     submit.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
     _add_run_flags(submit, skip=("gpus_per_node",))
@@ -140,9 +140,23 @@ def _count(minimum: int) -> Any:
     return parse
 
 
+class _Version(argparse.Action):
+    """`mpibatch --version`: the installed distribution's version, looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: Optional[str] = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> typing.NoReturn:
+        from . import installed_version
+
+        sys.stdout.write(f"mpibatch {installed_version()}\n")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mpibatch", allow_abbrev=False,
                      description="Run an entry script over a large dataset on MPI ranks.")
+    parser.add_argument("--version", action=_Version, help="print mpibatch's version and exit")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("run", allow_abbrev=False, help="run a job (under mpiexec/srun, or on one rank)",
                               description="Run JOB.yaml; every key can also be given as a flag (flags win). "

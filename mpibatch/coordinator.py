@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Iterable, Iterator, Optional
 
+from . import installed_version
 from .commit import JournalEntry, ResultStore
 from .config import JobConfig
 from .executor import InlineExecutor
@@ -831,6 +832,7 @@ class Coordinator:
         tally = self.tally
         return {
             "status": self.status,
+            "mpibatch_version": installed_version(),
             "reason": self.reason or None,
             "exit_code": self.exit_code,
             "started": self.started_wall,
