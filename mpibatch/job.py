@@ -143,8 +143,9 @@ def _check_aliases(aliases: dict[str, Any], n_nodes: int, per_node: int) -> Opti
     return None
 
 
-def _placements(comm: Any, config: JobConfig) -> tuple[dict[int, Placement], int, int]:
-    """Every worker rank's placement; nodes come from MPI's shared-memory split of the world."""
+def _placements(comm: Any, config: JobConfig) -> tuple[dict[int, Placement], int, int, Optional[str]]:
+    """Every worker rank's placement; nodes come from MPI's shared-memory split of the world. The last
+    item is the rank-log line that says this node's workers were widened beyond the launcher's binding."""
     nodes = node_layout(comm, config.gpus_per_node)
     workers = [r for r in range(comm.size) if r != 0 or config.coordinator_works]
     placements = {}
@@ -153,7 +154,9 @@ def _placements(comm: Any, config: JobConfig) -> tuple[dict[int, Placement], int
         placements[rank] = place(nodes.node_of[rank], node_workers.index(rank), len(node_workers), nodes.gpus[rank],
                                  config.threads_per_worker, nodes.cpus[rank], nodes.hosts[rank])
     per_node = max(nodes.node_of.count(n) for n in set(nodes.node_of))
-    return placements, len(set(nodes.node_of)), per_node
+    here = [p.cpus for r, p in placements.items() if nodes.node_of[r] == nodes.node_of[comm.rank]]
+    cpu_note = nodes.cpu_share.note(here) if nodes.cpu_share else None
+    return placements, len(set(nodes.node_of)), per_node, cpu_note
 
 
 def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[InputInfo], placement: Placement,
@@ -241,7 +244,7 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
     if _mislaunched(size):
         return 2
     signals = StopSignals().install()
-    placements, n_nodes, per_node = _placements(comm, config)
+    placements, n_nodes, per_node, cpu_note = _placements(comm, config)
     plan: Optional[Plan] = None
     error = _check_aliases(aliases, n_nodes, per_node)
     walltime: Optional[Walltime] = None
@@ -273,6 +276,8 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
     if remote is not None:
         layout.make_dirs()  # this node's staging folder
     log = rank_logger(layout, rank, config.logging_level)
+    if cpu_note:
+        log.info(cpu_note)
     for note in plan.notes if plan else []:
         log.handle(note)
     worker, working_dir = (None, None)

@@ -8,6 +8,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
+from .cpus import NodeCpus, node_cpus, rank_cpus
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
@@ -50,26 +52,29 @@ class NodeLayout:
     hosts: list[str]
     cpus: list[list[int]]
     gpus: list[list[str]]
+    cpu_share: Optional[NodeCpus] = None  # how this rank's node's cores were decided (mpibatch.cpus)
 
 
 def node_layout(comm: Any, gpus_setting: Union[int, str] = "auto") -> NodeLayout:
     """Group ranks by a shared-memory split of the world (what MPI itself calls a node).
 
-    A node's cores are the union of its ranks' affinities: a launcher that binds each rank to one
-    core must not leave a worker's entry script a single thread.
+    A node's cores are its ranks' affinities plus the cores the node allows that none of them is
+    bound to (mpibatch.cpus): a launcher that binds each rank to one core must not leave a
+    worker's entry script a single thread.
     """
     from mpi4py import MPI
 
     local = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.rank)
     try:
         leader = local.bcast(comm.rank, root=0)
-        cpus = sorted(set().union(*local.allgather(usable_cpus())))
+        share = node_cpus(local.allgather(rank_cpus()))
+        cpus = share.cpus
     finally:
         local.Free()
     seen = comm.allgather((leader, socket.gethostname(), cpus, detect_gpus(dict(os.environ), gpus_setting)))
     order = sorted({s[0] for s in seen})
     return NodeLayout([order.index(s[0]) for s in seen], [s[1] for s in seen], [s[2] for s in seen],
-                      [s[3] for s in seen])
+                      [s[3] for s in seen], share)
 
 
 def usable_cpus() -> list[int]:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from mpibatch import cpus as cpus_module
+from mpibatch.cpus import RankCpus, cgroup_cpus, node_cpus, online_cpus, parse_cpu_list
 from mpibatch.placement import THREAD_VARIABLES, detect_gpus, place
 
 
@@ -134,3 +136,88 @@ def test_environment_sets_thread_caps_and_gpu() -> None:
     assert env["TF_NUM_INTEROP_THREADS"] == "1"
     assert env["CUDA_VISIBLE_DEVICES"] == "1"
     assert all(isinstance(v, str) for v in env.values())
+
+
+# --- the node's cores: widening workers onto cores a narrow launcher binding left idle (mpibatch.cpus)
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("text, cpus", [("0-3,8,10-11\n", [0, 1, 2, 3, 8, 10, 11]), ("5", [5]), ("", []),
+                                        ("\n", []), ("0-x", [])])
+def test_cpu_lists_in_the_kernel_format(text: str, cpus: list[int]) -> None:
+    assert parse_cpu_list(text) == cpus
+
+
+def test_cgroup_v2_cpuset_of_the_process_cgroup(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "cg", {"cpuset.cpus.effective": "0-7\n",
+                                   "job_1/step_0/cpuset.cpus.effective": "2-5\n"})
+    proc = _tree(tmp_path, {"proc-cgroup": "0::/job_1/step_0/user/task_0\n"}) / "proc-cgroup"
+    assert cgroup_cpus(proc, root) == [2, 3, 4, 5], "a cgroup without cpuset takes its nearest parent's"
+
+
+def test_cgroup_v1_inside_a_container_reads_the_mounted_root(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "cg", {"cpuset/cpuset.effective_cpus": "0-1\n", "cpuset/cpuset.cpus": "0-1\n"})
+    proc = _tree(tmp_path, {"proc-cgroup": "4:memory:/docker/abc\n3:cpuset:/docker/abc\n0::/\n"}) / "proc-cgroup"
+    assert cgroup_cpus(proc, root) == [0, 1]
+
+
+def test_no_cpuset_anywhere(tmp_path: Path) -> None:
+    proc = _tree(tmp_path, {"proc-cgroup": "0::/a\n"}) / "proc-cgroup"
+    assert cgroup_cpus(proc, tmp_path / "nothing") is None
+    assert cgroup_cpus(tmp_path / "missing", tmp_path) is None
+
+
+def test_online_cpus(tmp_path: Path) -> None:
+    assert online_cpus(_tree(tmp_path, {"online": "0-3\n"}) / "online") == [0, 1, 2, 3]
+    assert online_cpus(tmp_path / "missing") == list(range(os.cpu_count() or 1))
+
+
+def test_a_rank_bound_to_one_core_by_its_launcher_gets_the_idle_cores() -> None:
+    share = node_cpus([RankCpus(bound=[0], cgroup=[0, 1, 2, 3], launcher=[0, 1, 2, 3])])
+    assert share.cpus == [0, 1, 2, 3] and share.widened
+    assert [place(0, i, 2, [], cpus=share.cpus).cpus for i in range(2)] == [[0, 1], [2, 3]]
+    assert share.note([[0, 1], [2, 3]]) == ("ranks were bound to cores [0] by the launcher; the node allows "
+                                            "[0, 1, 2, 3]: workers use [0, 1], [2, 3]")
+
+
+def test_ranks_that_cover_the_node_are_not_widened() -> None:
+    share = node_cpus([RankCpus([0], [0, 1], [0, 1]), RankCpus([1], [0, 1], [0, 1])])
+    assert share.cpus == [0, 1] and not share.widened
+    assert share.note([[0], [1]]) is None
+
+
+def test_a_launcher_kept_on_some_cores_keeps_the_job_there() -> None:
+    """`taskset -c 0-1 mpiexec ...`: the launcher's own cores bound the job, not the whole cgroup."""
+    share = node_cpus([RankCpus([0], [0, 1, 2, 3], [0, 1]), RankCpus([0], [0, 1, 2, 3], [0, 1])])
+    assert share.cpus == [0, 1]
+    assert share.cgroup == [0, 1, 2, 3]
+
+
+def test_only_cores_every_rank_of_the_node_may_use_are_added() -> None:
+    share = node_cpus([RankCpus([0], [0, 1, 2, 3], [0, 1, 2, 3]), RankCpus([1], [0, 1, 2, 3], [1, 2])])
+    assert share.cpus == [0, 1, 2]
+
+
+def test_rank_cpus_reads_the_binding_the_cgroup_and_the_parent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpus_module, "cgroup_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0} if pid == 0 else {0, 1, 2, 3})
+    seen = cpus_module.rank_cpus()
+    assert seen == RankCpus([0], [0, 1, 2, 3], [0, 1, 2, 3])
+    assert node_cpus([seen]).cpus == [0, 1, 2, 3]
+
+
+def test_an_unreadable_parent_leaves_the_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    def affinity(pid: int) -> set[int]:
+        if pid:
+            raise PermissionError(pid)
+        return {1}
+    monkeypatch.setattr(cpus_module, "cgroup_cpus", lambda: [0, 1])
+    monkeypatch.setattr(os, "sched_getaffinity", affinity)
+    assert node_cpus([cpus_module.rank_cpus()]).cpus == [0, 1]
