@@ -131,3 +131,21 @@ def test_a_lost_node_ends_the_job_and_resume_is_exact(tmp_path, lost):
     with open(out / "logs" / "sys" / "mini_batches.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {row["attempts"] for row in rows} == {"1"} and {row["status"] for row in rows} == {"succeeded"}
+
+
+def test_remote_output_is_staged_per_node_and_lands_whole(tmp_path):
+    """An output URL on two nodes: each node stages its ranks' files in its own scratch and pushes
+    them; the URL gets every line once and every rank's logs."""
+    cluster = FakeCluster({"nodeA": 2, "nodeB": 2}, tmp_path / "cluster")
+    names = {f"item{i:02d}": "ok" for i in range(12)}
+    data = make_files(tmp_path / "data", names)
+    remote = tmp_path / "bucket" / "run1"
+    args = faulty_args(data, remote)
+    args[args.index("--output") + 1] = f"local://{remote}"
+    job = cluster.run(args, remote)
+    assert job.rc == 0, job.stderr
+    assert sorted(job.lines) == sorted(f"{name} ok" for name in names)
+    for rank in range(4):
+        assert "init on rank" in job.log(f"logs/user/stdout/rank-{rank:04d}.txt")
+        assert "worker: node" in job.log(f"logs/sys/rank-{rank:04d}.txt")
+    assert not list(cluster.scratch.iterdir())
