@@ -221,3 +221,16 @@ def test_an_unreadable_parent_leaves_the_cgroup(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(cpus_module, "cgroup_cpus", lambda: [0, 1])
     monkeypatch.setattr(os, "sched_getaffinity", affinity)
     assert node_cpus([cpus_module.rank_cpus()]).cpus == [0, 1]
+
+
+def test_hosts_are_described_with_their_ranks_as_runs() -> None:
+    from mpibatch.placement import describe_hosts, ranks_by_host
+
+    grouped = ranks_by_host({3: "b", 0: "a", 1: "a", 2: "b", 4: "a", 6: "a", 5: "c"})
+    assert grouped == {"a": [0, 1, 4, 6], "b": [2, 3], "c": [5]}
+    assert describe_hosts(grouped) == "a (ranks 0-1,4,6), b (ranks 2-3), c (rank 5)"
+
+
+def test_place_keeps_the_node_it_was_given() -> None:
+    placement = place(1, 0, 2, ["4", "5"], cpus=[0, 1], host="nodeB")
+    assert (placement.host, placement.node_rank, placement.gpu, placement.gpu_index) == ("nodeB", 1, "4", 4)

@@ -185,3 +185,21 @@ def test_a_resubmitted_job_is_queued_with_the_last_runs_counts(tmp_path, monkeyp
     assert "last run: Interrupted\n" in render(data, now=NOW)
     write(out / "logs" / "slurm_job.json", {"job_id": "12", "submitted": NOW})
     assert read_status(out, now=NOW)["status"] == "Interrupted", "the submitted job is the one that already ran"
+
+
+def test_a_vanished_job_on_several_nodes_says_where_it_ran(tmp_path):
+    """A lost node kills every rank at once: nothing says which host went first, so status names them all."""
+    snapshot = progress(updated=NOW - 30, ranks=3)
+    for rank, host in ((0, "nodeA"), (1, "nodeA"), (2, "nodeB")):
+        snapshot["per_rank"][str(rank)]["host"] = host
+    snapshot["hosts"] = {"nodeA": [0, 1], "nodeB": [2]}
+    out = make_output(tmp_path, "Running", snapshot)
+    (out / ".mpibatch" / "lock").write_text("4242 nodeA\n")  # free: no process holds it
+    data = read_status(out, now=NOW)
+    assert data["status"] == "Interrupted" and data["stopped_unexpectedly"]
+    assert "it ran on nodeA (ranks 0-1), nodeB (rank 2): a lost node stops every rank" in data["reason"]
+    lines = render(data, now=NOW).splitlines()
+    assert lines[-4:] == ["  rank  mini-batches     items  running  last result  host",
+                          "     0             3         6        1  0:05 ago     nodeA",
+                          "     1             4         8        1  0:10 ago     nodeA",
+                          "     2             5        10        1  0:15 ago     nodeB"]
