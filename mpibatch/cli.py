@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import sys
 import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .config import KEY_ALIASES, ConfigError, JobConfig, load_job, report_error, suggest
+from .config import KEY_ALIASES, RANGES, ConfigError, JobConfig, load_job, path_problem, report_error, suggest
 from .flags import key_kind, parse_mapping, typed_flags
 
 __all__ = ["build_parser", "main", "parse_mapping", "run_flag_argv", "split_script_args"]
@@ -118,6 +120,45 @@ def _add_status(commands: Any) -> None:
     status.add_argument("--interval", type=_seconds, default=2.0, help="seconds between refreshes (default 2)")
 
 
+def _add_doctor(commands: Any) -> None:
+    doctor = commands.add_parser(
+        "doctor", allow_abbrev=False, help="check this site: MPI, launcher, nodes, cores, GPUs, scratch, output",
+        description="Run it as you would run a job (mpiexec -n N / srun ... mpibatch doctor): rank 0 prints the MPI "
+                    "library and launcher, the hosts and ranks per node, each worker's GPU, cores and threads as "
+                    "`mpibatch run` would place them, scratch space, and the classic mistakes with a fix each. "
+                    "Exit status 0: nothing wrong; 1: a mistake was found; 2: invalid usage.")
+    doctor.add_argument("--output", type=_path, metavar="DIR", help="check that the job's output folder is writable")
+    doctor.add_argument("--gpus-per-node", type=_auto_or("gpus_per_node"), default="auto", metavar="G",
+                        help="as the job key (default auto)")
+    doctor.add_argument("--threads-per-worker", type=_auto_or("threads_per_worker"), default="auto", metavar="T",
+                        help="as the job key (default auto)")
+    doctor.add_argument("--coordinator-works", action=argparse.BooleanOptionalAction, default=True,
+                        help="as the job key (default: rank 0 also hosts a worker)")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _path(text: str) -> str:
+    problem = path_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _auto_or(key: str) -> Any:
+    """'auto' or a count within the job key's range."""
+    def parse(text: str) -> Any:
+        if text == "auto":
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not RANGES[key].admits(value):
+            raise argparse.ArgumentTypeError(f"{RANGES[key].says} (got '{text}')")
+        return value
+    return parse
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -170,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(demo)
     _add_submit(commands)
     _add_status(commands)
+    _add_doctor(commands)
     return parser
 
 
@@ -224,8 +266,28 @@ def _alone(own: list[str], script_args: list[str]) -> int:
     return submit(submit_request(args.job, _flags(args), run_flag_argv(args), script_args, options), args.dry_run)
 
 
+def _doctor(own: list[str]) -> int:
+    """doctor: every rank parses its command line (there is no job file to read once); the launcher's
+    rank 0 alone prints a usage error or --help."""
+    from .doctor import Settings, doctor
+    from .launch import launcher_rank
+
+    speaks = launcher_rank() == 0
+    try:
+        with contextlib.nullcontext() if speaks else contextlib.redirect_stdout(io.StringIO()):
+            args = build_parser().parse_args(own)
+    except ConfigError as exc:
+        if speaks:
+            report_error(exc)
+        return 2
+    return doctor(Settings(args.output, args.gpus_per_node, args.threads_per_worker, args.coordinator_works),
+                  args.json)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     own, script_args = split_script_args(sys.argv[1:] if argv is None else argv)
+    if _command(own) == "doctor":
+        return _doctor(own)
     if _command(own) in MPI_COMMANDS:
         return _on_ranks(own, script_args)
     try:
