@@ -303,7 +303,7 @@ def render(facts: list[RankFacts], settings: Settings) -> list[str]:
     for finding in findings:
         lines.append(f"{'mistake' if finding.mistake else 'note'}: {finding.what}")
         if finding.fix:
-            lines.append(f"  fix: {finding.fix}")
+            lines.append(f"  {'fix' if finding.mistake else 'hint'}: {finding.fix}")
     mistakes = sum(f.mistake for f in findings)
     lines.append(f"result: {mistakes} mistake{'s' if mistakes != 1 else ''} found" if mistakes
                  else "result: no mistakes found")
@@ -322,8 +322,14 @@ def as_json(facts: list[RankFacts], settings: Settings) -> dict[str, Any]:
 
 def doctor(settings: Settings, machine_readable: bool = False) -> int:
     """Run on every rank; rank 0 prints the report. Every rank returns the same exit status."""
-    from mpi4py import MPI
-
+    try:
+        from mpi4py import MPI
+    except (ImportError, RuntimeError) as exc:  # no MPI library to load: nothing else can be asked
+        if launcher_rank() == 0:
+            sys.stdout.write(f"mistake: mpi4py cannot load its MPI library ({exc})\n"
+                             "  fix: install an MPI (pip install 'mpibatch[mpich]', or load the site's MPI module "
+                             "and build mpi4py against it)\nresult: 1 mistake found\n")
+        return 1
     comm = MPI.COMM_WORLD
     facts = collect(comm, settings)
     gathered = comm.gather(facts, root=0)

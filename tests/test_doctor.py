@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,10 @@ def test_ranks_bound_narrowly_by_their_launcher_are_widened_a_note() -> None:
     assert "mpibatch widens its workers onto them" in found[0].what
     assert "--bind-to none" in found[0].fix
     assert [p.cpus for p in placements(ranks, Settings()).values()] == [[0, 1], [2, 3]]
+    lines = render(ranks, Settings())
+    assert any(line.startswith("note: ranks bound by the launcher on nodeA") for line in lines)
+    assert any(line.startswith("  hint: 'mpirun --bind-to none'") for line in lines)
+    assert lines[-1] == "result: no mistakes found"
 
 
 def test_ranks_that_share_the_node_between_them_are_fine() -> None:
@@ -179,3 +184,15 @@ def test_help_says_the_exit_statuses(capsys: pytest.CaptureFixture) -> None:
         main(["doctor", "--help"])
     assert stop.value.code == 0
     assert "0: nothing wrong; 1: a mistake was found" in " ".join(capsys.readouterr().out.split())
+
+
+def test_no_mpi_library_is_a_mistake_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)  # what an mpi4py without its libmpi raises: ImportError
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["doctor"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("mistake: mpi4py cannot load its MPI library")
+    assert out[1].startswith("  fix: install an MPI")
+    assert out[-1] == "result: 1 mistake found"

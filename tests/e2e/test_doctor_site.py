@@ -13,6 +13,7 @@ from typing import Optional
 
 import pytest
 from conftest import BIN, MPI, RANK_VARIABLES, cli_env, mpiexec, require
+from nodes import FakeCluster
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +139,23 @@ def test_usage_error_is_one_line():
     assert err[0] == "mpibatch: error: argument --gpus-per-node: must be 'auto' or a count from 0 to 256 (got 'many')"
     if MPI != "openmpi":  # Open MPI's launcher may add its banner after mpibatch's line
         assert len(err) == 1, err
+
+
+def test_on_two_simulated_nodes(tmp_path):
+    """Hosts and ranks per node, each node's own GPUs, and a mistake said for the node that has it."""
+    cluster = FakeCluster({"nodeA": 2, "nodeB": 1}, tmp_path / "cluster",
+                          {"nodeA": {"CUDA_VISIBLE_DEVICES": "0"}, "nodeB": {"CUDA_VISIBLE_DEVICES": "3"}})
+    out = tmp_path / "out"
+    out.mkdir()
+    job = cluster.run(["doctor", "--output", str(out)], out)
+    assert job.rc == 1, job.stdout + job.stderr
+    seen = job.stdout.splitlines()
+    assert seen[0].endswith(": 3 ranks on 2 hosts")
+    assert any(line.startswith("host nodeA (node 0): ranks [0, 1], ") for line in seen), seen
+    assert any(line.startswith("host nodeB (node 1): ranks [2], ") for line in seen), seen
+    workers = [line for line in seen if line.startswith("  rank ")]
+    assert [w.split("; ")[1].split(",")[0] for w in workers] == ["worker gpu 0", "worker gpu 0", "worker gpu 3"]
+    assert f"output {out}: writable from every host" in seen
+    assert [line for line in seen if line.startswith("mistake: ")] == [
+        "mistake: more workers than GPUs on nodeA: 2 workers share 1 GPU round robin"]
+    assert list(out.iterdir()) == []
