@@ -25,6 +25,21 @@ MPIEXEC = BIN / "mpiexec"
 # Open MPI refuses root without these, and 4 ranks on 2 cores without --oversubscribe.
 MPIEXEC_FLAGS = ["--oversubscribe"] if MPI == "openmpi" else []
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"} if MPI == "openmpi" else {}
+# Open MPI's prterun forwards SIGTERM and SIGINT to the ranks as SIGTERM, SIGKILLs them ~0.5 s later and
+# exits 1: no stop_grace there, only the files rank 0 writes as the stop begins.
+LAUNCHER_KILLS_ON_STOP = MPI == "openmpi"
+
+
+def launcher_stop_status(sig: int) -> int:
+    """The launcher's exit status after a stop signal sent to it."""
+    return 1 if LAUNCHER_KILLS_ON_STOP else 128 + sig
+
+
+def stop_signal_seen(sig: int) -> int:
+    """The signal the ranks receive when `sig` is sent to the launcher."""
+    return 15 if LAUNCHER_KILLS_ON_STOP else int(sig)
+
+
 # What each launcher tells a rank its rank is: Hydra (MPICH, Intel MPI), Open MPI's prterun, PMIx.
 RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 
@@ -61,6 +76,18 @@ class Job:
 
     def log(self, relative: str) -> str:
         return (self.output / relative).read_text()
+
+
+def without_launcher_banner(stderr: str) -> str:
+    """stderr up to the banner Open MPI's prterun prints after a rank exits non-zero ("prterun detected
+    that one or more processes exited with non-zero status", "PMIX ERROR: ..."). It cannot be silenced
+    from the ranks, so what mpibatch promises is that its own lines come first: a banner before them
+    leaves nothing here. Other launchers print no banner: their stderr is returned whole."""
+    if MPI != "openmpi":
+        return stderr
+    lines = stderr.splitlines(keepends=True)
+    cut = next((i for i, line in enumerate(lines) if line.startswith("-" * 40) or "PMIX ERROR" in line), len(lines))
+    return "".join(lines[:cut])
 
 
 def mpiexec(ranks: int, *flags: str) -> list[str]:
@@ -148,7 +175,7 @@ def run_cli(args: list[str], output: Path, ranks: Optional[int] = 2, timeout: fl
         stdout, stderr = proc.communicate()
         raise AssertionError(f"mpibatch did not finish in {timeout} s: {' '.join(args)}\n"
                              f"stderr: {stderr[-2000:]}\n{diagnose(output)}") from None
-    return Job(proc.returncode, stdout, stderr, output)
+    return Job(proc.returncode, stdout, without_launcher_banner(stderr), output)
 
 
 def start_cli(args: list[str], ranks: Optional[int] = 2, env: Optional[dict] = None) -> subprocess.Popen:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RANK_VARIABLES, SCRIPTS, command, faulty_args, make_files, run_cli
+from conftest import RANK_VARIABLES, SCRIPTS, cli_env, command, faulty_args, make_files, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -193,7 +193,7 @@ def test_progress_bar_when_the_launching_terminal_is_interactive(tmp_path, ok_fi
     data, _ = ok_files
     out = tmp_path / "out"
     cmd = " ".join(command(faulty_args(data, out, "--progress", "auto"), ranks=2))
-    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=120)
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=120, env=cli_env())
     screen = proc.stdout.decode()
     assert proc.returncode == 0, screen
     assert "\r" in screen and "| 30/30 [" in screen and "mini-batch/s]" in screen

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BIN, Job, faulty_args, kill_tree, make_files, rank_processes, run_cli, start_cli
+from conftest import (BIN, LAUNCHER_KILLS_ON_STOP, Job, faulty_args, kill_tree, launcher_stop_status, make_files,
+                      rank_processes, run_cli, start_cli, stop_signal_seen)
 
 pytestmark = pytest.mark.e2e
 
@@ -53,11 +54,15 @@ def test_signal_to_launcher_stops_cleanly_then_resume_completes(slow_job, sig, c
     wait_for_lines(out / "parallel_run_step.txt", 6)
     proc.send_signal(sig)
     job = finish(proc, out)
-    assert job.rc == code, job.stderr
+    assert job.rc == launcher_stop_status(sig), job.stderr
     r = job.result
-    assert r["status"] == "Interrupted" and r["reason"].startswith(f"signal {int(sig)}")
+    seen = stop_signal_seen(sig)
+    assert r["status"] == "Interrupted" and r["reason"].startswith(f"signal {seen}") and r["exit_code"] == 128 + seen
     assert 6 <= len(job.lines) < 60 and len(set(job.lines)) == len(job.lines)
-    assert len(job.lines) == r["items"]["succeeded"], "everything written is committed and counted"
+    if LAUNCHER_KILLS_ON_STOP:  # job_result holds the counts as the stop began; lines may follow
+        assert r["items"]["succeeded"] <= len(job.lines) and "resume with --resume" in r["reason"]
+    else:
+        assert len(job.lines) == r["items"]["succeeded"], "everything written is committed and counted"
     resumed = run_cli([*args, "--resume"], out, ranks=3)
     assert resumed.rc == 0, resumed.stderr
     assert sorted(resumed.lines) == EXPECTED
@@ -114,7 +119,7 @@ def test_resume_refuses_changed_inputs_script_or_config(slow_job, tmp_path):
     proc = start_cli(args, ranks=2)
     wait_for_lines(out / "parallel_run_step.txt", 2)
     proc.send_signal(signal.SIGTERM)
-    assert finish(proc, out).rc == 143
+    assert finish(proc, out).rc == launcher_stop_status(signal.SIGTERM)
     before = (out / "parallel_run_step.txt").read_bytes()
 
     changed = run_cli([*args, "--resume", "--run-max-try", "5"], out)
@@ -160,7 +165,7 @@ def test_second_concurrent_run_into_the_same_output_is_refused(slow_job):
     second = run_cli([*args, "--resume"], out, ranks=None)
     assert second.rc == 2 and "is in use by another running job (pid" in second.stderr
     first.send_signal(signal.SIGTERM)
-    assert finish(first, out).rc == 143
+    assert finish(first, out).rc == launcher_stop_status(signal.SIGTERM)
 
 
 def wait_for_text(files: list[Path], text: str, timeout: float = 60) -> None:
@@ -180,11 +185,14 @@ def test_attempts_killed_after_the_grace_count_as_preempted_and_use_no_try(tmp_p
     wait_for_text([out / f"logs/user/stdout/rank-000{r}.txt" for r in (0, 1)], "sleeping on")
     proc.send_signal(signal.SIGTERM)
     job = finish(proc, out)
-    assert job.rc == 143, job.stderr
     r = job.result
-    assert r["errors_by_class"]["preempted"] == 2 and sum(r["errors_by_class"].values()) == 2
-    assert r["mini_batches"]["failed"] == 0 and job.lines == []
-    assert job.log("logs/user/error.txt").count("(preempted): cut short by the stop (signal 15") == 2
+    assert r["status"] == "Interrupted" and r["mini_batches"]["failed"] == 0 and job.lines == []
+    if LAUNCHER_KILLS_ON_STOP:  # its 0.3 s grace races prterun's SIGKILL at ~0.5 s: either end is honest
+        assert job.rc in (1, 143), job.stderr
+    else:
+        assert job.rc == 143, job.stderr
+        assert r["errors_by_class"]["preempted"] == 2 and sum(r["errors_by_class"].values()) == 2
+        assert job.log("logs/user/error.txt").count("(preempted): cut short by the stop (signal 15") == 2
     resumed = run_cli([*args, "--resume"], out)
     assert resumed.rc == 0, resumed.stderr
     assert sorted(resumed.lines) == sorted(f"{n} sleep3" for n in files), "a preempted attempt is no used-up try"

@@ -5,7 +5,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, MPI, RANK_VARIABLES, SCRIPTS, cli_env, mpiexec, run_cli
+from conftest import BIN, MPI, RANK_VARIABLES, SCRIPTS, cli_env, mpiexec, run_cli, without_launcher_banner
 
 pytestmark = pytest.mark.e2e
 
@@ -131,8 +131,13 @@ def run_ranked(args: list[str], ranks: int, cwd: Path, env: "dict | None" = None
     """`mpiexec -prepend-rank -n R mpibatch ARGS` (Open MPI: `--tag-output`): every stderr line says
     which rank wrote it, as `[0] ` (Hydra) or `[1,0]<stderr>: ` (Open MPI)."""
     tag = "--tag-output" if MPI == "openmpi" else "-prepend-rank"
-    return subprocess.run([*mpiexec(ranks, tag), str(BIN / "mpibatch"), *args],
-                          capture_output=True, text=True, cwd=cwd, env=cli_env(env), timeout=timeout)
+    job = subprocess.run([*mpiexec(ranks, tag), str(BIN / "mpibatch"), *args],
+                         capture_output=True, text=True, cwd=cwd, env=cli_env(env), timeout=timeout)
+    job.stderr = without_launcher_banner(job.stderr)
+    return job
+
+
+RANK0 = "[1,0]<stderr>: " if MPI == "openmpi" else "[0] "  # how run_ranked's launcher tags rank 0's lines
 
 
 def files_under(folder: Path) -> set[str]:
@@ -161,7 +166,7 @@ def test_every_usage_error_is_one_line_from_rank_0_at_4_ranks(job_dir, case):
     job = run_ranked(args, 4, job_dir)
     assert job.returncode == 2, job.stderr
     lines = job.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("[0] mpibatch: error: ") and needle in lines[0], job.stderr
+    assert len(lines) == 1 and lines[0].startswith(RANK0 + "mpibatch: error: ") and needle in lines[0], job.stderr
     assert files_under(job_dir) == before, "nothing may be written"
 
 
@@ -194,7 +199,7 @@ def test_output_inside_an_input_is_refused_before_any_work(job_dir, output):
     job = run_ranked(["run", "--entry-script", "score.py", "--inputs", *inputs, "--output", output], 2, job_dir)
     assert job.returncode == 2, job.stderr
     lines = job.stderr.splitlines()
-    assert len(lines) == 1 and "would read its own output" in lines[0] and lines[0].startswith("[0] "), job.stderr
+    assert len(lines) == 1 and "would read its own output" in lines[0] and lines[0].startswith(RANK0), job.stderr
     assert files_under(job_dir) == before
 
 
@@ -203,7 +208,7 @@ def test_empty_output_writes_nothing_into_the_current_folder(job_dir):
     before = files_under(job_dir)
     job = run_ranked(["run", "--entry-script", "score.py", "--inputs", "data", "--output", ""], 2, job_dir)
     [line] = job.stderr.splitlines()
-    assert job.returncode == 2 and line.startswith("[0] mpibatch: error: output: must name a path, not an empty text")
+    assert job.returncode == 2 and line.startswith(RANK0 + "mpibatch: error: output: must name a path, not an empty text")
     assert files_under(job_dir) == before
 
 
