@@ -1,5 +1,6 @@
-"""Unit tests for mpibatch.slurm and the templates in slurm/: what the sbatch script asks Slurm for,
-that every user value arrives intact and can never run as shell, and the requeue logic."""
+"""Unit tests for mpibatch.slurm and the templates in mpibatch/templates/slurm/: what the sbatch script asks
+Slurm for, the launch line for each MPI, that every user value arrives intact and can never run as shell,
+and the requeue logic."""
 from __future__ import annotations
 
 import json
@@ -10,12 +11,23 @@ from pathlib import Path
 
 import pytest
 
+import mpibatch.slurm
 from mpibatch.cli import main
 from mpibatch.config import ConfigError
-from mpibatch.slurm import SubmitRequest, profiles, render, time_limit_seconds
+from mpibatch.slurm import SubmitRequest, profiles, render, templates_dir, time_limit_seconds
 
 NASTY = ["has space", "it's", 'say "hi"', "$(touch PWNED)", "`touch PWNED`", "a;touch PWNED", "line\nbreak",
          "$HOME", "back\\slash", "*", ""]
+
+
+@pytest.fixture(autouse=True)
+def mpi(monkeypatch) -> None:
+    """The MPICH wheel, whatever MPI runs these tests; the tests of other MPIs say theirs."""
+    use_mpi(monkeypatch, "mpich")
+
+
+def use_mpi(monkeypatch, flavour: str) -> None:
+    monkeypatch.setattr(mpibatch.slurm, "mpi_flavour", lambda: flavour)
 
 
 def request(tmp_path: Path, **overrides) -> SubmitRequest:
@@ -33,6 +45,9 @@ FAKE = """#!{python}
 import json, os, sys
 with open(os.environ["FAKE_LOG"], "a") as fh:
     fh.write(json.dumps([os.path.basename(sys.argv[0]), sys.argv[1:]]) + "\\n")
+if os.path.basename(sys.argv[0]) == "srun" and "I_MPI_PMI_LIBRARY" in os.environ:
+    with open(os.environ["FAKE_LOG"] + ".pmi", "w") as fh:
+        fh.write(os.environ["I_MPI_PMI_LIBRARY"])
 if os.environ.get("FAKE_RESULT") and os.path.basename(sys.argv[0]) in ("srun", "mpiexec"):
     os.makedirs(os.path.dirname(os.environ["FAKE_RESULT_PATH"]), exist_ok=True)
     with open(os.environ["FAKE_RESULT_PATH"], "w") as fh:  # what the job's rank 0 wrote before the launcher ended
@@ -69,6 +84,61 @@ def execute(script: str, tmp_path: Path, fake_bin: Path, rc: int = 0, restarts: 
 
 def test_profiles_are_the_documented_three():
     assert profiles() == ["cpu", "gpu4", "site-modules"]
+    assert templates_dir() == Path(mpibatch.slurm.__file__).parent / "templates" / "slurm", "package data"
+
+
+def launch_lines(script: str) -> list[str]:
+    """The launch block: from after `started=$(mktemp)` to `rc=$?`."""
+    lines = script.splitlines()
+    return lines[lines.index("started=$(mktemp)") + 1:lines.index("rc=$?")]
+
+
+SRUN_LINES = {
+    "mpich": ["# MPICH is the MPI this environment's mpi4py uses: srun starts its ranks so", "srun --mpi=pmi2 PY"],
+    "openmpi": ["# Open MPI is the MPI this environment's mpi4py uses: srun starts its ranks so", "srun --mpi=pmix PY"],
+    "impi": ["# Intel MPI is the MPI this environment's mpi4py uses: srun starts its ranks so",
+             "export I_MPI_PMI_LIBRARY='/site/slurm 23/lib/libpmi2.so'", "srun --mpi=pmi2 PY"],
+    "unknown": ["# mpibatch does not know this environment's MPI: srun uses the site's default --mpi", "srun PY"],
+}
+
+
+@pytest.mark.parametrize("flavour", SRUN_LINES)
+@pytest.mark.parametrize("profile", ["cpu", "gpu4"])
+def test_the_launch_line_is_the_one_for_this_environments_mpi(tmp_path, fake_bin, monkeypatch, flavour, profile):
+    use_mpi(monkeypatch, flavour)
+    monkeypatch.setenv("I_MPI_PMI_LIBRARY", "/site/slurm 23/lib/libpmi2.so")
+    script = render(request(tmp_path, profile=profile))
+    run = f"{sys.executable} -m mpibatch run /jobs/job.yaml --resume"
+    assert launch_lines(script) == [line.replace("PY", run) for line in SRUN_LINES[flavour]]
+    monkeypatch.delenv("I_MPI_PMI_LIBRARY")  # the job's shell has only what the script exports
+    rc, calls = execute(script, tmp_path, fake_bin)
+    srun = SRUN_LINES[flavour][-1].replace("PY", run).split()
+    assert rc == 0 and [c[1] for c in calls if c[0] == "srun"] == [srun[1:]]
+    pmi = tmp_path / "calls.jsonl.pmi"
+    assert (pmi.read_text() if pmi.exists() else None) == ("/site/slurm 23/lib/libpmi2.so" if flavour == "impi"
+                                                           else None)
+
+
+def test_intel_mpi_finds_slurms_pmi2_library_itself(tmp_path, monkeypatch):
+    use_mpi(monkeypatch, "impi")
+    monkeypatch.delenv("I_MPI_PMI_LIBRARY", raising=False)
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libpmi2.so").write_bytes(b"")
+    monkeypatch.setattr(mpibatch.launch, "pmi2_search_path", lambda: [tmp_path / "none", tmp_path / "lib"])
+    assert f"export I_MPI_PMI_LIBRARY={tmp_path}/lib/libpmi2.so" in launch_lines(render(request(tmp_path)))
+
+
+def test_intel_mpi_without_slurms_pmi2_library_is_refused_unless_the_profile_uses_mpiexec(tmp_path, monkeypatch):
+    use_mpi(monkeypatch, "impi")
+    monkeypatch.delenv("I_MPI_PMI_LIBRARY", raising=False)
+    monkeypatch.setattr(mpibatch.launch, "pmi2_search_path", lambda: [])
+    with pytest.raises(ConfigError) as refused:
+        render(request(tmp_path))
+    assert str(refused.value) == (
+        "I_MPI_PMI_LIBRARY: Intel MPI under srun needs Slurm's libpmi2.so, and there is none beside srun or in "
+        "/usr/lib, /usr/lib64, /usr/local/lib, /opt/slurm/lib: set I_MPI_PMI_LIBRARY to its path and submit again, "
+        "or launch with the site's mpiexec (--profile site-modules)")
+    assert launch_lines(render(request(tmp_path, profile="site-modules")))[-1].startswith('mpiexec -n "$SLURM_NTASKS"')
 
 
 def test_directives_of_the_default_profile(tmp_path):
@@ -309,3 +379,20 @@ def test_sbatch_refusing_or_missing(job_dir, capsys, monkeypatch):
     code, _, err = submit(capsys, "job.yaml", "--nodes", "1")
     assert code == 2
     assert err == "mpibatch: error: sbatch not found: submit from a Slurm login node (or use --dry-run)\n"
+
+
+def test_submit_for_open_mpi_and_for_intel_mpi_without_slurms_library(job_dir, capsys, monkeypatch):
+    monkeypatch.chdir(job_dir)
+    use_mpi(monkeypatch, "openmpi")
+    code, out, err = submit(capsys, "job.yaml", "--nodes", "2", "--dry-run")
+    assert code == 0, err
+    assert [line for line in out.splitlines() if line.startswith("srun")] == [
+        f"srun --mpi=pmix {sys.executable} -m mpibatch run {job_dir}/job.yaml --progress lines --resume"]
+    use_mpi(monkeypatch, "impi")
+    monkeypatch.delenv("I_MPI_PMI_LIBRARY", raising=False)
+    monkeypatch.setattr(mpibatch.launch, "pmi2_search_path", lambda: [])
+    code, out, err = submit(capsys, "job.yaml", "--nodes", "2", "--dry-run")
+    assert code == 2 and out == ""
+    assert err.startswith("mpibatch: error: I_MPI_PMI_LIBRARY: Intel MPI under srun needs Slurm's libpmi2.so")
+    assert err.count("\n") == 1
+    assert not (job_dir / "out").exists()

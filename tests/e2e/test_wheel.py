@@ -20,7 +20,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import MPIEXEC, make_files, require
+from conftest import MPIEXEC, cli_env, make_files, require
 
 import mpibatch
 
@@ -85,9 +85,8 @@ def venv(tmp_path_factory) -> Path:
 
 def user_env(venv: Path) -> dict[str, str]:
     """The user's shell after `source venv/bin/activate`: nothing that would reach the checkout."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
-    env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
-               MPIBATCH_PROGRESS_INTERVAL="0.5")
+    env = {k: v for k, v in cli_env().items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
+    env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
     return env
 
 
