@@ -139,7 +139,8 @@ def collect(comm: Any, settings: Settings) -> RankFacts:
         comm.rank, comm.size, launcher_rank(env), nodes.hosts[comm.rank], nodes.node_of[comm.rank],
         MPI.Get_library_version(), mpi4py.__version__, f"{sys.version.split()[0]} ({sys.executable})",
         detect_launcher(env), mislaunch_message(comm.size, env), rank_cpus(), nodes.cpus[comm.rank],
-        nodes.gpus[comm.rank], {name: env[name] for name in (*THREAD_VARIABLES, "TF_NUM_INTEROP_THREADS") if name in env},
+        nodes.gpus[comm.rank],
+        {name: env[name] for name in (*THREAD_VARIABLES, "TF_NUM_INTEROP_THREADS") if name in env},
         scratch, free, probe_output(settings.output) if settings.output else None)
 
 
@@ -243,7 +244,8 @@ def check_libraries(facts: list[RankFacts]) -> list[Finding]:
         libraries.setdefault(f.library, []).append(f.rank)
     if len(libraries) < 2:
         return []
-    which = "; ".join(f"ranks {ranks} ({facts[ranks[0]].host}): {_library_line(lib)}" for lib, ranks in libraries.items())
+    which = "; ".join(f"ranks {ranks} ({facts[ranks[0]].host}): {_library_line(lib)}"
+                      for lib, ranks in libraries.items())
     return [Finding(f"the MPI library differs between ranks: {which}",
                     "load the same MPI (module or environment) on every node, the one mpi4py was built against")]
 

@@ -95,7 +95,8 @@ def test_more_workers_than_gpus() -> None:
 def test_more_workers_than_gpus_is_said_per_node() -> None:
     ranks = [facts(r, 4, node=r // 2, host=f"node{r // 2}", gpus=["0"]) for r in range(4)]
     found = check_gpus(placements(ranks, Settings()))
-    assert [f.what.split(":")[0] for f in found] == ["more workers than GPUs on node0", "more workers than GPUs on node1"]
+    assert [f.what.split(":")[0] for f in found] == ["more workers than GPUs on node0",
+                                                     "more workers than GPUs on node1"]
 
 
 def test_an_mpi_library_that_differs_between_ranks() -> None:

@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import subprocess
-from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -19,7 +18,8 @@ pytestmark = pytest.mark.e2e
 
 CPUS = sorted(os.sched_getaffinity(0))
 LAUNCHER = {"mpich": "MPICH mpiexec (Hydra)", "openmpi": "Open MPI mpirun/prterun", "impi": "Intel MPI mpiexec (Hydra)"}
-LIBRARY = {"mpich": "MPI library: MPICH Version:", "openmpi": "MPI library: Open MPI v", "impi": "MPI library: Intel(R) MPI"}
+LIBRARY = {"mpich": "MPI library: MPICH Version:", "openmpi": "MPI library: Open MPI v",
+           "impi": "MPI library: Intel(R) MPI"}
 
 
 def doctor(*args: str, ranks: Optional[int] = 2, env: Optional[dict] = None,
