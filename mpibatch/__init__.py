@@ -3,14 +3,18 @@
 Importing mpibatch is cheap and never imports mpi4py, pandas or TensorFlow: the entry-script
 process imports it for EntryScript.
 """
+from functools import cache
+
 from .entry import EntryScript
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
 __all__ = ["EntryScript", "__version__", "installed_version"]
 
 
+@cache
 def installed_version() -> str:
-    """The version of the installed distribution (what pip reports), else __version__ (a bare checkout)."""
+    """The version of the installed distribution (what pip reports), else __version__ (a bare checkout).
+    Looked up once (0.24 ms): rank 0 writes it into every progress snapshot."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

