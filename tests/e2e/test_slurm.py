@@ -256,7 +256,8 @@ def test_srun_with_mpi_none_hits_the_mislaunch_check(slurm, tmp_path):
     assert proc.returncode == 2
     problems = [line for line in proc.stderr.splitlines() if line.startswith("mpibatch: error:")]
     assert problems == ["mpibatch: error: the 2 processes did not join one MPI world (SLURM_NTASKS=2 but this process "
-                        "is rank 0 of 1): under Slurm use 'srun --mpi=pmi2 ...' (MPICH needs PMI2)"] * 2
+                        "is rank 0 of 1): under Slurm use 'srun --mpi=pmi2 ...' (MPICH needs PMI2)"], \
+        "said once, by the task Slurm numbers 0"
     assert not (tmp_path / "out").exists()
 
 
