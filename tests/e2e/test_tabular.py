@@ -227,7 +227,7 @@ def test_corrupt_files_fail_only_their_mini_batch_with_the_path(tmp_path):
     (tmp_path / "pq").mkdir()
     (tmp_path / "pq" / "broken.parquet").write_bytes(b"not a parquet file at all")
     write("parquet", tmp_path / "pq", frame(300), name="fine")
-    job = run_table(tmp_path / "pq", {"path": str(tmp_path / "pq"), "type": "tabular"}, "--run-max-try", "1")
+    job = run_table(tmp_path / "second", {"path": str(tmp_path / "pq"), "type": "tabular"}, "--run-max-try", "1")
     assert job.rc == 0
     assert_every_row_once(job, range(300))
     assert "broken.parquet" in job.result["error"] and "Parquet magic bytes" in job.result["error"]
