@@ -16,7 +16,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -127,6 +127,14 @@ class InputSpec(BaseModel):
 
 
 LEVELS = ("WARNING", "INFO", "DEBUG")
+
+
+def _parsed(parse: Callable[[Any], Any], value: Any) -> Any:
+    """A size parsed by `parse`, which raises ValueError with the reason; too large to hold is one too."""
+    try:
+        return parse(value)
+    except OverflowError:
+        raise ValueError("is too large") from None
 
 
 class JobConfig(BaseModel):
@@ -272,10 +280,7 @@ class JobConfig(BaseModel):
             return value
         from .sizes import parse_mini_batch_size
 
-        try:
-            size = parse_mini_batch_size(value)  # raises ValueError with the reason
-        except OverflowError:
-            raise ValueError("is too large") from None
+        size = _parsed(parse_mini_batch_size, value)
         if isinstance(value, str) and size.unit == "count" and not value.strip().isdigit():
             raise ValueError("a count must be a whole number (a size needs a unit such as '64KB')")
         if size.value > (MAX_BATCH_BYTES if size.unit == "bytes" else MAX_BATCH_COUNT):
@@ -291,11 +296,7 @@ class JobConfig(BaseModel):
             return value
         from .sizes import parse_bytes
 
-        try:
-            amount = parse_bytes(value)  # raises ValueError with the reason
-        except OverflowError:
-            raise ValueError("is too large") from None
-        if amount > MAX_WORKER_MEMORY:
+        if _parsed(parse_bytes, value) > MAX_WORKER_MEMORY:
             raise ValueError("must be at most 1024TB")
         return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
