@@ -1,7 +1,7 @@
 """What the launcher says about the world, the check that the ranks really joined one, and which
 MPI this environment holds, so that `mpibatch submit` and the mis-launch line name the launch that
-works for it (MPICH: `srun --mpi=pmi2`, Open MPI: `srun --mpi=pmix`, Intel MPI: `srun --mpi=pmi2`
-with I_MPI_PMI_LIBRARY pointing at Slurm's libpmi2)."""
+works for it (MPICH: `srun --mpi=pmi2`, Open MPI: `srun --mpi=pmix`, Intel MPI: `srun --mpi=pmi2`,
+with I_MPI_PMI_LIBRARY pointing at Slurm's libpmi2 where there is one)."""
 from __future__ import annotations
 
 import functools
@@ -23,8 +23,9 @@ PMI2_NOT_FOUND = "none beside srun or in /usr/lib, /usr/lib64, /usr/local/lib, /
 _PROBE = ("import mpi4py; mpi4py.rc.initialize = False; from mpi4py import MPI; "
           "print(MPI.Get_library_version())")
 
-# Variables by which launchers announce how many processes they started.
-_SIZE_VARIABLES = ("PMI_SIZE", "PMIX_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS")
+# Variables by which launchers announce how many processes they started. Slurm's comes first: under
+# srun its PMI plugin sets PMI_SIZE too, and the fix to name is then srun's.
+_SIZE_VARIABLES = ("SLURM_NTASKS", "PMI_SIZE", "PMIX_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "SLURM_PROCID")
@@ -77,10 +78,11 @@ def _srun_advice(flavour: Flavour) -> str:
     launch = srun_launch(flavour)
     srun = " ".join(launch.words)
     if flavour == "impi":
-        library = launch.env[_PMI_LIBRARY]
-        setting = (f"'export {_PMI_LIBRARY}={library}'" if library else
-                   f"set {_PMI_LIBRARY} to the path of Slurm's libpmi2.so ({PMI2_NOT_FOUND})")
-        return f"under Slurm, Intel MPI needs Slurm's PMI2 library: {setting} and use '{srun} ...'"
+        library = launch.env.get(_PMI_LIBRARY)
+        if library:
+            return f"under Slurm use '{srun} ...' with 'export {_PMI_LIBRARY}={library}' (Intel MPI needs PMI2)"
+        return (f"under Slurm use '{srun} ...' (Intel MPI needs PMI2; if it still does not join, set "
+                f"{_PMI_LIBRARY} to Slurm's libpmi2.so: there is {PMI2_NOT_FOUND})")
     if flavour == "unknown":
         return ("under Slurm use srun with the --mpi plugin this MPI needs ('srun --mpi=list' shows them: pmi2 "
                 "for MPICH, pmix for Open MPI), or the MPI's own mpiexec inside the allocation")
@@ -141,21 +143,28 @@ def mpi_library_version() -> Optional[str]:
 
 @dataclass(frozen=True)
 class SrunLaunch:
-    """How srun starts ranks of one MPI: its words, and variables to export first (a value None: needed
-    but not found)."""
+    """How srun starts ranks of one MPI: its words, variables to export first, and a note for the script."""
 
     words: tuple[str, ...]
-    env: dict[str, Optional[str]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    note: Optional[str] = None
 
 
 def srun_launch(flavour: Flavour) -> SrunLaunch:
-    """The srun line for this MPI. 'unknown' gets plain srun: the site's MpiDefault, set for its own MPI."""
+    """The srun line for this MPI. 'unknown' gets plain srun: the site's MpiDefault, set for its own MPI.
+    Intel MPI gets Slurm's libpmi2 as I_MPI_PMI_LIBRARY, as Intel documents, where one is found; the impi-rt
+    2021.18 wheel joined `srun --mpi=pmi2` without it too (measured), so a missing one is a note, not an error."""
     if flavour == "mpich":
         return SrunLaunch(("srun", "--mpi=pmi2"))
     if flavour == "openmpi":
         return SrunLaunch(("srun", "--mpi=pmix"))
     if flavour == "impi":
-        return SrunLaunch(("srun", "--mpi=pmi2"), {_PMI_LIBRARY: slurm_pmi2_library()})
+        library = slurm_pmi2_library()
+        if library:
+            return SrunLaunch(("srun", "--mpi=pmi2"), {_PMI_LIBRARY: library})
+        return SrunLaunch(("srun", "--mpi=pmi2"), note=(
+            f"no Slurm libpmi2.so for {_PMI_LIBRARY} ({PMI2_NOT_FOUND}): Intel MPI 2021 joins without it; "
+            f"export it here if yours does not"))
     return SrunLaunch(("srun",))
 
 

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import jinja2
 
 from .config import ConfigError, suggest
-from .launch import MPI_NAMES, PMI2_NOT_FOUND, Flavour, mpi_flavour, srun_launch
+from .launch import MPI_NAMES, Flavour, mpi_flavour, srun_launch
 from .progress import write_json_atomic
 from .status import SUBMITTED
 
@@ -166,27 +166,15 @@ def _environment(request: SubmitRequest) -> jinja2.Environment:
     return env
 
 
-class _Missing:
-    """A launch variable this MPI needs but that could not be found: rendering it is the error, so a
-    profile that launches otherwise (the site's mpiexec) never meets it."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-    def __str__(self) -> str:
-        raise ConfigError(self.message)
-
-
 def launch_context(flavour: Flavour) -> dict[str, Any]:
     """What the templates' launch block needs: `mpi` (mpich, openmpi, impi, unknown), its name, the srun
-    words for it and the variables to export before srun."""
+    words for it, the variables to export before srun and comment lines that say why."""
     launch = srun_launch(flavour)
-    env = {name: value if value is not None else
-           _Missing(f"{name}: Intel MPI under srun needs Slurm's libpmi2.so, and there is {PMI2_NOT_FOUND}: "
-                    f"set {name} to its path and submit again, or launch with the site's mpiexec "
-                    f"(--profile site-modules)")
-           for name, value in launch.env.items()}
-    return {"mpi": flavour, "mpi_name": MPI_NAMES[flavour], "srun": list(launch.words), "launch_env": env}
+    comment = ([f"{MPI_NAMES[flavour]} is the MPI this environment's mpi4py uses: srun starts its ranks so"]
+               if flavour != "unknown" else
+               ["mpibatch does not know this environment's MPI: srun uses the site's default --mpi"])
+    return {"mpi": flavour, "mpi_name": MPI_NAMES[flavour], "srun": list(launch.words), "launch_env": launch.env,
+            "launch_comment": comment + ([launch.note] if launch.note else [])}
 
 
 def render(request: SubmitRequest) -> str:

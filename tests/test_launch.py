@@ -81,8 +81,8 @@ def test_flavour_from_the_library_version(text, flavour) -> None:
 @pytest.mark.parametrize("flavour,fix", [
     ("mpich", "under Slurm use 'srun --mpi=pmi2 ...' (MPICH needs PMI2)"),
     ("openmpi", "under Slurm use 'srun --mpi=pmix ...' (Open MPI needs PMIx)"),
-    ("impi", "under Slurm, Intel MPI needs Slurm's PMI2 library: 'export I_MPI_PMI_LIBRARY=/opt/slurm/lib/libpmi2.so' "
-             "and use 'srun --mpi=pmi2 ...'"),
+    ("impi", "under Slurm use 'srun --mpi=pmi2 ...' with 'export I_MPI_PMI_LIBRARY=/opt/slurm/lib/libpmi2.so' "
+             "(Intel MPI needs PMI2)"),
     ("unknown", "under Slurm use srun with the --mpi plugin this MPI needs ('srun --mpi=list' shows them: pmi2 for "
                 "MPICH, pmix for Open MPI), or the MPI's own mpiexec inside the allocation"),
 ])
@@ -93,13 +93,14 @@ def test_the_srun_fix_is_the_one_for_this_mpi(flavour, fix, monkeypatch) -> None
                        + fix)
 
 
-def test_intel_mpi_without_slurms_pmi2_library_is_told_to_set_it(monkeypatch) -> None:
+def test_intel_mpi_without_slurms_pmi2_library_is_told_to_set_it_if_pmi2_alone_fails(monkeypatch) -> None:
     monkeypatch.delenv("I_MPI_PMI_LIBRARY", raising=False)
     monkeypatch.setattr(launch, "pmi2_search_path", lambda: [])
     message = mislaunch_message(1, IN_SRUN, flavour="impi")
     assert message is not None and "\n" not in message
-    assert message.endswith("set I_MPI_PMI_LIBRARY to the path of Slurm's libpmi2.so (none beside srun or in "
-                            "/usr/lib, /usr/lib64, /usr/local/lib, /opt/slurm/lib) and use 'srun --mpi=pmi2 ...'")
+    assert message.endswith("under Slurm use 'srun --mpi=pmi2 ...' (Intel MPI needs PMI2; if it still does not "
+                            "join, set I_MPI_PMI_LIBRARY to Slurm's libpmi2.so: there is none beside srun or in "
+                            "/usr/lib, /usr/lib64, /usr/local/lib, /opt/slurm/lib)")
 
 
 @pytest.mark.parametrize("flavour,launcher", [("mpich", "the mpiexec"), ("openmpi", "the mpirun or mpiexec"),
@@ -110,6 +111,21 @@ def test_the_mpiexec_fix_names_this_mpi(flavour, launcher) -> None:
     name = {"mpich": "MPICH", "openmpi": "Open MPI", "impi": "Intel MPI"}[flavour]
     assert message.endswith(f": launch with {launcher} of the MPI that mpi4py uses ({name}; from a PyPI wheel: the "
                             f"one in the same environment, {Path(sys.prefix) / 'bin'})")
+
+
+def test_srun_whose_pmi_plugin_also_sets_pmi_size_gets_the_srun_fix() -> None:
+    """Open MPI started by `srun --mpi=pmi2`: the plugin sets PMI_SIZE as well (measured with Slurm 22.05)."""
+    env = {**IN_SRUN, "SLURM_NTASKS": "2", "PMI_SIZE": "2"}
+    assert mislaunch_message(1, env, flavour="openmpi") == (
+        "the 2 processes did not join one MPI world (SLURM_NTASKS=2 but this process is rank 0 of 1): "
+        "under Slurm use 'srun --mpi=pmix ...' (Open MPI needs PMIx)")
+
+
+def test_hydra_started_through_srun_gets_the_mpiexec_fix() -> None:
+    """MPICH's mpiexec inside an allocation starts one proxy per node with srun: ranks see SLURM_NTASKS=2."""
+    env = {**IN_SRUN, "SLURM_NTASKS": "2", "PMI_SIZE": "8"}
+    assert "(PMI_SIZE=8 but this process is rank 0 of 1): launch with the mpiexec" in mislaunch_message(
+        1, env, flavour="mpich")
 
 
 def test_the_message_detects_the_mpi_when_not_told(monkeypatch) -> None:
