@@ -189,7 +189,10 @@ def test_help_says_the_exit_statuses(capsys: pytest.CaptureFixture) -> None:
 
 def test_no_mpi_library_is_a_mistake_not_a_traceback(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture) -> None:
+    import mpi4py
+
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)  # what an mpi4py without its libmpi raises: ImportError
+    monkeypatch.delattr(mpi4py, "MPI", raising=False)  # (an earlier test in this process may have loaded it)
     for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
     assert main(["doctor"]) == 1
