@@ -163,19 +163,24 @@ def diagnose(output: Path) -> str:
     return "\n".join(parts) or f"(no logs under {output})"
 
 
-def run_cli(args: list[str], output: Path, ranks: Optional[int] = 2, timeout: float = 180,
-            env: Optional[dict] = None, cwd: Optional[Path] = None) -> Job:
-    """Run `[mpiexec -n R] mpibatch ARGS` to the end, as a user would."""
-    proc = subprocess.Popen(command(args, ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=cli_env(env), cwd=cwd)
+def wait_for_job(proc: subprocess.Popen, output: Path, timeout: float, what: str) -> Job:
+    """A started job to its end; one that runs past `timeout` is killed and fails the test with its logs."""
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         stdout, stderr = proc.communicate()
-        raise AssertionError(f"mpibatch did not finish in {timeout} s: {' '.join(args)}\n"
+        raise AssertionError(f"{what} did not finish in {timeout} s\n"
                              f"stderr: {stderr[-2000:]}\n{diagnose(output)}") from None
     return Job(proc.returncode, stdout, without_launcher_banner(stderr), output)
+
+
+def run_cli(args: list[str], output: Path, ranks: Optional[int] = 2, timeout: float = 180,
+            env: Optional[dict] = None, cwd: Optional[Path] = None) -> Job:
+    """Run `[mpiexec -n R] mpibatch ARGS` to the end, as a user would."""
+    proc = subprocess.Popen(command(args, ranks), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(env), cwd=cwd)
+    return wait_for_job(proc, output, timeout, f"mpibatch {' '.join(args)}")
 
 
 def start_cli(args: list[str], ranks: Optional[int] = 2, env: Optional[dict] = None) -> subprocess.Popen:

@@ -15,7 +15,7 @@ from typing import Optional
 import pytest
 
 import conftest
-from conftest import BIN, MPIEXEC, SCRIPTS, Job, cli_env, diagnose, kill_tree, require
+from conftest import BIN, MPIEXEC, SCRIPTS, Job, cli_env, require, wait_for_job
 
 FAKE_SSH = SCRIPTS / "fake_ssh.sh"
 GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
@@ -81,14 +81,7 @@ class FakeCluster:
                                 env=self.env(env))
 
     def finish(self, proc: subprocess.Popen, output: Path, timeout: float = 180) -> Job:
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_tree(proc.pid)
-            stdout, stderr = proc.communicate()
-            raise AssertionError(f"mpibatch on {self.hosts} did not finish in {timeout} s\n"
-                                 f"stderr: {stderr[-2000:]}\n{diagnose(output)}") from None
-        return Job(proc.returncode, stdout, stderr, output)
+        return wait_for_job(proc, output, timeout, f"mpibatch on {self.hosts}")
 
     def run(self, args: list[str], output: Path, timeout: float = 180, env: Optional[dict] = None) -> Job:
         return self.finish(self.start(args, env), output, timeout)
