@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-from conftest import SCRIPTS, kill_tree, make_files, run_cli, start_cli
+from conftest import SCRIPTS, kill_tree, launcher_stop_status, make_files, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -133,7 +133,10 @@ def stop_midway(job: ChaosJob, args: list[str], out: Path) -> None:
     if job.stop == "SIGTERM":
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
-        assert proc.returncode == 143, f"seed {job.seed}: SIGTERM gave exit {proc.returncode}: {stderr[-1500:]}"
+        expected = launcher_stop_status(signal.SIGTERM)
+        assert proc.returncode == expected, f"seed {job.seed}: SIGTERM gave exit {proc.returncode}: {stderr[-1500:]}"
+        result = json.loads((out / "logs/job_result.json").read_text())
+        assert result["status"] == "Interrupted" and result["exit_code"] == 143, f"seed {job.seed}: {result}"
     else:
         kill_tree(proc.pid)
         proc.communicate(timeout=60)

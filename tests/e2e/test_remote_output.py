@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from conftest import faulty_args, kill_tree, make_files, run_cli, start_cli
+from conftest import faulty_args, kill_tree, launcher_stop_status, make_files, run_cli, start_cli
 
 from mpibatch.remote import staging_folder
 
@@ -62,7 +62,7 @@ def test_interrupted_then_resumed_from_the_url_alone(remote_job):
     wait_until(lambda: (staging_folder(url) / "parallel_run_step.txt").exists()
                and (staging_folder(url) / "parallel_run_step.txt").read_text().count("\n") >= 8)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 143
+    assert proc.wait(timeout=60) == launcher_stop_status(signal.SIGTERM)
     first = lines(remote)
     assert 8 <= len(first) < 40
     shutil.rmtree(staging_folder(url))  # as if resumed on another node: only the URL remains

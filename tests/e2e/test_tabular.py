@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SCRIPTS, run_cli, start_cli
+from conftest import SCRIPTS, launcher_stop_status, run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
 ROWS = 3000
@@ -148,7 +148,7 @@ def test_dataframe_header_written_once_also_across_resume(tmp_path):
     while time.monotonic() < deadline and (not result.exists() or result.read_text().count("\n") < 300):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=60) == 143
+    assert proc.wait(timeout=60) == launcher_stop_status(signal.SIGTERM)
     resumed = run_cli([*args, "--resume"], out, ranks=2)
     assert resumed.rc == 0, resumed.stderr
     lines = result.read_text().splitlines()
