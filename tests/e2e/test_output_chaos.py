@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Job, faulty_args, kill_tree, make_files, run_cli, start_cli
+from conftest import BIN, Job, faulty_args, kill_tree, make_files, run_cli, start_cli, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +32,8 @@ def wait_for_lines(result_file: Path, at_least: int, timeout: float = 60) -> Non
 
 
 def finish(proc: subprocess.Popen, output: Path, timeout: float = 90) -> Job:
-    try:
-        stdout, stderr = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc.pid)
-        raise AssertionError("the job did not end: a rank was left waiting") from None
-    return Job(proc.returncode, stdout, stderr, output)
+    """The started job to its end, its stderr up to the launcher's banner; a rank left waiting fails the test."""
+    return wait_for_job(proc, output, timeout, "the job (a rank was left waiting)")
 
 
 def status_of(output: Path, *flags: str) -> subprocess.CompletedProcess:
