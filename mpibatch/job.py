@@ -297,16 +297,28 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
         except Exception as exc:  # noqa: BLE001 - a bug of ours must not leave the other ranks waiting forever
             log.exception("the coordinator failed")
             if isinstance(exc, OSError) and is_output_error(exc, layout.output):
-                print(error_line(f"{describe_write_error(exc, None, layout.output)[0]}; the job is aborted"),
-                      file=sys.stderr)
+                line = error_line(f"{describe_write_error(exc, None, layout.output)[0]}; the job is aborted")
             else:
-                print(f"mpibatch: error: internal error on rank 0 ({error_summary(exc)}); the job is aborted, "
-                      f"see {layout.shown(layout.rank_log(0))}", file=sys.stderr)
-            comm.Abort(EXIT_INTERNAL)
+                line = (f"mpibatch: error: internal error on rank 0 ({error_summary(exc)}); the job is aborted, "
+                        f"see {layout.shown(layout.rank_log(0))}")
+            abort_after_line(comm, line)
             raise
     finally:
         if working_dir:
             shutil.rmtree(working_dir, ignore_errors=True)
+
+
+# Open MPI's prterun prints its own MPI_ABORT banner as soon as a rank aborts, while the rank's stderr
+# reaches it through its I/O forwarding: without a head start the line came after the banner, or not at all.
+ABORT_LINE_HEAD_START_S = 0.5
+
+
+def abort_after_line(comm: Any, line: str) -> None:
+    """Say why on stderr, give the launcher time to forward that line, then abort every rank."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+    time.sleep(ABORT_LINE_HEAD_START_S)
+    comm.Abort(EXIT_INTERNAL)
 
 
 def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker], signals: StopSignals,
