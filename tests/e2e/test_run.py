@@ -237,8 +237,9 @@ def test_remote_files_are_fetched_to_scratch_and_removed(tmp_path, executor):
 def test_the_entry_script_process_gets_the_users_mpi_settings_but_not_the_launchers_wiring(tmp_path):
     """An entry script that starts MPI itself must be a world of its own, under every launcher: the
     rank's wiring (PMI_*, PMIX_*, PRTE_*, OMPI_COMM_WORLD_*, Intel's I_MPI_PIN_MAPPING...) is dropped, while
-    what a user sets for any MPI program (OMPI_MCA_* / PRTE_MCA_* tuning, Open MPI's consent to run as
-    root) reaches it (it used to be dropped with the rest, and PRTE_*, OPAL_*, I_MPI_* used to pass)."""
+    what a user sets for any MPI program (OMPI_MCA_* / PMIX_MCA_* tuning, Open MPI's consent to run as
+    root) reaches it (it used to be dropped with the rest, and PRTE_*, OPAL_*, I_MPI_* used to pass).
+    PRTE_MCA_* is kept too, but Open MPI's prterun keeps it for itself: it reaches no rank there."""
     script = tmp_path / "own_mpi.py"
     script.write_text(
         "import os\n\n"
@@ -249,15 +250,16 @@ def test_the_entry_script_process_gets_the_users_mpi_settings_but_not_the_launch
         "    return [f'{os.path.basename(p)} size={MPI.COMM_WORLD.Get_size()} ' + ' '.join(seen) for p in mini_batch]\n")
     data = make_files(tmp_path / "data", {"a": "ok", "b": "ok"})
     out = tmp_path / "out"
-    user = {"OMPI_MCA_btl_base_verbose": "0", "PRTE_MCA_prte_silence_shared_fs": "1", "I_MPI_DEBUG": "0"}
+    user = {"OMPI_MCA_btl_base_verbose": "0", "PMIX_MCA_ptl_base_verbose": "0", "PRTE_MCA_prte_silence_shared_fs": "1",
+            "I_MPI_DEBUG": "0"}
     job = run_cli(["run", "--entry-script", str(script), "--inputs", str(data), "--output", str(out),
                    "--mini-batch-size", "1", "--progress", "none"], out, ranks=2, env=user)
     assert job.rc == 0, job.stderr
     assert len(job.lines) == 2
-    kept = {"OMPI_MCA_btl_base_verbose", "PRTE_MCA_prte_silence_shared_fs", "OPAL_PREFIX", "I_MPI_ROOT",
-            "OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"}
+    kept = {"OMPI_MCA_btl_base_verbose", "PMIX_MCA_ptl_base_verbose", "PRTE_MCA_prte_silence_shared_fs",
+            "OPAL_PREFIX", "I_MPI_ROOT", "OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"}
     for line in job.lines:
         name, size, *seen = line.split()
         assert size == "size=1", line
-        assert {"OMPI_MCA_btl_base_verbose", "PRTE_MCA_prte_silence_shared_fs"} <= set(seen), line
+        assert {"OMPI_MCA_btl_base_verbose", "PMIX_MCA_ptl_base_verbose"} <= set(seen), line
         assert set(seen) <= kept, line
