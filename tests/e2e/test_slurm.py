@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import BIN, MPI, SCRIPTS, Job, diagnose, make_files, require
+from conftest import BIN, MPI, MPI_ENV, SCRIPTS, Job, diagnose, make_files, require
 
 from mpibatch.launch import mislaunch_message
 
@@ -271,7 +271,8 @@ def test_site_profile_loads_modules_and_launches_with_mpiexec(slurm, tmp_path):
     fake.mkdir()
     (fake / "module").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path}/module.log\n")
     (fake / "module").chmod(0o755)
-    env = {**slurm.env, "PATH": f"{fake}{os.pathsep}{slurm.env['PATH']}"}
+    # what a root user of Open MPI exports (sbatch passes it on) for the profile's mpiexec to start at all
+    env = {**slurm.env, **MPI_ENV, "PATH": f"{fake}{os.pathsep}{slurm.env['PATH']}"}
     job_id = submit(slurm, job, "--nodes", "1", "--ntasks-per-node", "2", "--profile", "site-modules", env=env)
     record = slurm.wait(job_id, tmp_path / "out")
     assert record["JobState"] == "COMPLETED", slurm_log(tmp_path / "out", job_id)
