@@ -1,7 +1,6 @@
 """Every example runs as its README line says, in a copy of its folder."""
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -9,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_cli
+from conftest import BIN, cli_env, run_cli
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -26,8 +25,7 @@ def test_text_stats(tmp_path):
 
 def test_digits(tmp_path, demo_cache):
     folder = shutil.copytree(EXAMPLES / "digits", tmp_path / "digits")
-    env = {**os.environ, "MPIBATCH_VENV": str(BIN.parent), "IMAGES": "300", "RANKS": "2",
-           "MPIBATCH_CACHE": str(demo_cache)}
+    env = cli_env({"MPIBATCH_VENV": str(BIN.parent), "IMAGES": "300", "RANKS": "2", "MPIBATCH_CACHE": str(demo_cache)})
     proc = subprocess.run([str(folder / "run.sh"), "--progress", "none"], env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
