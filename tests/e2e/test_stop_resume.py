@@ -59,9 +59,10 @@ def test_signal_to_launcher_stops_cleanly_then_resume_completes(slow_job, sig, c
     seen = stop_signal_seen(sig)
     assert r["status"] == "Interrupted" and r["reason"].startswith(f"signal {seen}") and r["exit_code"] == 128 + seen
     assert 6 <= len(job.lines) < 60 and len(set(job.lines)) == len(job.lines)
-    if LAUNCHER_KILLS_ON_STOP:  # job_result holds the counts as the stop began; lines may follow
-        assert r["items"]["succeeded"] <= len(job.lines) and "resume with --resume" in r["reason"]
-    else:
+    if LAUNCHER_KILLS_ON_STOP and "resume with --resume" in r["reason"]:
+        # killed before the grace ended: job_result holds the counts as the stop began; lines may follow
+        assert r["items"]["succeeded"] <= len(job.lines)
+    else:  # (under Open MPI too when the running mini-batches finish before prterun's SIGKILL)
         assert len(job.lines) == r["items"]["succeeded"], "everything written is committed and counted"
     resumed = run_cli([*args, "--resume"], out, ranks=3)
     assert resumed.rc == 0, resumed.stderr
