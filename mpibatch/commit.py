@@ -265,23 +265,17 @@ class ResultStore:
             raise self.broken
         offset, chunks, lines = self.offset, [], []
         for outcome, attempts, errors in done:
-            ok = outcome.succeeded
-            if self.result is None:
-                lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
-                                          errors))
-                continue
-            payload = outcome.payload
-            if offset == 0 and outcome.header:
-                header = outcome.header
-                chunks.append(header)
+            payload = header = b""
+            if self.result is not None:
+                payload = outcome.payload
+                header = outcome.header if offset == 0 else b""  # written once, by the entry at offset 0
+                if header:
+                    chunks.append(header)
+                chunks.append(payload)
                 offset += len(header) + len(payload)
-                lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
-                                          errors, payload, header))
-            else:
-                offset += len(payload)
-                lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
-                                          errors, payload))
-            chunks.append(payload)
+            ok = outcome.succeeded
+            lines.append(journal_line(outcome.batch_id, offset, "succeeded", ok, outcome.n_items - ok, attempts,
+                                      errors, payload, header))
         if chunks:
             try:
                 self.result.writelines(chunks)
