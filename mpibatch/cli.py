@@ -137,6 +137,15 @@ def _add_doctor(commands: Any) -> None:
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _add_report(commands: Any) -> None:
+    report = commands.add_parser(
+        "report", allow_abbrev=False, help="write one HTML page about a job: timeline, throughput, errors",
+        description="Write a self-contained HTML page (plots embedded, no server) about the job in OUTPUT, "
+                    "running or finished, and print its path.")
+    report.add_argument("output", help="the job's output folder")
+    report.add_argument("-o", "--html", metavar="FILE.html", help="where to write it (default OUTPUT/logs/report.html)")
+
+
 def _path(text: str) -> str:
     problem = path_problem(text)
     if problem:
@@ -212,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(commands)
     _add_status(commands)
     _add_doctor(commands)
+    _add_report(commands)
     return parser
 
 
@@ -260,6 +270,11 @@ def _alone(own: list[str], script_args: list[str]) -> int:
         from .status import show_status
 
         return show_status(Path(args.output), watch=args.watch, as_json=args.json, interval=args.interval)
+    if args.command == "report":
+        from .report import write_report
+
+        print(write_report(args.output, args.html))
+        return 0
     from .slurm import submit, submit_request
 
     options = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
