@@ -91,6 +91,12 @@ class Tally:
     def batches_final(self) -> int:
         return self.batches_ok + self.batches_failed + self.batches_split
 
+    @property
+    def batches_out_of_tries(self) -> int:
+        """Planned mini-batches that failed all their tries, split ones included: what the thresholds count,
+        so bisection can never let a job run past them."""
+        return self.batches_failed + self.batches_split
+
     def add_batch(self, status: str, retried: bool) -> None:
         """A planned mini-batch became final (halves of split ones count only their items)."""
         if status == "succeeded":
@@ -452,11 +458,13 @@ class Coordinator:
         cfg, tally = self.config, self.tally
         if 0 <= cfg.error_threshold < tally.items_failed:
             return f"error_threshold={cfg.error_threshold} exceeded: {tally.items_failed} items failed"
-        if 0 <= cfg.allowed_failed_count < tally.batches_failed:
-            return f"allowed_failed_count={cfg.allowed_failed_count} exceeded: {tally.batches_failed} mini-batches failed"
-        if tally.batches_failed * 100 > cfg.allowed_failed_percent * max(tally.batches_total, 1):
-            return (f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: {tally.batches_failed} of "
-                    f"{tally.batches_total} mini-batches failed")
+        failed = tally.batches_out_of_tries
+        split = f" ({tally.batches_split} of them split to isolate failing items)" if tally.batches_split else ""
+        if 0 <= cfg.allowed_failed_count < failed:
+            return f"allowed_failed_count={cfg.allowed_failed_count} exceeded: {failed} mini-batches failed{split}"
+        if failed * 100 > cfg.allowed_failed_percent * max(tally.batches_total, 1):
+            return (f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: {failed} of "
+                    f"{tally.batches_total} mini-batches failed{split}")
         return None
 
     # ---- speculation ---------------------------------------------------------------------------
@@ -637,7 +645,8 @@ class Coordinator:
         if self._work_left():
             return False
         tally = self.tally
-        if self.config.output_action == "append_row" and tally.items_total and not tally.items_ok:
+        if self.config.output_action == "append_row" and self.config.error_threshold >= 0 and tally.items_total \
+                and not tally.items_ok:  # -1 ignores item failures, as in Azure ML (_warnings still says so)
             self.status, self.exit_code, self.reason = "Failed", 1, "no item succeeded"
         return True
 

@@ -48,8 +48,10 @@ def splittable(batch: MiniBatch, rows_read: int) -> bool:
 
 def should_bisect(setting: Optional[bool], batch: MiniBatch, errors: Iterable[str], rows_read: int = -1) -> bool:
     """Bisect a finally failed mini-batch? (setting None: on, for file and tabular inputs; a table only
-    when its rows were read, since a file that cannot be read fails whatever the half)"""
-    if setting is False or not set(errors) <= SPLITTABLE_CLASSES:
+    when its rows were read, since a file that cannot be read fails whatever the half). A partition
+    (partition_keys) never: it is the unit the script computes over, and a half would give a wrong
+    per-partition result silently."""
+    if setting is False or batch.partition_key_value or not set(errors) <= SPLITTABLE_CLASSES:
         return False
     if not is_file_batch(batch):
         return rows_read != 0

@@ -39,7 +39,7 @@ def test_no_bisection_when_turned_off(tmp_path):
     data, out = make_files(tmp_path / "d", FILES), tmp_path / "out"
     job = run_cli(faulty_args(data, out, "--mini-batch-size", "5", "--run-max-try", "1", "--no-bisect-failures"),
                   out, ranks=2)
-    assert job.rc == 1 and job.lines == []
+    assert job.rc == 0 and job.lines == []  # error_threshold -1: item failures never fail the job, as in Azure ML
     assert job.result["mini_batches"]["failed"] == 2 and not (out / "logs/user/failed_items.txt").exists()
 
 

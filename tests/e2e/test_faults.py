@@ -177,12 +177,18 @@ def test_threshold_stops_dispatching_and_fails(tmp_path, flag, value, reason):
     assert f"reason: {r['reason']}" in job.result_txt
 
 
-def test_nothing_succeeded_is_a_failure(tmp_path):
+def test_nothing_succeeded_is_a_failure_unless_error_threshold_is_minus_one(tmp_path):
+    data = make_files(tmp_path / "d", {"a": "raise", "b": "raise"})
     out = tmp_path / "out"
-    job = run_cli(faulty_args(make_files(tmp_path / "d", {"a": "raise", "b": "raise"}), out, "--run-max-try", "1"),
-                  out, ranks=2)
+    job = run_cli(faulty_args(data, out, "--run-max-try", "1", "--error-threshold", "5"), out, ranks=2)
     assert job.rc == 1
     assert job.result["reason"] == "no item succeeded"
+    out = tmp_path / "out-1"  # -1 ignores item failures, as in Azure ML: Completed, and the warning says it
+    job = run_cli(faulty_args(data, out, "--run-max-try", "1"), out, ranks=2)
+    assert job.rc == 0, job.stderr
+    assert job.result["status"] == "Completed" and job.result["warnings"] == [
+        "MOST ITEMS FAILED: 2 of 2 items failed (100%); the job completed because error_threshold -1 tolerates any "
+        "number"]
 
 
 def test_a_straggler_is_speculated_on_an_idle_worker_and_written_once(tmp_path):
