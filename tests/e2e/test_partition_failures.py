@@ -47,3 +47,33 @@ def test_a_failing_partition_fails_whole_and_is_never_split(tmp_path, make_input
     assert all(row["error"] == f"ValueError: partition {bad} cannot be computed" for row in failed)
     assert not (out / "logs/user/failed_items.txt").exists()
     assert job.log("logs/user/error.txt").count(f"ValueError: partition {bad} cannot be computed") == 4
+
+
+@pytest.mark.parametrize("output_action", ["summary_only", "append_row"])
+def test_many_models_training_that_returns_nothing_completes_with_error_threshold_minus_one(tmp_path, output_action):
+    """azureml-examples' 1a_oj_sales_prediction parallel_train.py writes one model per partition and returns
+    [] by design, with error_threshold -1 (and no append_row_to: summary_only). Azure completes it."""
+    (tmp_path / "sales.csv").write_text("Store,Week,Sales\n" + "".join(
+        f"{store},{week},{store * 10 + week}\n" for store in (2, 5, 8) for week in range(4)))
+    (tmp_path / "job.yaml").write_text(
+        f"entry_script: {SCRIPTS / 'd_many_models.py'}\ninputs: [{{path: sales.csv, type: tabular}}]\n"
+        f"partition_keys: [Store]\nerror_threshold: -1\nallowed_failed_count: 5\noutput_action: {output_action}\n"
+        "output: out\nprogress: none\n")
+    out = tmp_path / "out"
+    job = run_cli(["run", str(tmp_path / "job.yaml")], out, ranks=2)
+    assert job.rc == 0, job.stderr + job.result_txt
+    r = job.result
+    assert r["status"] == "Completed" and r["reason"] is None and r["error"] is None
+    assert r["items"] == {"total": 12, "succeeded": 0, "failed": 12}
+    assert r["mini_batches"] == {"total": 3, "succeeded": 3, "failed": 0, "retried": 0}
+    assert r["warnings"] == ["MOST ITEMS FAILED: 12 of 12 items failed (100%); the job completed because "
+                             "error_threshold -1 tolerates any number"]
+    assert "WARNING: MOST ITEMS FAILED" in job.stderr
+    models = sorted(p.name for p in (out / "models").iterdir())
+    assert models == ["store_2.txt", "store_5.txt", "store_8.txt"]
+    assert (out / "models/store_5.txt").read_text() == "4 rows, mean sales 51.50\n"
+    if output_action == "summary_only":
+        assert r["output_file"] is None and not (out / "parallel_run_step.txt").exists()
+        assert "output: (summary_only: no result file)" in job.result_txt
+    else:
+        assert job.lines == []
