@@ -5,11 +5,13 @@ import argparse
 import contextlib
 import io
 import math
+import os
 import sys
 import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .azure_names import azure_hint
 from .config import KEY_ALIASES, RANGES, ConfigError, JobConfig, load_job, path_problem, report_error, suggest
 from .flags import key_kind, parse_mapping, typed_flags
 
@@ -25,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         if message.startswith("unrecognized arguments:"):
             first = message.split(":", 1)[1].split()[0]
-            message = f"unknown option '{first}'{suggest(first.split('=')[0], self._all_options())}"
+            message = f"unknown option '{first}'{azure_hint(first.split('=')[0]) or suggest(first.split('=')[0], self._all_options())}"
         raise ConfigError(message)
 
     def _all_options(self) -> list[str]:
@@ -64,6 +66,15 @@ def _add_run_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) 
                             help="ParallelRunConfig name, checked against the MPI world")
 
 
+def _add_v2_flags(parser: argparse.ArgumentParser) -> None:
+    """--node / --set: which parallel node of an Azure ML v2 pipeline file runs, and its data (azure_v2.py)."""
+    parser.add_argument("--node", dest="node", default=argparse.SUPPRESS, metavar="NAME",
+                        help="the parallel node of an Azure ML v2 pipeline file (when it holds several)")
+    parser.add_argument("--set", dest="set", action="append", default=argparse.SUPPRESS,
+                        metavar="inputs.X=PATH|outputs.X=PATH",
+                        help="a v2 file's input or output path (for azureml: assets, cloud URIs, other steps' outputs)")
+
+
 def _flags(namespace: argparse.Namespace) -> dict[str, Any]:
     """The configuration flags given, as the typed values a job file would hold."""
     return typed_flags({k: v for k, v in vars(namespace).items()
@@ -85,6 +96,11 @@ def run_flag_argv(namespace: argparse.Namespace) -> list[str]:
             argv += [_flag(name), *map(str, value)]
         else:
             argv += [_flag(name), str(value)]
+    if "node" in given:
+        argv += ["--node", given["node"]]
+    for item in given.get("set", []):  # a relative path made absolute: the batch job may start elsewhere
+        key, _, path = item.partition("=")
+        argv += ["--set", f"{key}={path if '://' in path or not path else os.path.abspath(path)}"]
     return argv
 
 
@@ -108,6 +124,7 @@ def _add_submit(commands: Any) -> None:
     submit.add_argument("--template", dest="slurm_template", metavar="PATH", help="your own sbatch template")
     submit.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
     _add_run_flags(submit, skip=("gpus_per_node",))
+    _add_v2_flags(submit)
 
 
 def _add_status(commands: Any) -> None:
@@ -213,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "Arguments after -- go to the entry script's sys.argv.")
     run.add_argument("job", nargs="?", help="the job file (YAML); optional when flags give every key")
     _add_run_flags(run)
+    _add_v2_flags(run)
     demo = commands.add_parser("demo", allow_abbrev=False, help="the digit-identification demo (needs TensorFlow)",
                                description="Render digit images, train a small CNN once (cached), and score the "
                                            "images with mpibatch in this MPI world. Any run flag applies.")

@@ -444,11 +444,18 @@ def _resolve_paths(data: dict[str, Any], bases: dict[str, Path]) -> dict[str, An
     return out
 
 
+def key_hint(key: object, keys: list[str]) -> str:
+    """Azure ML's own name for a key gets its mpibatch equivalent named; other keys a near-miss."""
+    from .azure_names import azure_hint
+
+    return azure_hint(key) or suggest(key, keys)
+
+
 def _check_keys(data: dict[str, Any], where: str) -> None:
     keys = known_keys()
     for key in data:
         if key not in keys and key not in KEY_ALIASES:
-            raise ConfigError(f"unknown key '{key}' {where}{suggest(key, keys)}")
+            raise ConfigError(f"unknown key '{key}' {where}{key_hint(key, keys)}")
 
 
 def _shown(value: Any) -> str:
@@ -466,7 +473,7 @@ def _first_error(exc: ValidationError) -> str:
     if err["type"] == "missing":
         return f"{key}: required key is missing"
     if err["type"] == "extra_forbidden":
-        return f"unknown key '{key}'{suggest(key, known_keys())}"
+        return f"unknown key '{key}'{key_hint(key, known_keys())}"
     if key in RANGES:
         msg = RANGES[key].says  # 'not a number', nan, 1e306 as an int: the range says it all
     value = err.get("input")
@@ -609,16 +616,28 @@ def _check_storable(config: JobConfig) -> None:
 
 
 def load_job(job_file: Optional[str], flags: dict[str, Any],
-             cwd: Optional[Path] = None) -> tuple[JobConfig, dict[str, int]]:
-    """Read the job file once, merge the flags (flags win), validate: the config and its sizing keys."""
+             cwd: Optional[Path] = None) -> tuple[JobConfig, dict[str, Any]]:
+    """Read the job file once (an Azure ML v2 file translated: azure_v2.py), merge the flags (flags win),
+    validate: the config and its sizing keys (with a v2 file's v2_sizing, v2_notes and v2_dirs)."""
+    from . import azure_v2
+
     cwd = cwd or Path.cwd()
+    flags = dict(flags)
+    v2_options = azure_v2.Options.take(flags)
+    v2: Optional[azure_v2.V2Job] = None
     data: dict[str, Any] = {}
     bases: dict[str, Path] = {}
     if job_file:
         from_file = read_yaml(job_file)
+        if azure_v2.is_v2(from_file):
+            v2 = azure_v2.translate(from_file, Path(job_file), v2_options, cwd, set(flags))
+            from_file = v2.data
         _check_keys(from_file, f"in {job_file}")
         data.update(from_file)
         bases.update(dict.fromkeys(from_file, Path(job_file).resolve().parent))
+    if v2_options and v2 is None:
+        raise ConfigError(f"--{'node' if v2_options.node is not None else 'set'}: only for an Azure ML v2 job file "
+                          "($schema / type: parallel or pipeline)")
     _check_keys(flags, "given as a flag")
     data.update(flags)
     bases.update(dict.fromkeys(flags, cwd))
@@ -637,7 +656,7 @@ def load_job(job_file: Optional[str], flags: dict[str, Any],
     except OSError as exc:  # a folder we may not look into, say
         raise ConfigError(f"cannot check '{exc.filename}': {exc.strerror}") from None
     _check_storable(config)
-    return config, sizing
+    return config, {**sizing, **(v2.extras() if v2 else {})}
 
 
 def build_config(job_file: Optional[str], flags: dict[str, Any], cwd: Optional[Path] = None) -> JobConfig:

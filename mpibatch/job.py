@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .azure_v2 import announce, make_output_dirs
 from .commit import Fingerprint, Prepared, ResultStore, prepare_output
 from .config import ConfigError, JobConfig, error_line, report_error
 from .entry import RuntimeSpec, WorkerInfo, error_summary
@@ -252,6 +253,7 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
         try:
             walltime = Walltime(job_end_time(), stop_margin())
             plan = prepare(config, size)
+            make_output_dirs(aliases)
         except ConfigError as exc:
             error = str(exc)
         except Exception as exc:  # noqa: BLE001 - the other ranks wait for rank 0: never leave them hanging
@@ -276,6 +278,8 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
     if remote is not None:
         layout.make_dirs()  # this node's staging folder
     log = rank_logger(layout, rank, config.logging_level)
+    if rank == 0:
+        announce(aliases, n_nodes, per_node, log)
     if cpu_note:
         log.info(cpu_note)
     for note in plan.notes if plan else []:
