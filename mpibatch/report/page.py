@@ -103,4 +103,4 @@ def render(data: ReportData, plots: dict[str, Any]) -> str:
         first_error=status.get("first_error"), error_lines=data.errors_txt[-ERROR_LINES:],
         error_total=len(data.errors_txt), slowest=slowest,
         median=statistics.median(durations) if durations else None, timing=_timing(status),
-        rank_rows=_rank_rows(data, status), config=_config(data, status))
+        rank_rows=_rank_rows(data, status), config=_config(data, status), job_keys=bool(data.config))
