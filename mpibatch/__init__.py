@@ -3,7 +3,9 @@
 Importing mpibatch is cheap and never imports mpi4py, pandas or TensorFlow: the entry-script
 process imports it for EntryScript.
 """
-from functools import cache
+from __future__ import annotations
+
+from functools import lru_cache
 
 from .entry import EntryScript
 
@@ -11,7 +13,7 @@ __version__ = "0.1.0"  # the one place the version is written: pyproject.toml re
 __all__ = ["EntryScript", "__version__", "installed_version"]
 
 
-@cache
+@lru_cache(maxsize=None)  # (functools.cache: Python 3.9+; the entry-script side supports 3.8)
 def installed_version() -> str:
     """The version of the installed distribution (what pip reports), else __version__ (a bare checkout).
     Looked up once (0.24 ms): rank 0 writes it into every progress snapshot."""

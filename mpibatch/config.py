@@ -177,6 +177,8 @@ class JobConfig(BaseModel):
     max_worker_memory: Optional[Union[int, str]] = None
     bisect_failures: Optional[bool] = None  # None: on for file inputs (split.py)
     retry_failed: bool = False
+    python: Optional[str] = None  # the entry-script process's interpreter (script_env.py)
+    command_prefix: Optional[Union[str, list[str]]] = None  # words put before it: a container launcher
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -215,6 +217,21 @@ class JobConfig(BaseModel):
         if problem:
             raise ValueError(problem)
         return value
+
+    @field_validator("python")
+    @classmethod
+    def _interpreter(cls, value: Optional[str]) -> Optional[str]:
+        problem = None if value is None else path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("command_prefix", mode="before")
+    @classmethod
+    def _prefix_words(cls, value: Any) -> Any:
+        from .script_env import prefix_words
+
+        return None if value is None else prefix_words(value)
 
     @field_validator("models")
     @classmethod
@@ -306,6 +323,10 @@ class JobConfig(BaseModel):
             raise ValueError("retry_failed: needs resume (--resume --retry-failed re-runs an earlier run's failures)")
         if self.max_worker_memory is not None and self.executor != "process":
             raise ValueError("max_worker_memory: needs executor: process (an inline script cannot be killed alone)")
+        for key in ("python", "command_prefix"):
+            if getattr(self, key) is not None and self.executor != "process":
+                raise ValueError(f"{key}: needs executor: process (the inline executor runs the entry script "
+                                 "in the rank's own interpreter)")
         return self
 
     # ---- derived views -------------------------------------------------------------------
@@ -341,6 +362,7 @@ RESUME_NEUTRAL_KEYS = frozenset(
         "resume", "allow_reuse", "logging_level", "progress", "coordinator_works", "executor",
         "threads_per_worker", "gpus_per_node", "init_timeout", "run_invocation_timeout",
         "credits_per_worker", "stop_grace", "speculative", "speculation_factor", "output_storage_options", "max_worker_memory", "retry_failed",
+        "python", "command_prefix",  # where the script runs: a resume may bring a fixed environment
     }
 )
 
@@ -438,6 +460,10 @@ def _resolve_paths(data: dict[str, Any], bases: dict[str, Path]) -> dict[str, An
                 item = {**item, "path": _absolute(item["path"], bases["inputs"])}
             resolved.append(item)
         out["inputs"] = resolved
+    if isinstance(out.get("python"), str) and "/" in out["python"] and not path_problem(out["python"]):
+        # a venv's bin/python is a symlink that must stay unresolved (its pyvenv.cfg is found beside it);
+        # a bare name (python3) is looked up on PATH
+        out["python"] = os.path.abspath(bases["python"] / os.path.expanduser(out["python"]))
     if isinstance(out.get("models"), dict):
         out["models"] = {k: _absolute(v, bases["models"]) if isinstance(v, str) else v
                          for k, v in out["models"].items()}

@@ -299,7 +299,7 @@ class EntryRuntime:
 
     def _opener(self, info: InputInfo) -> Any:
         """One opener per input, so a remote filesystem is connected once per process."""
-        from .inputs.tabular import FileOpener
+        from .inputs.read import FileOpener
 
         key = info.url or info.name
         if key not in self._openers:

@@ -19,13 +19,14 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
-from typing import IO, Any, Callable, Optional, Union
+from typing import IO, Any, Callable, Optional, Sequence, Union
 
 from .child import EXIT_PIPE_LOST
 from .entry import EntryRuntime, RuntimeSpec, error_summary
 from .polling import readable_now
 from .proctree import TOKEN_VARIABLE, kill_tree
 from .records import BatchId, Outcome, Task
+from .script_env import child_command, child_environment
 from .sizes import format_bytes
 from .text import escape_lines
 
@@ -161,13 +162,15 @@ class ProcessExecutor:
 
     def __init__(self, spec: RuntimeSpec, stdout: IO[bytes], stderr: IO[bytes], env: dict[str, str],
                  init_timeout: float, run_timeout: float, cpus: Optional[list[int]] = None,
-                 memory_limit: Optional[int] = None, memory_text: str = "") -> None:
+                 memory_limit: Optional[int] = None, memory_text: str = "", python: Optional[str] = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.spec = spec
+        self.command = child_command(python, prefix)  # python: the script's own environment (script_env.py)
         self.memory_limit = memory_limit
         self.memory_text = memory_text or (format_bytes(memory_limit) if memory_limit else "")
         self._next_sample = 0.0
         self.stdout, self.stderr = stdout, stderr
-        self.env = {k: v for k, v in env.items() if not _from_launcher(k)}
+        self.env = child_environment({k: v for k, v in env.items() if not _from_launcher(k)}, python)
         self.init_timeout, self.run_timeout = init_timeout, run_timeout
         self.cpus = cpus
         self.state = "new"  # new, starting, ready, failed, closed
@@ -203,10 +206,10 @@ class ProcessExecutor:
         from_child_r, from_child_w = os.pipe()
         self._token = f"{os.getpid()}-{os.urandom(6).hex()}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mpibatch.child", str(to_child_r), str(from_child_w)],
+            [*self.command, str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=self.stdout,
             stderr=self.stderr, env={**self.env, TOKEN_VARIABLE: self._token}, start_new_session=True,
-            cwd=self.spec.worker.working_dir,
+            cwd=self.spec.script_home,  # as Azure ML: relative paths resolve from the code folder
         )
         os.close(to_child_r)
         os.close(from_child_w)
@@ -486,6 +489,7 @@ class InlineExecutor:
         return self._late is not None
 
     def start(self) -> None:
+        os.chdir(self.spec.script_home)  # as the process executor's child: relative paths from the code folder
         self.state = "starting"
         self.deadline = time.monotonic() + self.init_timeout
         self._thread = threading.Thread(target=self._serve, name="entry-script", daemon=True)

@@ -65,6 +65,18 @@ def check_entry_script(config: JobConfig) -> None:
 
 
 @dataclass
+def check_script_environment(config: JobConfig) -> None:
+    """python: / command_prefix: run once as the executor will run them (script_env.py)."""
+    from .script_env import ScriptEnvError, check_script_env
+
+    formats = [spec.format or ("csv" if spec.type == "tabular" else None) for spec in config.inputs]
+    try:
+        check_script_env(config.python, config.command_prefix or (), str(config.script_home), dict(os.environ),
+                         formats)
+    except ScriptEnvError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 class Plan:
     """What rank 0 prepared before any work: batches, inputs and the locked output."""
 
@@ -97,6 +109,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
         from . import compat  # noqa: F401 - fails clearly if the shims are missing
     check_entry_script(config)
     notes = _PlanNotes()
+    check_script_environment(config)
     plan_log = logging.getLogger("mpibatch.plan")
     plan_log.setLevel(logging.INFO)
     plan_log.propagate = False
@@ -175,7 +188,7 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     if config.executor == "process":
         executor: Any = ProcessExecutor(spec, stdout, stderr, dict(os.environ), config.init_timeout,
                                         config.run_invocation_timeout, placement.cpus, config.memory_limit,
-                                        str(config.max_worker_memory or ""))
+                                        str(config.max_worker_memory or ""), config.python, config.command_prefix or ())
     else:
         executor = InlineExecutor(spec, stdout, stderr, config.init_timeout, config.run_invocation_timeout)
     log.info("worker: node %d (%s), local worker %d of %d, gpu %s, cpus %s, %d threads, executor %s",

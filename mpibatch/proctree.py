@@ -33,12 +33,42 @@ def become_subreaper() -> bool:
 
 def descendants(pid: int) -> set[int]:
     """Every live process below pid (none if pid is gone)."""
-    import psutil
-
+    try:
+        import psutil
+    except ImportError:  # the entry-script process under the script's own interpreter (script_env.py)
+        return _descendants_from_proc(pid)
     try:
         return {child.pid for child in psutil.Process(pid).children(recursive=True)}
     except psutil.Error:
         return set()
+
+
+def _descendants_from_proc(pid: int) -> set[int]:
+    """descendants() from /proc/PID/stat's parent ids, with the standard library alone (Linux)."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return set()
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()  # after the command name, which may hold spaces
+        if len(fields) > 1:
+            children.setdefault(int(fields[1]), []).append(int(name))
+    found: set[int] = set()
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        if child not in found:
+            found.add(child)
+            todo += children.get(child, [])
+    return found
 
 
 def carrying(token: str) -> set[int]:

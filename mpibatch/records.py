@@ -1,11 +1,15 @@
 """Records that cross process boundaries: a mini-batch, a task (one attempt of it) and its outcome."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 BatchId = Union[int, str]  # planned mini-batches: 0, 1, 2...; halves of a split one: "17.0", "17.1.0" (split.py)
 ERROR_CLASSES = ("exception", "timeout", "crash", "oom", "init", "preempted")
+# Slots from Python 3.10 on; an older interpreter of the script's own environment (script_env.FLOOR)
+# loads the same records without them (their pickles do not depend on it: __reduce__).
+_SLOTS: dict[str, bool] = {"slots": True} if sys.version_info >= (3, 10) else {}
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,7 @@ class TableSlice:
     columns: tuple[tuple[str, str], ...] = ()  # values from hive-style folder names, added as columns
 
 
-@dataclass(slots=True)
+@dataclass(**_SLOTS)
 class MiniBatch:
     """A descriptor, never data: what the worker must read for one call of run()."""
 
@@ -37,7 +41,7 @@ class MiniBatch:
         return self.n_items if self.n_items >= 0 else len(self.items)
 
 
-@dataclass(slots=True)
+@dataclass(**_SLOTS)
 class Task:
     """One attempt of a mini-batch, sent from the coordinator to a worker."""
 
@@ -55,7 +59,7 @@ def _task(batch_id: BatchId, input_index: int, items: tuple, partition_key_value
     return Task(MiniBatch(batch_id, input_index, items, partition_key_value, n_items, rows_part), attempt)
 
 
-@dataclass(slots=True)
+@dataclass(**_SLOTS)
 class Outcome:
     """What one attempt produced: result bytes ready to append, counts, or the error."""
 

@@ -196,7 +196,7 @@ def test_process_child_environment_cwd_and_launcher_variables(process_executor, 
                                         parent_env={"PMI_RANK": "3", "OMPI_COMM_WORLD_RANK": "3"}))
     lines = run_ok(executor, task(0, "env", "cwd")).payload.decode().splitlines()
     assert lines[:3] == ["MY_VAR=mine", "PMI_RANK=None", "OMPI_COMM_WORLD_RANK=None"]
-    assert os.path.realpath(lines[3]) == os.path.realpath(tmp_path / "work")
+    assert os.path.realpath(lines[3]) == os.path.realpath(tmp_path / "src")  # the code folder, as Azure ML
 
 
 def test_process_cpu_affinity(process_executor) -> None:

@@ -3,11 +3,38 @@ from __future__ import annotations
 
 import functools
 import io
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Optional, Sequence
 
 from ..records import TableSlice
 
 OWN_OPTIONS = ("hdf5_key",)  # mpibatch's keys among an input's format options
+
+
+@dataclass
+class FileOpener:
+    """Opens an input's items as binary files: local paths, or paths inside the input's fsspec URL."""
+
+    remote: bool = False
+    url: Optional[str] = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    _fs: Any = None
+
+    def __call__(self, path: str) -> IO[bytes]:
+        if not self.remote:
+            return open(path, "rb")
+        import fsspec
+
+        if self.url is None:
+            return fsspec.open(path, "rb", **self.storage_options).open()
+        if self._fs is None:
+            self._fs = fsspec.core.url_to_fs(self.url, **self.storage_options)[0]
+        return self._fs.open(path, "rb")
+
+
+def _has_header(fmt: str, options: dict[str, Any]) -> bool:
+    return fmt == "csv" and options.get("header", "infer") is not None and not (
+        options.get("header", "infer") == "infer" and options.get("names"))
 
 
 class TableReadError(Exception):
@@ -40,7 +67,7 @@ def _group_frame(pf: Any, source: tuple, index: int, columns: Optional[tuple]) -
     return frame
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)  # (functools.cache: 3.9+; the entry-script side supports 3.8)
 def _copy_on_write() -> bool:
     """pandas 3 always copies on write; pandas 2 only with its option on (decided once per process)."""
     import pandas as pd
@@ -130,8 +157,6 @@ class _ByteRange(io.RawIOBase):
 def _text(piece: TableSlice, fmt: str, options: dict[str, Any], opener: Any,
           columns: Optional[Sequence[str]]) -> Any:
     import pandas as pd
-
-    from .tabular import _has_header
 
     opts = _reader_options(options)
     with opener(piece.path) as fh:

@@ -21,6 +21,7 @@ from ..config import ConfigError, InputSpec
 from ..records import TableSlice
 from ..sizes import BatchSize
 from .files import InputListing, ListedFiles, list_file_input
+from .read import FileOpener, _has_header  # noqa: F401 - the entry-script side's, stdlib-only at import
 
 log = logging.getLogger("mpibatch.plan")
 
@@ -40,27 +41,6 @@ class TableListing(InputListing):
 
     format: str = "csv"
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class FileOpener:
-    """Opens an input's items as binary files: local paths, or paths inside the input's fsspec URL."""
-
-    remote: bool = False
-    url: Optional[str] = None
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    _fs: Any = None
-
-    def __call__(self, path: str) -> IO[bytes]:
-        if not self.remote:
-            return open(path, "rb")
-        import fsspec
-
-        if self.url is None:
-            return fsspec.open(path, "rb", **self.storage_options).open()
-        if self._fs is None:
-            self._fs = fsspec.core.url_to_fs(self.url, **self.storage_options)[0]
-        return self._fs.open(path, "rb")
 
 
 def list_tabular_input(index: int, spec: InputSpec, listed: Optional[ListedFiles] = None) -> TableListing:
@@ -119,11 +99,6 @@ def parquet_slices(path: str, size: BatchSize, opener: Opener) -> Iterator[Table
         held += nbytes
     if pos > start:
         yield TableSlice(path, "rows", start, pos, pos - start)
-
-
-def _has_header(fmt: str, options: dict[str, Any]) -> bool:
-    return fmt == "csv" and options.get("header", "infer") is not None and not (
-        options.get("header", "infer") == "infer" and options.get("names"))
 
 
 def _record_ends(fh: IO[bytes], begin: int, quote: Optional[int]) -> Iterator[np.ndarray]:
