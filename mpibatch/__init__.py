@@ -1,7 +1,7 @@
 """mpibatch: run an entry script over a huge dataset on MPI ranks (ParallelRunStep for HPC).
 
-Importing mpibatch is cheap and never imports mpi4py, pandas or TensorFlow: the entry-script
-process imports it for EntryScript.
+Importing mpibatch is cheap and never imports mpi4py, pandas, pydantic or TensorFlow: the entry-script
+process imports it for EntryScript. Job, Run and ConfigError (driving jobs from Python) load when first used.
 """
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ from functools import lru_cache
 from .entry import EntryScript
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
-__all__ = ["EntryScript", "__version__", "installed_version"]
+__all__ = ["ConfigError", "EntryScript", "Job", "Run", "__version__", "installed_version"]
+_LAZY = {"Job": "api", "Run": "handle", "ConfigError": "config"}  # driving jobs from Python: imported when used
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'mpibatch' has no attribute {name!r}")
 
 
 @lru_cache(maxsize=None)  # (functools.cache: Python 3.9+; the entry-script side supports 3.8)
