@@ -242,22 +242,29 @@ def _pick_node(data: dict[str, Any], file: Path, options: Options) -> tuple[str,
         raise ConfigError(f"--node: '{name}' {why} of the pipeline in {file} (parallel nodes: {', '.join(parallel)})")
     node, component, comp_base = parallel[name]
     if component is not node:
-        return name, _merged(node, component), comp_base, data
+        return name, _merged(node, component, base), comp_base, data
     return name, node, base, data
 
 
-def _merged(node: dict[str, Any], component: dict[str, Any]) -> dict[str, Any]:
-    """A pipeline node over its component: the node's settings win, its inputs bind the component's."""
+def _merged(node: dict[str, Any], component: dict[str, Any], base: Path) -> dict[str, Any]:
+    """A pipeline node over its component: the node's settings win, its inputs bind the component's
+    (a local path given in the pipeline file is relative to that file, `base`)."""
+    def local(path: Any) -> Any:
+        if not isinstance(path, str) or _BINDING.fullmatch(path.strip()) or is_url(path) or path.startswith("azureml:"):
+            return path
+        return os.path.abspath(base / os.path.expanduser(path.removeprefix("file:")))
+
     merged = {**component, **{k: v for k, v in node.items() if k not in ("inputs", "outputs", "component")}}
     for section in ("inputs", "outputs"):
         declared = dict(component.get(section) or {})
         for key, value in (node.get(section) or {}).items():
             spec = declared.get(key)
             if isinstance(value, dict):
+                value = {**value, "path": local(value["path"])} if "path" in value else value
                 declared[key] = {**(spec if isinstance(spec, dict) else {}), **value}
             elif isinstance(spec, dict) and spec.get("type") in _DATA_TYPES and isinstance(value, str) \
                     and not _BINDING.fullmatch(value.strip()):
-                declared[key] = {**spec, "path": value}
+                declared[key] = {**spec, "path": local(value)}
             else:
                 declared[key] = value
         merged[section] = declared
@@ -407,9 +414,12 @@ def _result(ctx: _Context, task: dict[str, Any], given: set[str], name: str) -> 
                               "own output folder (logs, state) with --output DIR")
         return {"output_action": "summary_only"}
     output = _single_binding("task.append_row_to", target, "outputs")
-    if "output" in given and f"outputs.{output}" not in ctx.options.sets:
-        return {"output_action": "append_row"}
-    path = ctx.output(output)
+    try:
+        path = ctx.output(output)
+    except ConfigError:
+        if "output" not in given:
+            raise
+        return {"output_action": "append_row"}  # --output names the folder; the file keeps its default name
     if ctx.output_type(output) == "uri_file":
         folder, file_name = os.path.split(path.rstrip("/"))
         return {"output_action": "append_row", "output": folder or ".", "append_row_file_name": file_name}
