@@ -107,7 +107,7 @@ class InputSpec(BaseModel):
 
     path: str
     name: Optional[str] = None
-    type: Literal["files", "tabular", "filelist"] = "files"
+    type: Literal["files", "tabular", "filelist", "mltable"] = "files"  # mltable: also found by its MLTable file
     format: Optional[Literal["csv", "parquet", "json", "hdf5"]] = None
     partition_format: Optional[str] = None
     storage_options: dict[str, Any] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from typing import Iterator, Optional
 
 from .config import ConfigError, JobConfig
 from .inputs import InputListing, TableListing
+from .inputs.mltable import MLTableListing, mltable_batches
 from .inputs.tabular import DEFAULT_SIZE, UNPLANNED, FileOpener, file_partitions, file_slices, partition_batches
 from .records import MiniBatch, TableSlice
 from .sizes import BatchSize, files_per_batch, parse_mini_batch_size
@@ -90,16 +91,24 @@ class BatchPlan(Sequence):
 def _file_batches(listing: InputListing, config: JobConfig, first_id: int) -> Sequence:
     if config.partition_keys:
         spec = config.inputs[listing.index]
-        if not spec.partition_format:
+        partition_format = getattr(listing, "partition_format", None) or spec.partition_format
+        if not partition_format:
             raise ConfigError(f"inputs[{listing.index}]: partition_keys on file inputs need partition_format, "
                               "e.g. '{user}/{genre}/*.wav'")
-        partitions = file_partitions(listing.items, spec.partition_format, config.partition_keys)
+        partitions = file_partitions(listing.items, partition_format, config.partition_keys)
         return [MiniBatch(i, listing.index, tuple(items), values) for i, (values, items) in enumerate(partitions, first_id)]
     try:
         per_batch = files_per_batch(config.mini_batch_size)
     except ValueError as exc:
         raise ConfigError(f"mini_batch_size: {exc}") from None
     return FileRun(listing.items, per_batch, listing.index, first_id)
+
+
+def _size(config: JobConfig) -> BatchSize:
+    try:
+        return table_batch_size(config.mini_batch_size)
+    except ValueError as exc:
+        raise ConfigError(f"mini_batch_size: {exc}") from None
 
 
 def _table_batches(listing: TableListing, config: JobConfig, first_id: int) -> Iterator[MiniBatch]:
@@ -109,10 +118,7 @@ def _table_batches(listing: TableListing, config: JobConfig, first_id: int) -> I
         for values, pieces in partition_batches(listing, config.partition_keys, opener):
             yield MiniBatch(next(ids), listing.index, tuple(pieces), values, sum(p.rows for p in pieces))
         return
-    try:
-        size = table_batch_size(config.mini_batch_size)
-    except ValueError as exc:
-        raise ConfigError(f"mini_batch_size: {exc}") from None
+    size = _size(config)
     for path in listing.items:
         try:
             pieces = list(file_slices(path, listing.format, size, opener, listing.options))
@@ -131,6 +137,9 @@ def plan_batches(listings: list[InputListing], config: JobConfig) -> BatchPlan:
     parts: list[Sequence] = []
     for listing in listings:
         first_id = sum(len(p) for p in parts)
-        parts.append(list(_table_batches(listing, config, first_id)) if isinstance(listing, TableListing)
-                     else _file_batches(listing, config, first_id))
+        if isinstance(listing, MLTableListing):
+            parts.append(mltable_batches(listing, config, _size(config), first_id))
+        else:
+            parts.append(list(_table_batches(listing, config, first_id)) if isinstance(listing, TableListing)
+                         else _file_batches(listing, config, first_id))
     return BatchPlan(parts)

@@ -27,13 +27,21 @@ def __getattr__(name: str) -> Any:
 
 
 def list_inputs(specs: list) -> list[InputListing]:
-    """List every input of a job: file inputs to paths, tabular inputs to table files; a local file
-    that several paths or inputs reach is listed once (files.py), with one warning for all."""
+    """List every input of a job: file inputs to paths, tabular inputs to table files, MLTables as they say
+    (mltable.py); a local file that several paths or inputs reach is listed once (files.py), with one warning."""
     from .files import ListedFiles, list_file_input
+    from .mltable import list_mltable_input, mltable_file
     from .tabular import list_tabular_input
 
     listed = ListedFiles()
-    listings = [list_tabular_input(i, spec, listed) if spec.type == "tabular" or spec.format
-                else list_file_input(i, spec, listed) for i, spec in enumerate(specs)]
+    listings = []
+    for i, spec in enumerate(specs):
+        source = mltable_file(i, spec) if spec.type in ("files", "mltable") else None
+        if source is not None:  # a folder holding an MLTable file is read as Azure reads it, never as files
+            listings.append(list_mltable_input(i, spec, source, listed))
+        elif spec.type == "tabular" or spec.format:
+            listings.append(list_tabular_input(i, spec, listed))
+        else:
+            listings.append(list_file_input(i, spec, listed))
     listed.warn()
     return listings

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Optional, Sequence
 
 from ..records import TableSlice
+from .mltable_read import drops_invalid_lines, read_json_lines, shape
 
-OWN_OPTIONS = ("hdf5_key",)  # mpibatch's keys among an input's format options
+OWN_OPTIONS = ("hdf5_key", "mltable")  # mpibatch's keys among an input's format options
 
 
 @dataclass
@@ -170,6 +171,9 @@ def _text(piece: TableSlice, fmt: str, options: dict[str, Any], opener: Any,
             return pd.read_csv(_ByteRange(fh, header, piece.stop - piece.start), **opts)
         data = fh.read(piece.stop - piece.start)  # remote: one request for the whole range
     if fmt == "json":
+        if drops_invalid_lines(options):
+            frame = read_json_lines(data, opts.get("encoding", "utf-8"), True)
+            return frame[list(columns)] if columns else frame
         frame = pd.read_json(io.BytesIO(data), lines=True, **opts)
         return frame[list(columns)] if columns else frame
     if columns:
@@ -226,6 +230,10 @@ def read_slice(piece: TableSlice, fmt: str, options: dict[str, Any], opener: Any
         raise TableReadError(f"cannot read {what} of '{piece.path}': {type(exc).__name__}: {exc}") from exc
     for name, value in piece.columns:
         frame[name] = value
+    try:
+        frame = shape(frame, piece, options, columns)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TableReadError(f"cannot apply the MLTable's transformations to {what} of '{piece.path}': {exc}") from exc
     if piece.filters:
         mask = None
         for name, value in piece.filters:
