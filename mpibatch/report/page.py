@@ -32,7 +32,7 @@ def _cards(status: dict[str, Any], data: ReportData) -> list[dict[str, str]]:
         cards.append({"k": "items", "v": f"{items.get('succeeded', 0)} / {items.get('total', '?')}",
                       "d": f"{items.get('failed', 0)} failed"})
     if isinstance(status.get("elapsed_s"), (int, float)):
-        cards.append({"k": "elapsed", "v": format_seconds(status["elapsed_s"]), "d": f"started {status.get('started')}"})
+        cards.append({"k": "elapsed", "v": format_seconds(status["elapsed_s"]), "d": f"started {str(status.get('started')).replace('T', ' ')}"})
     if isinstance(status.get("rate"), (int, float)):
         eta = status.get("eta_s")
         cards.append({"k": "rate", "v": f"{status['rate']:.1f}/s", "d": "mini-batches" + (

@@ -16,7 +16,8 @@ from matplotlib.patches import Patch
 from .data import Attempt, ReportData
 
 MAX_RANK_ROWS = 64
-LABEL_BARS_UP_TO = 160  # mini-batch ids are written on the bars of a small job
+LABEL_BARS_UP_TO = 160
+SEPARATE_BARS_UP_TO = 300  # mini-batch ids are written on the bars of a small job
 STRAGGLER_FACTOR = 3.0  # a succeeded attempt this many times the median is outlined as a straggler
 WIDTH_IN = 11.0
 CLASS_COLORS = {"exception": "#d32f2f", "timeout": "#f57c00", "crash": "#7b1fa2", "oom": "#6d4c41",
@@ -93,13 +94,14 @@ def timeline(data: ReportData) -> Optional[str]:
         straggler = attempt.outcome == "succeeded" and median > 0 and attempt.seconds > STRAGGLER_FACTOR * median \
             and attempt.seconds > 0.5
         groups[(label, color, hatch, straggler)].append((row[attempt.rank], attempt.start - t0, attempt.seconds))
+    sparse = len(shown) <= SEPARATE_BARS_UP_TO * len(ranks)  # few bars a row: a white edge between neighbours
     fig = _figure(min(1.6 + 0.42 * len(ranks), 24))
     ax = fig.add_subplot()
     handles, seen = [], set()
     for (label, color, hatch, straggler), bars in groups.items():
         verts = [[(x, y - 0.36), (x, y + 0.36), (x + max(w, min_width), y + 0.36), (x + max(w, min_width), y - 0.36)]
                  for y, x, w in bars]
-        edge = "#111111" if straggler else ("#90a4ae" if hatch else "none")
+        edge = "#111111" if straggler else ("#90a4ae" if hatch else ("white" if sparse else "none"))
         ax.add_collection(PolyCollection(verts, facecolors=color, edgecolors=edge, linewidths=1.6 if straggler
                                          else 0.5, hatch=hatch or None))
         if label not in seen:
@@ -110,11 +112,12 @@ def timeline(data: ReportData) -> Optional[str]:
         handles.append(Patch(facecolor="white", edgecolor="#111111", linewidth=1.6,
                              label=f"straggler (> {STRAGGLER_FACTOR:g}x median {median:.2f} s)"))
     if len(shown) <= LABEL_BARS_UP_TO:
+        pixels_per_s = WIDTH_IN * 80 / span  # about: the axes take most of the figure's width
         for attempt in shown:
-            if attempt.seconds >= span / 25 or attempt.outcome not in ("succeeded",) or attempt.attempt > 1:
-                x = attempt.start - t0 + max(attempt.seconds, min_width) / 2
-                text = attempt.batch_id + (f"#{attempt.attempt}" if attempt.attempt > 1 else "")
-                ax.text(x, row[attempt.rank] - 0.42, text, ha="center", va="bottom", fontsize=7, color="#263238",
+            text = attempt.batch_id + (f"#{attempt.attempt}" if attempt.attempt > 1 else "")
+            if attempt.seconds * pixels_per_s >= 7 * len(text) + 6:  # the label fits in its bar
+                x = attempt.start - t0 + attempt.seconds / 2
+                ax.text(x, row[attempt.rank], text, ha="center", va="center", fontsize=7, color="#102027",
                         clip_on=True)
     ax.set_xlim(0, span * 1.01)
     ax.set_ylim(len(ranks) - 0.5, -0.8)
@@ -159,7 +162,7 @@ def throughput(data: ReportData) -> Optional[str]:
         more_handles, more_labels = right.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     ax.set_xlim(0, (t1 - t0) * 1.01)
-    ax.legend(handles, labels, loc="upper left", fontsize=8, frameon=False)
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
     return png(fig)
 
 
@@ -174,7 +177,7 @@ def errors_over_time(data: ReportData) -> Optional[str]:
     counts: dict[str, list[int]] = {}
     for attempt in failed:
         counts.setdefault(attempt.outcome, [0] * bins)[min(int((attempt.end - t0) / width), bins - 1)] += 1
-    fig = _figure(2.8)
+    fig = _figure(2.4)
     ax = fig.add_subplot()
     bottom = [0] * bins
     lefts = [i * width for i in range(bins)]
