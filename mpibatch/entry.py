@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any, Callable, Optional
 
 from .heap import keep_freed_memory
-from .records import InputInfo, Outcome, Task
+from .records import BatchId, InputInfo, Outcome, Task
 from .text import escape, escape_lines
 
 
@@ -105,14 +105,38 @@ class EntryScript:
 
 
 @dataclass
+class MiniBatchDataset:
+    """`mini_batch_context.dataset`: in Azure ML the input dataset filtered to this mini-batch (its
+    partition); here the mini-batch's own part of the input: its local files, or its rows."""
+
+    name: str
+    partition_key_value: dict[str, Any]
+    items: Any = field(repr=False)  # the list of local paths, or the DataFrame, that run() gets
+
+    def to_path(self) -> list[str]:
+        """The mini-batch's local file paths (Azure: the paths of the filtered FileDataset)."""
+        if _is_frame(self.items):
+            raise TypeError(f"input '{self.name}' is tabular: use to_pandas_dataframe()")
+        return list(self.items)
+
+    def to_pandas_dataframe(self) -> Any:
+        """The mini-batch's rows (Azure: the filtered TabularDataset as a DataFrame)."""
+        if not _is_frame(self.items):
+            raise TypeError(f"input '{self.name}' is a file input: use to_path()")
+        return self.items
+
+
+@dataclass
 class MiniBatchContext:
-    """The second argument of run(mini_batch, mini_batch_context), as in Azure ML."""
+    """The second argument of run(mini_batch, mini_batch_context): Azure ML's attributes
+    (partition_key_value, dataset, minibatch_index) and mpibatch's own (mini_batch_id, attempt, input_name)."""
 
     partition_key_value: dict[str, Any]
-    mini_batch_id: int
-    minibatch_index: int
+    mini_batch_id: BatchId
+    minibatch_index: BatchId
     attempt: int
     input_name: str
+    dataset: Optional[MiniBatchDataset] = None
 
 
 class EntryScriptError(Exception):
@@ -224,12 +248,15 @@ class EntryRuntime:
         _WORKER = spec.worker
         os.makedirs(spec.worker.working_dir, exist_ok=True)
         os.environ.update(spec.environment)
+        for folder in reversed(spec.environment.get("PYTHONPATH", "").split(os.pathsep)):  # as if set at start
+            if folder and folder not in sys.path:
+                sys.path.insert(0, folder)
         os.environ["AZUREML_BI_OUTPUT_PATH"] = spec.worker.output_dir
         keep_freed_memory()
         if spec.compat:
             from .compat import activate
 
-            activate(spec.compat, spec.models)
+            activate(spec.compat, spec.models, spec.worker.working_dir, spec.environment)
         if spec.script_home not in sys.path:
             sys.path.insert(0, spec.script_home)
         sys.argv = [spec.script_path, *spec.argv]
@@ -280,7 +307,9 @@ class EntryRuntime:
                 started = time.perf_counter()
             args: list[Any] = [items]
             if self._with_context:
-                args.append(MiniBatchContext(dict(batch.partition_key_value), batch.id, batch.id, task.attempt, info.name))
+                keys = dict(batch.partition_key_value)
+                args.append(MiniBatchContext(keys, batch.id, batch.id, task.attempt, info.name,
+                                             MiniBatchDataset(info.name, keys, items)))
             assert self._run is not None
             result = self._run(*args)
             payload, header, count = format_result(result, self.spec.output_action, self.spec.append_row_options)
