@@ -9,7 +9,8 @@ from typing import Iterator, Optional
 
 from .config import ConfigError, JobConfig
 from .inputs import InputListing, TableListing
-from .inputs.mltable import MLTableListing, mltable_batches
+from .inputs.mltable import MLTableListing
+from .inputs.mltable_plan import mltable_batches
 from .inputs.tabular import DEFAULT_SIZE, UNPLANNED, FileOpener, file_partitions, file_slices, partition_batches
 from .records import MiniBatch, TableSlice
 from .sizes import BatchSize, files_per_batch, parse_mini_batch_size

@@ -4,30 +4,26 @@ The file's `paths` are listed here (relative to its folder; `pattern` globs as A
 name, `**` across folders, hidden names included); its read_* transformation becomes the format and
 the reader options of a tabular input, and its column steps (Path column, partition columns, keep /
 drop, type conversions) travel to the worker, which applies them to each slice (mltable_read.py).
-`take` is planned: the first N rows in file order, cut at exact record ends, so the mini-batches
-together hold exactly N rows. Without a read_* transformation the MLTable is a file input. The
+`take` is planned (mltable_plan.py): the first N rows in file order, cut at exact record ends, so the
+mini-batches together hold exactly N rows. Without a read_* transformation the MLTable is a file input. The
 MLTable file itself is never an item. What is not supported exits 2 naming it.
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
 import datetime as dt
 import logging
 import os
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 import yaml
 
-from ..config import ConfigError, InputSpec, JobConfig, is_url
-from ..records import MiniBatch, TableSlice
-from ..sizes import BatchSize
+from ..config import ConfigError, InputSpec, is_url
 from ..text import escape
 from .files import InputListing, ListedFiles, _Digest, _walk, describe
-from .tabular import UNPLANNED, FileOpener, TableListing, _has_header, _record_ends, file_slices
+from .tabular import TableListing
 
 log = logging.getLogger("mpibatch.plan")
 
@@ -42,7 +38,6 @@ ENCODINGS = {"utf8": "utf-8", "iso88591": "iso-8859-1", "latin1": "latin-1", "as
 HEADERS = ("all_files_same_headers", "all_files_different_headers", "from_first_file", "no_header")
 COLUMN_TYPES = ("int", "float", "string", "boolean", "datetime")
 TOP_KEYS = {"$schema", "type", "paths", "transformations", "traits"}
-WHOLE = BatchSize("bytes", 1 << 62)
 
 
 @dataclass(frozen=True)
@@ -285,10 +280,10 @@ def _encoding(args: dict, where: str) -> str:
 def _reader(name: str, args: Any, items: list[str], where: str) -> tuple[dict, str, list]:
     """pandas options, the header mode and the first column steps of a read_* transformation."""
     if not isinstance(args, dict):
-        raise ConfigError(f"{where}: {name} takes a mapping of options")
+        raise ConfigError(f"{where}: takes a mapping of options")
     unknown = sorted(set(args) - READER_KEYS[name], key=str)
     if unknown:
-        raise ConfigError(f"{where}: {name} option '{unknown[0]}' is not supported "
+        raise ConfigError(f"{where}: option '{unknown[0]}' is not supported "
                           f"(supported: {', '.join(sorted(READER_KEYS[name]))})")
     options: dict[str, Any] = {}
     steps: list = []
@@ -415,122 +410,3 @@ def list_mltable_input(index: int, spec: InputSpec, source: str, listed: Optiona
     options["mltable"] = {"steps": first_steps + column_steps}
     return MLTableListing(index, name, items, digest.hexdigest(), format=READERS[reader], options=options, take=take,
                           columns_of=columns_of, header_file=items[0] if header == "from_first_file" and items else None)
-
-
-# ---- planning -----------------------------------------------------------------------------------------
-
-
-def _plan_options(listing: MLTableListing, path: str) -> dict[str, Any]:
-    """The options that find a file's first record: from_first_file's one header line is skipped."""
-    if path == listing.header_file:
-        return {k: v for k, v in listing.options.items() if k not in ("header", "names")}
-    return listing.options
-
-
-def _first_records_end(path: str, listing: MLTableListing, n: int, opener: FileOpener) -> tuple[int, int]:
-    """(offset just past the n-th record, records found) of a text file, scanning no further."""
-    options = _plan_options(listing, path)
-    with opener(path) as fh:
-        begin = len(fh.readline()) if _has_header(listing.format, options) else 0
-        end = fh.seek(0, 2)
-        found, last = 0, begin
-        for ends in _record_ends(fh, begin, ord('"') if listing.format == "csv" else None):
-            if found + len(ends) >= n:
-                return int(ends[n - found - 1]), n
-            found += len(ends)
-            if len(ends):
-                last = int(ends[-1])
-        if end > last:  # a last record without a newline
-            found += 1
-            if found >= n:
-                return end, n
-        return end, found
-
-
-def _cut(pieces: list[TableSlice], stop: int) -> list[TableSlice]:
-    return [dataclasses.replace(p, stop=min(p.stop, stop)) for p in pieces if p.start < stop]
-
-
-def table_slices(listing: MLTableListing, size: BatchSize, opener: FileOpener) -> Iterator[TableSlice]:
-    """Every slice of the MLTable in file order, each with its file's partition columns; with take,
-    exactly the first N rows (files after them are not opened)."""
-    left = listing.take
-    for path in listing.items:
-        if left is not None and left <= 0:
-            return
-        columns = listing.columns_of.get(path, ())
-        try:
-            pieces = list(file_slices(path, listing.format, size, opener, _plan_options(listing, path)))
-        except ConfigError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a corrupt file fails its own mini-batch, not the job
-            log.warning("%s: cannot read its %s metadata (%s); it becomes one mini-batch that will fail "
-                        "with this error", escape(path), listing.format, escape(str(exc)))
-            pieces = [TableSlice(path, "rows", 0, UNPLANNED, 1)]
-            left = None if left is None else left - 1
-        else:
-            if left is not None:
-                if listing.format == "parquet" or not pieces:
-                    rows = sum(p.rows for p in pieces)
-                    pieces = _cut(pieces, pieces[0].start + left) if pieces and rows > left else pieces
-                    left -= min(rows, left)
-                else:
-                    stop, found = _first_records_end(path, listing, left, opener)
-                    pieces = _cut(pieces, stop)
-                    left -= found
-        for piece in pieces:
-            yield dataclasses.replace(piece, columns=columns) if columns else piece
-
-
-def _whole_files(listing: MLTableListing, opener: FileOpener) -> Iterator[TableSlice]:
-    """One slice per file (or per file's taken part): what a partition groups."""
-    by_file: dict[str, list[TableSlice]] = defaultdict(list)
-    for piece in table_slices(listing, WHOLE, opener):
-        by_file[piece.path].append(piece)
-    for pieces in by_file.values():
-        first, last = pieces[0], pieces[-1]
-        yield dataclasses.replace(first, stop=last.stop, rows=sum(p.rows for p in pieces))
-
-
-def _sort_key(combo: tuple) -> tuple:
-    return tuple((v is None, str(v)) for v in combo)
-
-
-def mltable_batches(listing: MLTableListing, config: JobConfig, size: BatchSize, first_id: int) -> list[MiniBatch]:
-    """The mini-batches of an MLTable table: slices of `size`, or one per partition_keys combination."""
-    opener = FileOpener(listing.remote, listing.url, listing.storage_options)
-    keys = config.partition_keys
-    if not keys:
-        return [MiniBatch(i, listing.index, (p,), {}, p.rows)
-                for i, p in enumerate(table_slices(listing, size, opener), first_id)]
-    from_path = {name for values in listing.columns_of.values() for name, _ in values}
-    if set(keys) <= from_path:
-        groups: dict[tuple, list[TableSlice]] = defaultdict(list)
-        for piece in _whole_files(listing, opener):
-            values = dict(piece.columns)
-            groups[tuple(values[k] for k in keys)].append(piece)
-    elif set(keys) & from_path:
-        raise ConfigError(f"partition_keys: {', '.join(sorted(set(keys) & from_path))} come from the MLTable's "
-                          "partition format and the others from its rows; use one kind")
-    else:
-        groups = _row_groups(listing, keys, opener)
-    return [MiniBatch(i, listing.index, tuple(groups[combo]), dict(zip(keys, combo)),
-                      sum(p.rows for p in groups[combo]))
-            for i, combo in enumerate(sorted(groups, key=_sort_key), first_id)]
-
-
-def _row_groups(listing: MLTableListing, keys: list[str], opener: FileOpener) -> dict[tuple, list[TableSlice]]:
-    """partition_keys on columns of the rows: each file's key columns are read once (as for any table)."""
-    from .read import read_slice
-
-    groups: dict[tuple, list[TableSlice]] = defaultdict(list)
-    for piece in _whole_files(listing, opener):
-        frame = read_slice(piece, listing.format, listing.options, opener)
-        missing = [k for k in keys if k not in frame.columns]
-        if missing:
-            raise ConfigError(f"partition_keys: column '{missing[0]}' is not in '{piece.path}' as the MLTable reads it")
-        for combo, count in frame.groupby(keys, sort=False, dropna=False).size().items():
-            combo = tuple(v.item() if hasattr(v, "item") else v for v in (combo if isinstance(combo, tuple) else (combo,)))
-            combo = tuple(None if v != v else v for v in combo)
-            groups[combo].append(dataclasses.replace(piece, rows=int(count), filters=tuple(zip(keys, combo))))
-    return groups
