@@ -9,19 +9,14 @@ Keys that only mean something to the Azure service are listed once in rank 0's l
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from .azure_bindings import BINDING, DATA_TYPES, Options, Context, shown_keys
 from .azure_names import ProgramArguments, split_program_arguments
 from .config import ConfigError, is_url, read_yaml
 
-OPTIONS = ("node", "set")  # the flags `run` and `submit` take for a v2 file
-
-_BINDING = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
-_DATA_TYPES = ("uri_folder", "uri_file", "mltable", "custom_model", "mlflow_model", "triton_model")
-_LITERAL_TYPES = ("string", "integer", "number", "boolean")
 # Keys of a parallel node that only the Azure service reads: listed as ignored.
 _SERVICE_KEYS = ("compute", "name", "display_name", "description", "tags", "experiment_name", "identity", "version",
                  "is_deterministic", "properties", "services", "$schema", "type", "component", "queue_settings")
@@ -31,29 +26,6 @@ _NODE_KEYS = ("inputs", "outputs", "input_data", "mini_batch_size", "partition_k
 _TASK_KEYS = ("type", "code", "entry_script", "program_arguments", "append_row_to", "environment")
 _PIPELINE_SERVICE_KEYS = ("$schema", "type", "name", "display_name", "description", "experiment_name", "tags",
                           "settings", "identity", "properties", "compute", "services")
-
-
-@dataclass(frozen=True)
-class Options:
-    """--node and --set as given on the command line (paths relative to `cwd`)."""
-
-    node: Optional[str] = None
-    sets: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def take(cls, flags: dict[str, Any]) -> "Options":
-        """Pop --node / --set from the flags (they name parts of a v2 file, not job keys)."""
-        sets: dict[str, str] = {}
-        for item in flags.pop("set", None) or []:
-            key, sep, value = str(item).partition("=")
-            if not sep or not re.fullmatch(r"(inputs|outputs)\.[A-Za-z0-9_.\-]+", key) or not value:
-                raise ConfigError(f"--set: '{item}' is not inputs.NAME=PATH or outputs.NAME=PATH")
-            sets[key] = value
-        node = flags.pop("node", None)
-        return cls(None if node is None else str(node), sets)
-
-    def __bool__(self) -> bool:
-        return self.node is not None or bool(self.sets)
 
 
 @dataclass
@@ -74,122 +46,9 @@ def is_v2(data: dict[str, Any]) -> bool:
     return "$schema" in data or "type" in data
 
 
-def _shown_keys(keys: list[str]) -> str:
-    return ", ".join(dict.fromkeys(keys))
-
-
-class _Context:
-    """Where bindings resolve: the pipeline (if any), the node's inputs and outputs, the --set values."""
-
-    def __init__(self, node_name: str, node: dict[str, Any], base: Path, pipeline: Optional[dict[str, Any]],
-                 pipeline_base: Path, options: Options, cwd: Path) -> None:
-        self.node_name, self.node, self.base = node_name, node, base
-        self.pipeline, self.pipeline_base = pipeline, pipeline_base
-        self.options, self.cwd = options, cwd
-
-    def _given(self, key: str) -> Optional[str]:
-        value = self.options.sets.get(key)
-        if value is None or is_url(value):
-            return value
-        return os.path.abspath(self.cwd / os.path.expanduser(value))
-
-    def _local(self, where: str, path: str, base: Path) -> str:
-        if path.startswith("azureml:") or (is_url(path) and not path.startswith("file://")):
-            raise ConfigError(f"{where}: '{path}' is an Azure ML asset or cloud URI that mpibatch cannot read; "
-                              f"pass --set {where}=PATH")
-        return os.path.abspath(base / os.path.expanduser(path.removeprefix("file://").removeprefix("file:")))
-
-    def _bound(self, where: str, expression: str) -> Any:
-        """A `${{parent.…}}` binding's value: a path, or a literal of the pipeline."""
-        parts = expression.split(".")
-        if parts[:2] == ["parent", "inputs"] and len(parts) == 3 and self.pipeline is not None:
-            spec = (self.pipeline.get("inputs") or {}).get(parts[2])
-            if spec is None:
-                raise ConfigError(f"{where}: binds ${{{{{expression}}}}}, but the pipeline has no input '{parts[2]}'")
-            return self._value(where, spec, self.pipeline_base)
-        if parts[:2] == ["parent", "outputs"] and len(parts) == 3 and self.pipeline is not None:
-            spec = (self.pipeline.get("outputs") or {}).get(parts[2])
-            path = spec.get("path") if isinstance(spec, dict) else None
-            if not isinstance(path, str):
-                raise ConfigError(f"{where}: binds ${{{{{expression}}}}}, which has no local path; pass --set {where}=PATH")
-            return self._local(where, path, self.pipeline_base)
-        if parts[:2] == ["parent", "jobs"] and len(parts) == 5:
-            raise ConfigError(f"{where}: binds ${{{{{expression}}}}}, the output of pipeline step '{parts[2]}', which "
-                              f"mpibatch does not run; pass --set {where}=PATH")
-        raise ConfigError(f"{where}: cannot resolve ${{{{{expression}}}}} here; pass --set {where}=PATH")
-
-    def _value(self, where: str, spec: Any, base: Path) -> Any:
-        """An input's value: a local path for data, the literal for a literal."""
-        if isinstance(spec, str):
-            match = _BINDING.fullmatch(spec.strip())
-            if match:
-                return self._bound(where, match.group(1))
-            return spec
-        if not isinstance(spec, dict):
-            return spec
-        path = spec.get("path")
-        if isinstance(path, str):
-            match = _BINDING.fullmatch(path.strip())
-            return self._bound(where, match.group(1)) if match else self._local(where, path, base)
-        if "default" in spec:
-            return spec["default"] if spec.get("type") in _LITERAL_TYPES else self._local(where, str(spec["default"]), base)
-        if spec.get("type") in _LITERAL_TYPES and "value" in spec:
-            return spec["value"]
-        raise ConfigError(f"{where}: has no local path; pass --set {where}=PATH")
-
-    def input(self, name: str) -> Any:
-        where = f"inputs.{name}"
-        given = self._given(where)
-        if given is not None:
-            return given
-        inputs = self.node.get("inputs") or {}
-        if name not in inputs:
-            raise ConfigError(f"{where}: the parallel job '{self.node_name}' has no input '{name}' "
-                              f"(it has: {_shown_keys(list(inputs)) or 'none'})")
-        return self._value(where, inputs[name], self.base)
-
-    def input_type(self, name: str) -> Optional[str]:
-        spec = (self.node.get("inputs") or {}).get(name)
-        return spec.get("type") if isinstance(spec, dict) else None
-
-    def output(self, name: str) -> str:
-        where = f"outputs.{name}"
-        given = self._given(where)
-        if given is not None:
-            return given
-        outputs = self.node.get("outputs") or {}
-        if name not in outputs:
-            raise ConfigError(f"{where}: the parallel job '{self.node_name}' has no output '{name}' "
-                              f"(it has: {_shown_keys(list(outputs)) or 'none'})")
-        spec = outputs[name]
-        if isinstance(spec, str) and _BINDING.fullmatch(spec.strip()):
-            return self._bound(where, _BINDING.fullmatch(spec.strip()).group(1))  # type: ignore[union-attr]
-        path = spec.get("path") if isinstance(spec, dict) else None
-        if not isinstance(path, str):
-            raise ConfigError(f"{where}: has no local path; pass --set {where}=PATH")
-        match = _BINDING.fullmatch(path.strip())
-        return self._bound(where, match.group(1)) if match else self._local(where, path, self.base)
-
-    def output_type(self, name: str) -> str:
-        spec = (self.node.get("outputs") or {}).get(name)
-        return str(spec.get("type", "uri_folder")) if isinstance(spec, dict) else "uri_folder"
-
-    def substitute(self, where: str, text: str) -> str:
-        """Every `${{inputs.X}}` / `${{outputs.X}}` in a text replaced by its value."""
-        def replace(match: re.Match) -> str:
-            parts = match.group(1).split(".")
-            if len(parts) == 2 and parts[0] == "inputs":
-                return str(self.input(parts[1]))
-            if len(parts) == 2 and parts[0] == "outputs":
-                return self.output(parts[1])
-            raise ConfigError(f"{where}: cannot resolve {match.group(0)} (only ${{{{inputs.NAME}}}} and "
-                              "${{outputs.NAME}} are known there)")
-        return _BINDING.sub(replace, text)
-
-
 def _single_binding(where: str, value: Any, kind: str) -> str:
     """The NAME of a value that must be exactly `${{kind.NAME}}`."""
-    match = _BINDING.fullmatch(str(value).strip()) if isinstance(value, str) else None
+    match = BINDING.fullmatch(str(value).strip()) if isinstance(value, str) else None
     parts = match.group(1).split(".") if match else []
     if len(parts) != 2 or parts[0] != kind:
         raise ConfigError(f"{where}: must be ${{{{{kind}.NAME}}}} (got {value!r})")
@@ -250,7 +109,7 @@ def _merged(node: dict[str, Any], component: dict[str, Any], base: Path) -> dict
     """A pipeline node over its component: the node's settings win, its inputs bind the component's
     (a local path given in the pipeline file is relative to that file, `base`)."""
     def local(path: Any) -> Any:
-        if not isinstance(path, str) or _BINDING.fullmatch(path.strip()) or is_url(path) or path.startswith("azureml:"):
+        if not isinstance(path, str) or BINDING.fullmatch(path.strip()) or is_url(path) or path.startswith("azureml:"):
             return path
         return os.path.abspath(base / os.path.expanduser(path.removeprefix("file:")))
 
@@ -262,8 +121,8 @@ def _merged(node: dict[str, Any], component: dict[str, Any], base: Path) -> dict
             if isinstance(value, dict):
                 value = {**value, "path": local(value["path"])} if "path" in value else value
                 declared[key] = {**(spec if isinstance(spec, dict) else {}), **value}
-            elif isinstance(spec, dict) and spec.get("type") in _DATA_TYPES and isinstance(value, str) \
-                    and not _BINDING.fullmatch(value.strip()):
+            elif isinstance(spec, dict) and spec.get("type") in DATA_TYPES and isinstance(value, str) \
+                    and not BINDING.fullmatch(value.strip()):
                 declared[key] = {**spec, "path": local(value)}
             else:
                 declared[key] = value
@@ -289,19 +148,19 @@ def translate(data: dict[str, Any], file: Path, options: Options, cwd: Path, giv
     _check_node_keys(name, node, task)
     if task.get("type", "run_function") != "run_function":
         raise ConfigError(f"task.type: '{task.get('type')}' is not supported; mpibatch runs task.type: run_function")
-    ctx = _Context(name, node, base, pipeline, file.resolve().parent, options, cwd)
+    ctx = Context(name, node, base, pipeline, file.resolve().parent, options, cwd)
     for key in options.sets:
         section, _, item = key.partition(".")
         if item not in (node.get(section) or {}):
             raise ConfigError(f"--set: the parallel job '{name}' has no {section[:-1]} '{item}' (it has: "
-                              f"{_shown_keys(list(node.get(section) or {})) or 'none'})")
+                              f"{shown_keys(list(node.get(section) or {})) or 'none'})")
     out: dict[str, Any] = {}
     notes: list[str] = []
     if "entry_script" not in task:
         raise ConfigError(f"task.entry_script: required in the parallel job '{name}'")
     code = task.get("code", node.get("code"))
     if code is not None:
-        out["source_directory"] = ctx._local("task.code", str(code), base)
+        out["source_directory"] = ctx.local("task.code", str(code), base)
         out["entry_script"] = os.path.join(out["source_directory"], str(task["entry_script"]))
     else:
         out["entry_script"] = os.path.abspath(base / str(task["entry_script"]))
@@ -330,7 +189,7 @@ def translate(data: dict[str, Any], file: Path, options: Options, cwd: Path, giv
     return V2Job(out, sizing, notes, make_dirs)
 
 
-def _input_item(ctx: _Context, name: str) -> dict[str, Any]:
+def _input_item(ctx: Context, name: str) -> dict[str, Any]:
     path = ctx.input(name)
     item: dict[str, Any] = {"path": str(path), "name": name}
     if ctx.input_type(name) == "mltable" and _input_types_accept("mltable"):
@@ -346,14 +205,14 @@ def _input_types_accept(kind: str) -> bool:
     return kind in typing.get_args(InputSpec.model_fields["type"].annotation)
 
 
-def _literal(ctx: _Context, where: str, value: Any) -> Any:
+def _literal(ctx: Context, where: str, value: Any) -> Any:
     """A setting's value; `${{parent.inputs.X}}` gives the pipeline input's literal."""
-    if isinstance(value, str) and _BINDING.fullmatch(value.strip()):
-        return ctx._bound(where, _BINDING.fullmatch(value.strip()).group(1))  # type: ignore[union-attr]
+    if isinstance(value, str) and BINDING.fullmatch(value.strip()):
+        return ctx.bound(where, BINDING.fullmatch(value.strip()).group(1))  # type: ignore[union-attr]
     return value
 
 
-def _settings(ctx: _Context, node: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+def _settings(ctx: Context, node: dict[str, Any], notes: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     plain = {"mini_batch_size": "mini_batch_size", "partition_keys": "partition_keys",
              "mini_batch_error_threshold": "allowed_failed_count", "error_threshold": "error_threshold",
@@ -386,7 +245,7 @@ def _count(where: str, value: Any) -> int:
     return int(value)
 
 
-def _sizing(ctx: _Context, node: dict[str, Any]) -> dict[str, int]:
+def _sizing(ctx: Context, node: dict[str, Any]) -> dict[str, int]:
     resources = node.get("resources") or {}
     if not isinstance(resources, dict):
         raise ConfigError("resources: must be a mapping (instance_count, instance_type, …)")
@@ -401,11 +260,11 @@ def _sizing(ctx: _Context, node: dict[str, Any]) -> dict[str, int]:
 
 
 def _outputs_named(text: str) -> list[str]:
-    return [m.group(1).split(".")[1] for m in _BINDING.finditer(text)
+    return [m.group(1).split(".")[1] for m in BINDING.finditer(text)
             if m.group(1).startswith("outputs.") and len(m.group(1).split(".")) == 2]
 
 
-def _result(ctx: _Context, task: dict[str, Any], given: set[str], name: str) -> dict[str, Any]:
+def _result(ctx: Context, task: dict[str, Any], given: set[str], name: str) -> dict[str, Any]:
     """append_row_to: the output (a uri_file names the result file); without it a summary_only job."""
     target = task.get("append_row_to")
     if target is None:
@@ -435,7 +294,7 @@ def _ignored_notes(name: str, node: dict[str, Any], task: dict[str, Any], pipeli
     if pipeline is not None:
         ignored += [k for k in pipeline if k in _PIPELINE_SERVICE_KEYS and k not in ("type", "$schema")]
         ignored += [f"jobs.{k}" for k in pipeline.get("jobs", {}) if k != name]
-    notes = [f"Azure ML v2 parallel job '{name}'; ignored here (Azure service settings): {_shown_keys(ignored)}"]
+    notes = [f"Azure ML v2 parallel job '{name}'; ignored here (Azure service settings): {shown_keys(ignored)}"]
     if args.acknowledged:
         notes.append("task.program_arguments: Azure service flags with no meaning here (not passed to the script): "
                      + ", ".join(args.acknowledged))
