@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import resource
+import select
 import signal
 import sys
 import threading
@@ -37,11 +38,15 @@ def _kill_what_the_script_started() -> None:
     kill_tree(os.getpid(), os.environ.get(TOKEN_VARIABLE, ""))
 
 
-def _exit_when_orphaned(parent: int) -> None:
-    """A child whose worker died (SIGKILL, node loss) must not live on, nor what it started."""
+def _exit_when_orphaned(parent: int, write_fd: int) -> None:
+    """A child whose worker died (SIGKILL, node loss) must not live on, nor what it started. Its
+    parent may be a command_prefix process (srun, bwrap, in a pid namespace of its own) that outlives
+    the worker: the pipe to the worker, whose reading end died with it, says so too (POLLERR)."""
+    watch = select.poll()
+    watch.register(write_fd, 0)
     while True:
         time.sleep(1.0)
-        if os.getppid() != parent:
+        if os.getppid() != parent or watch.poll(0):
             _kill_what_the_script_started()
             os._exit(EXIT_ORPHANED)
 
@@ -83,7 +88,7 @@ def main(argv: list[str]) -> int:
     inbox = Connection(read_fd, readable=True, writable=False)
     outbox = Connection(write_fd, readable=False, writable=True)
     inbox_ready = readable_now(read_fd)
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(), write_fd), daemon=True).start()
     try:
         return _serve(inbox, outbox, inbox_ready)
     except OSError as exc:  # the pipe broke under us: the worker restarts this process, the attempt a crash
