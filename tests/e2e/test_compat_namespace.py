@@ -14,6 +14,12 @@ from conftest import ROOT, SCRIPTS, require, run_cli
 pytestmark = pytest.mark.e2e
 
 TELEMETRY = ["azureml-telemetry==1.62.0", "applicationinsights==0.11.10"]  # the latter: what it imports
+# azureml-core without its 30-odd dependencies (most of them for a workspace: 260 MB): what importing
+# azureml.core and Model.get_model_path need beyond mpibatch's own (requests, azure-core, jwt ...); 145 MB
+AZUREML_CORE = ["azureml-core==1.61.0.post4", "msrest==0.7.1", "msrestazure==0.6.4.post1", "oauthlib==3.3.1",
+                "requests-oauthlib==2.0.0", "pytz==2026.6", "docker==7.2.0", "pathspec==0.12.1", "knack==0.12.0",
+                "argcomplete==3.7.2", "azure-common==1.1.28", "azure-mgmt-core==1.6.0", "azure-mgmt-storage==24.0.0",
+                "azure-mgmt-keyvault==11.0.0", "azure-mgmt-resource==24.0.0"]
 
 
 def pip_target(name: str, requirements: list[str]) -> Path:
@@ -31,6 +37,11 @@ def pip_target(name: str, requirements: list[str]) -> Path:
 @pytest.fixture(scope="session")
 def telemetry_site():
     return pip_target("azureml-telemetry", TELEMETRY)
+
+
+@pytest.fixture(scope="session")
+def azureml_core_site():
+    return pip_target("azureml-core", AZUREML_CORE)
 
 
 def partitioned_files(root):
@@ -60,3 +71,31 @@ def test_shims_work_beside_a_real_azureml_namespace_package(tmp_path, telemetry_
     assert "caught ModelNotFoundException" in logs and "metric namespace = 'ok'" in logs
     stdout = "".join(p.read_text() for p in (out / "logs/user/stdout").iterdir())
     assert "dataset = MiniBatchDataset(name='data', partition_key_value={'user': 'u1'})" in stdout
+
+
+def test_the_real_azureml_core_finds_models_offline(tmp_path, azureml_core_site):
+    """Before: the real Model.get_model_path bypassed `models:` ("ModelNotFoundException:")."""
+    (tmp_path / "w.txt").write_text("weights-v3\n")
+    for name in ("checkpoint", "model.ckpt.index"):
+        (tmp_path / "mnist-prs").mkdir(exist_ok=True)
+        (tmp_path / "mnist-prs" / name).write_text("")
+    (tmp_path / "data").mkdir()
+    for k in range(3):
+        (tmp_path / "data" / f"{k}.png").write_text("")
+    (tmp_path / "job.yaml").write_text(
+        f"entry_script: {SCRIPTS / 'd_real_core.py'}\ncompat: azureml\ninputs: [data]\nmini_batch_size: 2\n"
+        f"models: {{weights: w.txt, mnist-prs: mnist-prs}}\n"
+        f"environment_variables: {{PYTHONPATH: '{azureml_core_site}'}}\noutput: out\nprogress: none\n")
+    out = tmp_path / "out"
+    job = run_cli(["run", str(tmp_path / "job.yaml")], out, ranks=2)
+    assert job.rc == 0, job.stderr + job.result_txt
+    assert sorted(job.lines) == [f"{k}.png weights-v3 checkpoint,model.ckpt.index" for k in range(3)]
+    logs = "".join(p.read_text() for p in (out / "logs/user/entry_script_log").iterdir())
+    assert f"azureml.core from {azureml_core_site / 'azureml/core/__init__.py'}" in logs
+    found = [line.split(" weights at ", 1)[1] for line in logs.splitlines() if " weights at " in line]
+    assert len(found) == 2  # one per rank, each in its own scratch folder
+    for line in found:
+        weights, rest = line.split(", mnist-prs at ")
+        folder, model_dir = rest.split(", AZUREML_MODEL_DIR ")
+        assert weights.endswith("/azureml-models/weights/1/w.txt") and folder.endswith("/azureml-models/mnist-prs/1/mnist-prs")
+        assert model_dir == weights[:-len("/weights/1/w.txt")]
