@@ -279,3 +279,24 @@ def test_site_profile_loads_modules_and_launches_with_mpiexec(slurm, tmp_path):
     assert (tmp_path / "module.log").read_text().splitlines() == ["purge", "load gcc openmpi"]
     done = finished(tmp_path / "out")
     assert sorted(done.lines) == [f"f{i:02d} ok" for i in range(20)] and done.result["ranks"] == 2
+
+
+def test_python_api_submit_wait_cancel_and_resume(slurm, tmp_path, monkeypatch):
+    """job.submit() through this Slurm gives a Run that follows the Slurm job by its files; cancel() is
+    scancel (a clean stop: Interrupted) and resume() submits again, completing without loss or repeat."""
+    import mpibatch
+
+    for name in ("SLURM_CONF", "PATH"):
+        monkeypatch.setenv(name, slurm.env[name])
+    job = mpibatch.Job.from_yaml(write_job(tmp_path, "faulty.py", SLOW, 2))
+    run = job.submit(nodes=1, ntasks_per_node=2, template=LOCAL_TEMPLATE)
+    first_id = run.slurm_job_id
+    assert first_id.isdigit() and slurm.job(first_id)["JobName"] == "mpibatch-faulty"
+    wait_for_lines(tmp_path / "out", 8)
+    stopped = run.cancel(timeout=120)
+    assert stopped.status == "Interrupted" and stopped.slurm_job_id == first_id, slurm_log(run.output, first_id)
+    assert slurm.wait(first_id, run.output)["JobState"] == "CANCELLED"
+    assert run.resume() is run and run.slurm_job_id != first_id
+    final = run.wait(show_output=False, timeout=180)
+    assert final.status == "Completed" and final.slurm_job_id == run.slurm_job_id, slurm_log(run.output, run.slurm_job_id)
+    assert sorted(run.results()["line"]) == SLOW_LINES and final.items["succeeded"] == 60
