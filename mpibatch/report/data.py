@@ -7,6 +7,7 @@ gap becomes a line in ReportData.missing instead of an error.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 from collections import Counter
@@ -19,6 +20,7 @@ from ..logs import Layout
 
 CSV_EXPECTED = ("id", "input", "items", "attempts", "status", "succeeded", "failed", "seconds", "rank",
                 "error_class", "error")
+MAX_RANK_ROWS = 64  # the timeline and per-rank figures show the first ranks of a larger job
 EARLIER_RUN_MARGIN_S = 5.0  # rank-log lines this long before the run's start belong to an earlier run
 
 _LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ([A-Z]+) (.*)$")
@@ -87,8 +89,14 @@ class ReportData:
         return Counter(a.outcome for a in self.attempts if a.outcome not in ("succeeded", "aborted"))
 
 
+@functools.lru_cache(maxsize=4096)
+def _second(stamp: str) -> float:
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp()
+
+
 def _epoch(stamp: str, millis: str = "0") -> float:
-    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp() + int(millis) / 1000
+    """A log time (local, to the millisecond) in epoch seconds: strptime once per second, a log holds many."""
+    return _second(stamp) + int(millis) / 1000
 
 
 def _read_json(path: Path, missing: list[str], what: str) -> Optional[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 import jinja2
 
 from ..progress import format_seconds
-from .data import ReportData
+from .data import MAX_RANK_ROWS, ReportData
 
 SLOWEST_ROWS = 15
 ERROR_LINES = 50
@@ -65,15 +65,17 @@ def _rank_rows(data: ReportData, status: dict[str, Any]) -> list[dict[str, Any]]
     per_rank = status.get("per_rank") or {}
     t0 = data.t0
     t1 = max([t0 + 1e-9, *(a.end for a in data.attempts), *(i.end for i in data.inits)])
-    rows = []
-    for rank in sorted({a.rank for a in data.attempts} | {i.rank for i in data.inits} | set(data.ranks)):
-        mine = [a for a in data.attempts if a.rank == rank and a.outcome != "init"]
-        busy = sum(a.seconds for a in mine)
-        init = sum(i.end - i.start for i in data.inits if i.rank == rank)
-        rows.append({"rank": rank, "host": (per_rank.get(str(rank)) or {}).get("host", ""), "attempts": len(mine),
-                     "failed": sum(a.outcome not in ("succeeded", "aborted") for a in mine), "init": f"{init:.2f}",
-                     "busy": f"{100 * busy / (t1 - t0):.0f}%"})
-    return rows
+    attempts, failed, busy, init = Counter(), Counter(), Counter(), Counter()
+    for a in data.attempts:
+        if a.outcome != "init":
+            attempts[a.rank] += 1
+            failed[a.rank] += a.outcome not in ("succeeded", "aborted")
+            busy[a.rank] += a.seconds
+    for i in data.inits:
+        init[i.rank] += i.end - i.start
+    return [{"rank": rank, "host": (per_rank.get(str(rank)) or {}).get("host", ""), "attempts": attempts[rank],
+             "failed": failed[rank], "init": f"{init[rank]:.2f}", "busy": f"{100 * busy[rank] / (t1 - t0):.0f}%"}
+            for rank in sorted(set(attempts) | set(init) | set(data.ranks))]
 
 
 def _config(data: ReportData, status: dict[str, Any]) -> list[tuple[str, str]]:
@@ -103,4 +105,5 @@ def render(data: ReportData, plots: dict[str, Any]) -> str:
         first_error=status.get("first_error"), error_lines=data.errors_txt[-ERROR_LINES:],
         error_total=len(data.errors_txt), slowest=slowest,
         median=statistics.median(durations) if durations else None, timing=_timing(status),
-        rank_rows=_rank_rows(data, status), config=_config(data, status), job_keys=bool(data.config))
+        rank_rows=_rank_rows(data, status), shown_ranks=MAX_RANK_ROWS,
+        all_ranks=len({a.rank for a in data.attempts} | {i.rank for i in data.inits} | set(data.ranks)), config=_config(data, status), job_keys=bool(data.config))

@@ -13,9 +13,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .data import Attempt, ReportData
+from .data import MAX_RANK_ROWS, Attempt, ReportData
 
-MAX_RANK_ROWS = 64
 LABEL_BARS_UP_TO = 160
 SEPARATE_BARS_UP_TO = 300  # mini-batch ids are written on the bars of a small job
 STRAGGLER_FACTOR = 3.0  # a succeeded attempt this many times the median is outlined as a straggler
@@ -72,6 +71,25 @@ def _style_of(attempt: Attempt, median: float) -> tuple[str, str, str]:
     return f"failed: {attempt.outcome}", CLASS_COLORS.get(attempt.outcome, "#d32f2f"), ""
 
 
+def _layer(group: tuple[str, str, str, bool]) -> int:
+    """Drawing order: failures and stragglers over the merged runs of successes of a dense timeline."""
+    label, _, _, straggler = group
+    return 2 if straggler else 0 if label.startswith(("succeeded", "init")) else 1
+
+
+def _merged(bars: list[tuple[int, float, float]], gap: float) -> list[tuple[int, float, float]]:
+    """Bars of one row closer than `gap` (under a pixel) drawn as one: a timeline of many thousand
+    attempts looks the same and draws in a fraction of the time."""
+    out: list[tuple[int, float, float]] = []
+    for y, x, w in sorted(bars):
+        if out and out[-1][0] == y and x - (out[-1][1] + out[-1][2]) < gap:
+            last = out[-1]
+            out[-1] = (y, last[1], max(last[2], x + w - last[1]))
+        else:
+            out.append((y, x, w))
+    return out
+
+
 def timeline(data: ReportData) -> Optional[str]:
     """The Gantt view: a row per rank, a bar per attempt coloured by its outcome; init in grey,
     stragglers outlined, speculation copies hatched, idle gaps left blank."""
@@ -81,7 +99,6 @@ def timeline(data: ReportData) -> Optional[str]:
     row = {rank: index for index, rank in enumerate(ranks)}
     t0, t1 = _span(data)
     span = t1 - t0
-    min_width = span / 400
     durations = [a.seconds for a in data.attempts if a.outcome == "succeeded"]
     median = statistics.median(durations) if durations else 0.0
     groups: dict[tuple[str, str, str, bool], list] = defaultdict(list)
@@ -95,10 +112,13 @@ def timeline(data: ReportData) -> Optional[str]:
             and attempt.seconds > 0.5
         groups[(label, color, hatch, straggler)].append((row[attempt.rank], attempt.start - t0, attempt.seconds))
     sparse = len(shown) <= SEPARATE_BARS_UP_TO * len(ranks)  # few bars a row: a white edge between neighbours
+    min_width = span / (400 if sparse else 1000)  # an instant attempt still shows (a pixel of a dense row)
     fig = _figure(min(1.6 + 0.42 * len(ranks), 24))
     ax = fig.add_subplot()
     handles, seen = [], set()
-    for (label, color, hatch, straggler), bars in groups.items():
+    for (label, color, hatch, straggler), bars in sorted(groups.items(), key=lambda kv: _layer(kv[0])):
+        if not sparse:
+            bars = _merged(bars, span / 1500)
         verts = [[(x, y - 0.36), (x, y + 0.36), (x + max(w, min_width), y + 0.36), (x + max(w, min_width), y - 0.36)]
                  for y, x, w in bars]
         edge = "#111111" if straggler else ("#90a4ae" if hatch else ("white" if sparse else "none"))
@@ -124,8 +144,7 @@ def timeline(data: ReportData) -> Optional[str]:
     ax.set_yticks(range(len(ranks)), [f"rank {r}" for r in ranks])
     ax.set_xlabel("seconds since the run started")
     _style(ax)
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.5 / max(len(ranks), 1) - 0.12),
-              ncol=min(len(handles), 4), frameon=False, fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False, fontsize=8)
     return png(fig)
 
 
