@@ -11,15 +11,19 @@ from conftest import faulty_args, make_files, run_cli
 pytestmark = pytest.mark.e2e
 
 
-def test_every_item_failing_stops_at_allowed_failed_count_despite_bisection(tmp_path):
+@pytest.mark.parametrize("flag,value,reason", [
+    ("--allowed-failed-count", "2", "allowed_failed_count=2 exceeded: 3 mini-batches failed"),
+    ("--allowed-failed-percent", "10", "allowed_failed_percent=10 exceeded: 3 of 25 mini-batches failed"),
+])
+def test_every_item_failing_stops_at_the_threshold_despite_bisection(tmp_path, flag, value, reason):
     data = make_files(tmp_path / "d", {f"f{i:03d}": "raise" for i in range(200)})
     out = tmp_path / "out"
-    job = run_cli(faulty_args(data, out, "--mini-batch-size", "8", "--run-max-try", "2", "--allowed-failed-count", "2",
+    job = run_cli(faulty_args(data, out, "--mini-batch-size", "8", "--run-max-try", "2", flag, value,
                               "--bisect-failures", "--credits-per-worker", "2"), out, ranks=2)
     assert job.rc == 1, job.stderr + job.result_txt
     r = job.result
     assert r["status"] == "Failed"
-    assert r["reason"].startswith("allowed_failed_count=2 exceeded: 3 mini-batches failed")
+    assert r["reason"].startswith(reason)
     rows = list(csv.DictReader(open(out / "logs/sys/mini_batches.csv")))
     out_of_tries = [row for row in rows if "." not in row["id"] and row["status"] in ("failed", "split")]
     assert 3 <= len(out_of_tries) <= 3 + 4, rows  # + the attempts in flight when the job stopped (2 x 2 credits)
@@ -30,4 +34,6 @@ def test_every_item_failing_stops_at_allowed_failed_count_despite_bisection(tmp_
     assert 6 <= len(calls) <= 30, len(calls)
     first = calls[0].split(": ", 1)[1]
     assert r["error"] == first == "ValueError: bad item " + first.rsplit(" ", 1)[1]
-    assert f"error: {r['error']}" in job.result_txt or r["error"] in job.result_txt
+    assert f"reason: {r['reason']}\n" in job.result_txt
+    assert f"first error (exception, mini-batch {calls[0].split()[1]}, attempt 1, " in job.result_txt
+    assert f"\n  {r['error']}\n" in job.result_txt
