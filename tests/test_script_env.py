@@ -214,3 +214,42 @@ def test_check_reports_a_missing_table_package(tmp_path: Path) -> None:
     assert str(err.value) == (f"python: '{bare}' (Python {'.'.join(map(str, sys.version_info[:3]))}) cannot "
                               "import pandas, which the job's tabular inputs need in the entry-script process: install "
                               "it into that environment")
+
+
+def test_a_child_behind_a_forking_prefix_ends_when_its_worker_goes(tmp_path: Path) -> None:
+    """The child's parent is the prefix (a shell that forks and waits), which outlives the worker: the
+    worker's end of the pipe closing is what tells the child to end, its tree with it."""
+    import time
+
+    import psutil
+
+    from mpibatch.entry import RuntimeSpec, WorkerInfo
+    from mpibatch.executor import InitDone, ProcessExecutor
+    from mpibatch.records import InputInfo, MiniBatch, Task
+
+    script = tmp_path / "sleepy.py"
+    script.write_text("import time\ndef run(batch):\n    time.sleep(300)\n")
+    info = WorkerInfo(0, 0, 0, None, "rank0000@test", str(tmp_path / "out"), str(tmp_path / "work"),
+                      str(tmp_path / "logs"), str(tmp_path / "logs" / "entry.txt"))
+    spec = RuntimeSpec(str(script), str(tmp_path), [], {}, info, [InputInfo("data", False)], "append_row", {})
+    with open(tmp_path / "stdout", "ab") as out, open(tmp_path / "stderr", "ab") as err:
+        executor = ProcessExecutor(spec, out, err, dict(os.environ), 30, 300, python=sys.executable,
+                                   prefix=["sh", "-c", '"$@"; exit 0', "sh"])
+        executor.start()
+        deadline = time.monotonic() + 30
+        event = None
+        while event is None and time.monotonic() < deadline:
+            executor.wait(0.1)
+            event = executor.poll()
+        assert isinstance(event, InitDone), (event, (tmp_path / "stderr").read_text())
+        executor.submit(Task(MiniBatch(0, 0, ("x",)), 1))
+        time.sleep(0.5)
+        assert executor.proc is not None
+        prefix = psutil.Process(executor.proc.pid)
+        interpreter = prefix.children()[0]
+        assert interpreter.ppid() == prefix.pid  # a forking prefix: the interpreter is not the worker's child
+        assert interpreter.is_running()  # in run(), for 300 s
+        executor._close_pipes()  # the worker is gone, as far as the child can tell
+        gone, alive = psutil.wait_procs([interpreter], timeout=10)
+        assert alive == []  # (within the watch's 1 s; its status is the prefix's to read: 70, EXIT_ORPHANED)
+        executor.proc.wait(timeout=10)
