@@ -10,8 +10,8 @@ from functools import lru_cache
 from .entry import EntryScript
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
-__all__ = ["ConfigError", "EntryScript", "Job", "Run", "__version__", "installed_version"]
-_LAZY = {"Job": "api", "Run": "handle", "ConfigError": "config"}  # driving jobs from Python: imported when used
+__all__ = ["ConfigError", "EntryScript", "Job", "JobFailed", "Run", "__version__", "installed_version"]
+_LAZY = {"Job": "api", "Run": "handle", "JobFailed": "handle", "ConfigError": "config"}  # driving jobs from Python: imported when used
 
 
 def __getattr__(name: str) -> object:

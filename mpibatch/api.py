@@ -252,13 +252,12 @@ def launch_env(launcher: str, extra: Optional[dict[str, str]]) -> dict[str, str]
 def job_from_state(output: PathLike, **keys: Any) -> Job:
     """The job a finished or interrupted output ran, rebuilt from its state (for resuming an attached run).
     Input storage options are not stored (credentials): give them again in `keys` if the inputs need them."""
-    import json
+    from .results import read_state
 
-    state = json.loads((Path(output.removeprefix("file://") if isinstance(output, str) else output)
-                        / ".mpibatch" / "state.json").read_text())
-    config = dict(state["fingerprint"]["config"])
-    defaults = JobConfig.model_fields
-    given = {k: v for k, v in config.items() if k in defaults and v != defaults[k].get_default(call_default_factory=True)}
+    config = dict(read_state(Path(os.fspath(output).removeprefix("file://")))["fingerprint"]["config"])
+    fields = JobConfig.model_fields
+    given = {k: v for k, v in config.items()
+             if k in fields and v != fields[k].get_default(call_default_factory=True)}
     given["inputs"] = [{k: v for k, v in item.items() if v is not None} for item in config["inputs"]]
     return Job(**{**given, **keys})
 

@@ -18,7 +18,7 @@ DEFAULT_OPTIONS = {"sep": " ", "header": False, "index": False}  # config.py's d
 _READ_ALIKE = ("sep", "quotechar", "escapechar", "decimal", "encoding", "compression", "quoting", "doublequote")
 
 
-def _state(output: Path) -> dict[str, Any]:
+def read_state(output: Path) -> dict[str, Any]:
     try:
         return json.loads((output / ".mpibatch" / "state.json").read_text())
     except (OSError, ValueError):
@@ -26,12 +26,13 @@ def _state(output: Path) -> dict[str, Any]:
 
 
 def _result_file(output: Path) -> tuple[Path, dict[str, Any]]:
-    state = _state(output)
+    state = read_state(output)
     config = state["fingerprint"]["config"]
     return output / (state.get("result_file") or config["append_row_file_name"]), config["append_row_options"] or {}
 
 
-def _read_options(options: dict[str, Any], lines: Optional[bool], overrides: dict[str, Any]) -> Optional[dict[str, Any]]:
+def _read_options(options: dict[str, Any], lines: Optional[bool],
+                  overrides: dict[str, Any]) -> Optional[dict[str, Any]]:
     """pandas.read_csv keywords that read what to_csv wrote with `options`; None: read plain lines."""
     if lines or (lines is None and not overrides and options == DEFAULT_OPTIONS):
         return None
@@ -171,4 +172,4 @@ def logs(output: Path, rank: Optional[int], kind: Optional[str], launcher_log: O
     return "\n".join(parts)
 
 
-__all__ = ["ErrorRecord", "ErrorReport", "errors", "failed_items", "iter_results", "logs", "results"]
+__all__ = ["ErrorRecord", "ErrorReport", "errors", "failed_items", "iter_results", "logs", "read_state", "results"]
