@@ -169,7 +169,7 @@ def translate(data: dict[str, Any], file: Path, options: Options, cwd: Path, giv
     if "input_data" in node:
         input_name = _single_binding("input_data", node["input_data"], "inputs")
         out["inputs"] = [_input_item(ctx, input_name)]
-    out.update(_settings(ctx, node, notes))
+    out.update(_settings(ctx, node, notes, table=any(_is_table(item) for item in out.get("inputs", []))))
     sizing = _sizing(ctx, node)
     args = ProgramArguments()
     if task.get("program_arguments") is not None:
@@ -212,7 +212,21 @@ def _literal(ctx: Context, where: str, value: Any) -> Any:
     return value
 
 
-def _settings(ctx: Context, node: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+def _is_table(item: dict[str, Any]) -> bool:
+    """An mltable input whose MLTable reads a table (mini_batch_size then means bytes, not files)."""
+    from .config import InputSpec
+    from .inputs.mltable import mltable_file, reads_a_table
+
+    if item.get("type") != "mltable":
+        return False
+    try:
+        source = mltable_file(0, InputSpec(**item))
+    except Exception:  # noqa: BLE001 - a missing or odd MLTable: the listing names it
+        return False
+    return source is not None and reads_a_table(source)
+
+
+def _settings(ctx: Context, node: dict[str, Any], notes: list[str], table: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     plain = {"mini_batch_size": "mini_batch_size", "partition_keys": "partition_keys",
              "mini_batch_error_threshold": "allowed_failed_count", "error_threshold": "error_threshold",
@@ -221,8 +235,12 @@ def _settings(ctx: Context, node: dict[str, Any], notes: list[str]) -> dict[str,
         if node.get(azure) is not None:
             out[key] = _literal(ctx, azure, node[azure])
     if "mini_batch_size" not in out and "partition_keys" not in out:
-        out["mini_batch_size"] = 1
-        notes.append("mini_batch_size: not given, so v2's default 1 applies")
+        if table:  # v2's 1 would be 1 byte: one row per mini-batch, a million messages for a million rows
+            notes.append("mini_batch_size: not given for a table, so mpibatch's tabular default 1MB applies "
+                         "(v2's default 1 would make one-row mini-batches)")
+        else:
+            out["mini_batch_size"] = 1
+            notes.append("mini_batch_size: not given, so v2's default 1 applies")
     if isinstance(out.get("partition_keys"), str):
         out["partition_keys"] = [k.strip() for k in out["partition_keys"].split(",") if k.strip()]
     retry = node.get("retry_settings") or {}

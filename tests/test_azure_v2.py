@@ -92,6 +92,22 @@ def test_mini_batch_size_defaults_to_v2s_one(v2: Path) -> None:
     assert "mini_batch_size: not given, so v2's default 1 applies" in extras["v2_notes"]
 
 
+def test_a_table_without_mini_batch_size_keeps_the_tabular_default(v2: Path) -> None:
+    table = v2 / "table"
+    table.mkdir()
+    (table / "rows.csv").write_text("x,y\n1,2\n3,4\n")
+    (table / "MLTable").write_text("paths:\n  - file: ./rows.csv\ntransformations:\n  - read_delimited:\n"
+                                   "      delimiter: ','\n")
+
+    def as_table(data: dict) -> None:
+        data.pop("mini_batch_size")
+        data["inputs"]["job_data_path"] = {"type": "mltable", "path": "./table"}
+
+    config, extras = load(edit(v2 / "parallel_job.yml", as_table))
+    assert config.mini_batch_size is None  # 1MB when planned; v2's 1 would be one row per mini-batch
+    assert any("tabular default 1MB applies" in note for note in extras["v2_notes"])
+
+
 def test_partition_keys_list_or_text(v2: Path) -> None:
     job = edit(v2 / "parallel_job.yml", lambda d: d.update(partition_keys="Store, Brand"))
     assert load(job)[0].partition_keys == ["Store", "Brand"]

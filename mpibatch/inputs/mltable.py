@@ -80,6 +80,19 @@ def mltable_file(index: int, spec: InputSpec) -> Optional[str]:
 # ---- the MLTable file -------------------------------------------------------------------------------
 
 
+def reads_a_table(source: str) -> bool:
+    """Whether the MLTable file at `source` starts with a read_* step (a table), as far as it can be read:
+    its errors are the listing's to report, with the input named."""
+    try:
+        with open(source, encoding="utf-8") as fh:
+            doc = yaml.safe_load(fh)
+        first = (doc.get("transformations") or [None])[0]
+    except Exception:  # noqa: BLE001 - unreadable or malformed: list_mltable_input says why, later
+        return False
+    name = first if isinstance(first, str) else next(iter(first), None) if isinstance(first, dict) else None
+    return name in READERS
+
+
 def _load(source: str, where: str) -> dict:
     try:
         with open(source, encoding="utf-8") as fh:
