@@ -44,7 +44,8 @@ class ShimFinder(importlib.abc.MetaPathFinder):
         return None
 
 
-def activate(mode: str, models: dict[str, str], models_root: str, user_environment: Mapping[str, str] = {}) -> None:
+def activate(mode: str, models: dict[str, str], models_root: str,
+             user_environment: Optional[Mapping[str, str]] = None) -> None:
     """Make the Azure ML modules the entry script imports findable, and `models:` findable by them.
 
     `models_root` is a folder of this process (the rank's scratch folder) where the offline model cache
@@ -53,7 +54,7 @@ def activate(mode: str, models: dict[str, str], models_root: str, user_environme
         raise ValueError(f"unknown compat mode {mode!r}")
     os.environ[MODELS_VARIABLE] = json.dumps(models)
     for name, value in lay_out_models(models, Path(models_root)).items():
-        if name not in user_environment:
+        if name not in (user_environment or {}):
             os.environ[name] = value
     if not any(isinstance(finder, ShimFinder) for finder in sys.meta_path):
         sys.meta_path.append(ShimFinder())
