@@ -34,7 +34,7 @@ def job_output(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("report_job")
     data, out = make_files(base / "data", FILES), base / "out"
     job = run_cli(faulty_args(data, out, "--run-max-try", "2", "--error-threshold", "-1", "--speculative"), out,
-                  ranks=3)
+                  ranks=3, env={"MPIBATCH_PERF_INTERVAL": "0.5"})
     assert job.rc == 0, job.stderr
     return out
 
@@ -79,6 +79,7 @@ def test_attempts_from_the_rank_logs(job_output: Path) -> None:
             assert after.start >= before.end - 0.25, (before, after)
     assert {i.rank for i in data.inits} >= {0, 1, 2}
     assert data.config["run_max_try"] == 2 and data.config["mini_batch_size"] == 1
+    assert set(data.perf) == {0, 1, 2} and all(rss > 0 for samples in data.perf.values() for _, _, rss, _ in samples)
     assert len(data.batches) == 12 and len(data.errors_txt) == 5
 
 
@@ -90,7 +91,7 @@ def test_page_holds_every_section_and_its_images(job_output: Path, tmp_path: Pat
     for section in SECTIONS:
         assert f'id="{section}"' in html, section
     pngs = images(html)
-    assert len(pngs) == 4  # timeline, throughput, errors over time, phases
+    assert len(pngs) == 5  # timeline, throughput, errors over time, phases, resources
     for data in pngs:
         width, height = Image.open(io.BytesIO(data)).size
         assert width >= 600 and height >= 150
@@ -131,14 +132,16 @@ def test_partial_output_says_what_is_missing(job_output: Path, tmp_path: Path) -
     (output / "logs/sys/mini_batches.csv").unlink()
     log = output / "logs/sys/rank-0001.txt"
     text = log.read_text()
-    log.write_text(text[: len(text) // 2 + 7])  # a torn last line
+    earlier = "2020-01-02 03:04:05,678 INFO mini-batch 3 attempt 1: 1 items, 1 returned in 0.100 s\n"
+    log.write_text(earlier + text[: len(text) // 2 + 7])  # a line of an earlier run; a torn last line
     data = load(output)
     assert any(line.startswith("logs/job_result.json") for line in data.missing)
     assert any(line.startswith("logs/sys/mini_batches.csv: not written yet") for line in data.missing)
     assert data.attempts  # rank 0 and 2 whole, rank 1 up to its torn line
+    assert data.earlier_lines == 1 and min(a.start for a in data.attempts) > 1.6e9
     html = write_report(output).read_text()
     assert 'id="missing"' in html and "logs/sys/mini_batches.csv: not written yet" in html
-    assert len(images(html)) == 4
+    assert len(images(html)) == 5
 
 
 def test_older_output_lacking_columns_and_logs(job_output: Path, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ def write_report(output: Union[str, Path], html: Optional[Union[str, Path]] = No
     target = Path(html) if html is not None else output / "logs" / "report.html"
     facts = loading.load(output)
     figures = {"timeline": plots.timeline(facts), "throughput": plots.throughput(facts),
-               "errors": plots.errors_over_time(facts), "phases": plots.phases(facts)}
+               "errors": plots.errors_over_time(facts), "phases": plots.phases(facts),
+               "resources": plots.resources(facts)}
     text = page.render(facts, figures)
     tmp = target.with_name(f".{target.name}.tmp")
     try:

@@ -72,6 +72,8 @@ class ReportData:
     batches: list[dict[str, str]] = field(default_factory=list)  # rows of mini_batches.csv
     errors_txt: list[str] = field(default_factory=list)
     progress: list[tuple[float, int, int]] = field(default_factory=list)  # (time, done, total) snapshots
+    perf: dict[int, list[tuple[float, float, float, Optional[float]]]] = field(default_factory=dict)
+    # rank -> (time, CPU %, RSS MB, GPU %) samples of its entry-script process (logs/perf)
     ranks: list[int] = field(default_factory=list)
     run_start: Optional[float] = None
     missing: list[str] = field(default_factory=list)
@@ -177,6 +179,36 @@ def _read_progress(layout: Layout, data: ReportData) -> None:
             data.progress.append((_epoch(found[1]), int(found[2]), int(found[3])))
 
 
+def _number(text: str) -> Optional[float]:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_perf(layout: Layout, data: ReportData) -> None:
+    """logs/perf/rank-NNNN.csv: CPU, memory and GPU of each rank's script, a row every few seconds."""
+    cutoff = (data.run_start - EARLIER_RUN_MARGIN_S) if data.run_start is not None else None
+    for path in sorted((layout.logs / "perf").glob("rank-*.csv")):
+        rank = int(path.stem.split("-")[1]) if path.stem.split("-")[1].isdigit() else None
+        if rank is None:
+            continue
+        try:
+            with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+                rows = list(csv.DictReader(fh))
+        except OSError:
+            continue
+        for row in rows:
+            try:
+                when = datetime.fromisoformat(row.get("time") or "").timestamp()
+            except ValueError:
+                continue
+            cpu, rss = _number(row.get("cpu_percent", "")), _number(row.get("rss_mb", ""))
+            if cpu is None or rss is None or (cutoff is not None and when < cutoff):
+                continue
+            data.perf.setdefault(rank, []).append((when, cpu, rss, _number(row.get("gpu_util_percent", ""))))
+
+
 class _RankLog:
     """The events of one rank's log, turned into attempts and inits."""
 
@@ -255,4 +287,5 @@ def load(output: Path) -> ReportData:
     _read_errors(layout, data)
     _read_progress(layout, data)
     _read_rank_logs(layout, data)
+    _read_perf(layout, data)
     return data

@@ -248,3 +248,29 @@ def phases(data: ReportData) -> Optional[str]:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25 if len(ranks) < 6 else -0.08), ncol=5, fontsize=8,
               frameon=False)
     return png(fig)
+
+
+def resources(data: ReportData) -> Optional[str]:
+    """CPU %, memory and (where sampled) GPU % of each rank's entry-script process over time."""
+    ranks = sorted(data.perf)[:MAX_RANK_ROWS]
+    if not ranks:
+        return None
+    t0 = data.t0
+    gpu = any(g is not None for r in ranks for *_, g in data.perf[r])
+    fig = _figure(2.8)
+    axes = fig.subplots(1, 3 if gpu else 2)
+    names = ("CPU % (100 = one core)", "memory (RSS, MB)", "GPU utilisation %")
+    for index, ax in enumerate(axes):
+        for rank in ranks:
+            samples = data.perf[rank]
+            values = [sample[index + 1] for sample in samples]
+            ax.plot([sample[0] - t0 for sample in samples], [v if v is not None else float("nan") for v in values],
+                    linewidth=1.2, marker="o" if len(samples) < 30 else None, markersize=2.5, label=f"rank {rank}")
+        ax.set_title(names[index], fontsize=10)
+        ax.set_xlabel("seconds since the run started")
+        ax.set_ylim(bottom=0)
+        _style(ax)
+    if len(ranks) <= 12:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=min(len(ranks), 8),
+                   frameon=False, fontsize=8)
+    return png(fig)

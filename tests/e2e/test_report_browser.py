@@ -14,7 +14,7 @@ from conftest import BIN, ROOT, cli_env, faulty_args, make_files, require, run_c
 pytestmark = pytest.mark.e2e
 
 ARTIFACTS = ROOT / ".cache" / "artifacts"
-WINDOW = (1200, 2600)
+WINDOW = (1200, 3600)
 # Run inside a copy of the page: what the browser made of it, written into the DOM for --dump-dom.
 PROBE = """<script>
 window.__errors = [];
@@ -69,7 +69,7 @@ def test_report_in_a_real_browser(tmp_path: Path, chromium: str) -> None:
              "e_sleep": "sleep2", **{f"f{i:02d}": "sleep0.2" for i in range(12)}}
     data, out = make_files(tmp_path / "data", words), tmp_path / "out"
     job = run_cli(faulty_args(data, out, "--run-max-try", "2", "--error-threshold", "-1", "--speculative"), out,
-                  ranks=4)
+                  ranks=4, env={"MPIBATCH_PERF_INTERVAL": "0.5"})
     assert job.rc == 0, job.stderr
     report = subprocess.run([str(BIN / "mpibatch"), "report", str(out)], capture_output=True, text=True,
                             env=cli_env(), timeout=120)
@@ -89,7 +89,7 @@ def test_report_in_a_real_browser(tmp_path: Path, chromium: str) -> None:
     assert facts["title"] == f"mpibatch report: {out.name}"
     alts = [alt for *_, alt in facts["images"]]
     assert alts == ["per-rank timeline", "throughput over time", "errors by class over time",
-                    "time per phase and rank"]
+                    "time per phase and rank", "resources per rank"]
     for complete, width, height, alt in facts["images"]:
         assert complete and width >= 600 and height >= 150, alt
     assert facts["width"] <= WINDOW[0]  # nothing wider than the window: no sideways scrolling
