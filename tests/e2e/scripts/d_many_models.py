@@ -7,6 +7,7 @@ from mpibatch import EntryScript
 
 def run(input_data, mini_batch_context):
     store = mini_batch_context.partition_key_value["Store"]
+    assert mini_batch_context.dataset.to_pandas_dataframe() is input_data  # the partition's rows
     folder = os.path.join(EntryScript().output_dir, "models")
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"store_{store}.txt"), "w") as fh:
