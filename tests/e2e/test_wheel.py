@@ -139,6 +139,9 @@ def test_every_command_from_the_installed_wheel(venv, tmp_path):
     assert status.returncode == 0, status.stderr
     assert "Completed" in status.stdout and "12" in status.stdout
 
+    report = use(venv, tmp_path, "report", str(out))  # its page template must be inside the package
+    assert report.returncode == 0 and report.stdout == f"{out / 'logs' / 'report.html'}\n", report.stderr
+
     submit = use(venv, tmp_path, "submit", "job.yaml", "--dry-run", "--nodes", "1")
     assert submit.returncode == 0, submit.stderr
     assert "#SBATCH --nodes=1" in submit.stdout.splitlines()
