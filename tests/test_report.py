@@ -198,3 +198,17 @@ def test_importing_mpibatch_leaves_matplotlib_out() -> None:
                            "print('matplotlib' in sys.modules)"], capture_output=True, text=True, timeout=60)
     assert proc.stdout == "False\n", proc.stderr
 
+
+
+def test_failed_job_whose_init_failed(tmp_path: Path) -> None:
+    data, out = make_files(tmp_path / "data", {f"a{i}": "ok" for i in range(4)}), tmp_path / "out"
+    job = run_cli(faulty_args(data, out), out, env={"FAULT_INIT": "raise_all"})
+    assert job.rc == 1, job.stderr
+    facts = load(out)
+    assert sorted((a.rank, a.outcome, a.error) for a in facts.attempts) == [
+        (0, "init", "RuntimeError: model file missing"), (1, "init", "RuntimeError: model file missing")]
+    html = write_report(out).read_text()
+    assert '<span class="badge Failed" id="status">Failed</span>' in html
+    assert "<b>reason:</b> init() failed on every worker: RuntimeError: model file missing" in html
+    assert "<b>First error</b> (init, init(), rank " in html
+    assert "No mini-batch finished." in html and "<td>init</td><td class=\"n\">2</td>" in html

@@ -209,7 +209,7 @@ def errors_over_time(data: ReportData) -> Optional[str]:
     ax.set_ylabel("failed attempts")
     ax.yaxis.get_major_locator().set_params(integer=True)
     _style(ax)
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=6, fontsize=8, frameon=False)
     return png(fig)
 
 
