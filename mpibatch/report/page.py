@@ -32,7 +32,8 @@ def _cards(status: dict[str, Any], data: ReportData) -> list[dict[str, str]]:
         cards.append({"k": "items", "v": f"{items.get('succeeded', 0)} / {items.get('total', '?')}",
                       "d": f"{items.get('failed', 0)} failed"})
     if isinstance(status.get("elapsed_s"), (int, float)):
-        cards.append({"k": "elapsed", "v": format_seconds(status["elapsed_s"]), "d": f"started {str(status.get('started')).replace('T', ' ')}"})
+        started = str(status.get("started")).replace("T", " ")
+        cards.append({"k": "elapsed", "v": format_seconds(status["elapsed_s"]), "d": f"started {started}"})
     if isinstance(status.get("rate"), (int, float)):
         eta = status.get("eta_s")
         cards.append({"k": "rate", "v": f"{status['rate']:.1f}/s", "d": "mini-batches" + (
@@ -106,4 +107,5 @@ def render(data: ReportData, plots: dict[str, Any]) -> str:
         error_total=len(data.errors_txt), slowest=slowest,
         median=statistics.median(durations) if durations else None, timing=_timing(status),
         rank_rows=_rank_rows(data, status), shown_ranks=MAX_RANK_ROWS,
-        all_ranks=len({a.rank for a in data.attempts} | {i.rank for i in data.inits} | set(data.ranks)), config=_config(data, status), job_keys=bool(data.config))
+        all_ranks=len({a.rank for a in data.attempts} | {i.rank for i in data.inits} | set(data.ranks)),
+        config=_config(data, status), job_keys=bool(data.config))

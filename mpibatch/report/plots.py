@@ -58,7 +58,7 @@ def _span(data: ReportData) -> tuple[float, float]:
     return t0, max([t0 + 1.0, *ends])
 
 
-def _style_of(attempt: Attempt, median: float) -> tuple[str, str, str]:
+def _style_of(attempt: Attempt) -> tuple[str, str, str]:
     """(group label, face colour, hatch) of a bar."""
     if attempt.outcome == "aborted":
         return "speculation copy, aborted", ABORTED_COLOR, "////"
@@ -107,7 +107,7 @@ def timeline(data: ReportData) -> Optional[str]:
             groups[("init()", INIT_COLOR, "", False)].append((row[init.rank], init.start - t0, init.end - init.start))
     shown = [a for a in data.attempts if a.rank in row]
     for attempt in shown:
-        label, color, hatch = _style_of(attempt, median)
+        label, color, hatch = _style_of(attempt)
         straggler = attempt.outcome == "succeeded" and median > 0 and attempt.seconds > STRAGGLER_FACTOR * median \
             and attempt.seconds > 0.5
         groups[(label, color, hatch, straggler)].append((row[attempt.rank], attempt.start - t0, attempt.seconds))
