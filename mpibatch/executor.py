@@ -208,7 +208,7 @@ class ProcessExecutor:
         self.proc = subprocess.Popen(
             [*self.command, str(to_child_r), str(from_child_w)],
             pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=self.stdout,
-            stderr=self.stderr, env={**self.env, TOKEN_VARIABLE: self._token}, start_new_session=True,
+            stderr=self.stderr, env={**self.env, **self.spec.environment, TOKEN_VARIABLE: self._token}, start_new_session=True,
             cwd=self.spec.script_home,  # as Azure ML: relative paths resolve from the code folder
         )
         os.close(to_child_r)

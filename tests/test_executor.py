@@ -87,6 +87,9 @@ SCRIPT = """
             elif item == "cwd":
                 out.append(os.getcwd())
                 continue
+            elif item == "startup-flag":
+                out.append(f"no_user_site={sys.flags.no_user_site}")
+                continue
             elif item == "affinity":
                 out.append(",".join(map(str, sorted(os.sched_getaffinity(0)))))
                 continue
@@ -197,6 +200,12 @@ def test_process_child_environment_cwd_and_launcher_variables(process_executor, 
     lines = run_ok(executor, task(0, "env", "cwd")).payload.decode().splitlines()
     assert lines[:3] == ["MY_VAR=mine", "PMI_RANK=None", "OMPI_COMM_WORLD_RANK=None"]
     assert os.path.realpath(lines[3]) == os.path.realpath(tmp_path / "src")  # the code folder, as Azure ML
+
+
+def test_process_environment_variables_are_there_when_the_interpreter_starts(process_executor) -> None:
+    """LD_LIBRARY_PATH, PYTHONPATH and the like act only at start: os.environ later is too late."""
+    executor = started(process_executor(environment={"PYTHONNOUSERSITE": "1"}))
+    assert run_ok(executor, task(0, "startup-flag")).payload == b"no_user_site=1\n"
 
 
 def test_process_cpu_affinity(process_executor) -> None:
