@@ -64,7 +64,6 @@ def check_entry_script(config: JobConfig) -> None:
         raise ConfigError(f"entry_script: '{path}' defines no run() function")
 
 
-@dataclass
 def check_script_environment(config: JobConfig) -> None:
     """python: / command_prefix: run once as the executor will run them (script_env.py)."""
     from .script_env import ScriptEnvError, check_script_env
@@ -77,6 +76,7 @@ def check_script_environment(config: JobConfig) -> None:
         raise ConfigError(str(exc)) from None
 
 
+@dataclass
 class Plan:
     """What rank 0 prepared before any work: batches, inputs and the locked output."""
 
@@ -108,8 +108,8 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     if config.compat == "azureml":
         from . import compat  # noqa: F401 - fails clearly if the shims are missing
     check_entry_script(config)
-    notes = _PlanNotes()
     check_script_environment(config)
+    notes = _PlanNotes()
     plan_log = logging.getLogger("mpibatch.plan")
     plan_log.setLevel(logging.INFO)
     plan_log.propagate = False
