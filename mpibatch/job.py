@@ -64,11 +64,14 @@ def check_entry_script(config: JobConfig) -> None:
         raise ConfigError(f"entry_script: '{path}' defines no run() function")
 
 
-def check_script_environment(config: JobConfig) -> None:
-    """python: / command_prefix: run once as the executor will run them (script_env.py)."""
+def check_script_environment(config: JobConfig, listings: list[InputListing]) -> None:
+    """python: / command_prefix: run once as the executor will run them (script_env.py), asked to import
+    what reading these inputs needs (a format known from a suffix or an MLTable included)."""
     from .script_env import ScriptEnvError, check_script_env
 
-    formats = [spec.format or ("csv" if spec.type == "tabular" else None) for spec in config.inputs]
+    if config.python is None and not config.command_prefix:
+        return
+    formats = [getattr(listing, "format", None) for listing in listings]
     try:
         check_script_env(config.python, config.command_prefix or (), str(config.script_home), dict(os.environ),
                          formats)
@@ -108,7 +111,6 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     if config.compat == "azureml":
         from . import compat  # noqa: F401 - fails clearly if the shims are missing
     check_entry_script(config)
-    check_script_environment(config)
     notes = _PlanNotes()
     plan_log = logging.getLogger("mpibatch.plan")
     plan_log.setLevel(logging.INFO)
@@ -119,6 +121,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
         batches = plan_batches(listings, config)
     finally:
         plan_log.removeHandler(notes)
+    check_script_environment(config, listings)
     remote = remote_output(config)
     if remote is not None:
         remote.pull()

@@ -5,6 +5,7 @@ as seen from run(); a timed-out prefixed child dies with its whole tree; bad set
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -220,3 +221,32 @@ def test_bad_environments_exit_2_with_one_line(tmp_path: Path) -> None:
         assert done.rc == 2, (flags, done.stderr)
         assert done.stderr.splitlines() == [f"mpibatch: error: {line}"], flags
         assert not (out / "parallel_run_step.txt").exists()
+
+
+def test_environments_are_checked_for_what_tables_known_only_after_listing_need(tmp_path: Path,
+                                                                                old_pandas_env: Path) -> None:
+    """A table known from its MLTable needs pandas; a parquet one known from its suffix pyarrow too."""
+    import pandas
+
+    bare = _fake(tmp_path / "bare-python", f'exec {sys.base_prefix}/bin/python3 -S "$@"\n')
+    table = tmp_path / "table"
+    table.mkdir()
+    (table / "rows.csv").write_text("x,y\n1,2\n")
+    (table / "MLTable").write_text("paths:\n  - file: ./rows.csv\ntransformations:\n  - read_delimited:\n"
+                                   "      delimiter: ','\n")
+    pandas.DataFrame({"x": [1, 2]}).to_parquet(tmp_path / "rows.parquet")
+    script = tmp_path / "score.py"
+    script.write_text("def init():\n    pass\n\n\ndef run(mini_batch):\n    return [len(mini_batch)]\n")
+    cases = [("mltable", str(table), bare, "pandas"),
+             ("parquet", json.dumps({"path": str(tmp_path / "rows.parquet"), "type": "tabular"}), old_pandas_env,
+              "pyarrow")]
+    for name, inputs, python, missing in cases:
+        out = tmp_path / f"out-{name}"
+        done = run_cli(["run", "--entry-script", str(script), "--inputs", inputs, "--python", str(python),
+                        "--output", str(out)], out, cwd=tmp_path)
+        assert done.rc == 2, (name, done.stderr)
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+        assert done.stderr.startswith(f"mpibatch: error: python: '{python}' (Python "), done.stderr
+        assert f"cannot import {missing}, which the job's tabular inputs need in the entry-script process" \
+            in done.stderr, done.stderr
+        assert not out.exists(), name
