@@ -11,9 +11,9 @@ import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .azure_names import azure_hint
+from .config.azure_names import azure_hint
 from .config import KEY_ALIASES, RANGES, ConfigError, JobConfig, load_job, path_problem, report_error, suggest
-from .flags import key_kind, parse_mapping, typed_flags
+from .config.flags import key_kind, parse_mapping, typed_flags
 
 __all__ = ["build_parser", "main", "parse_mapping", "run_flag_argv", "split_script_args"]
 

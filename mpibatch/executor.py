@@ -27,7 +27,7 @@ from .polling import readable_now
 from .proctree import TOKEN_VARIABLE, kill_tree
 from .records import BatchId, Outcome, Task
 from .script_env import child_command, child_environment
-from .sizes import format_bytes
+from .config.sizes import format_bytes
 from .text import escape_lines
 
 PIPELINE_DEPTH = 64  # tasks an executor holds at once: the running one and those queued behind it

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .azure_v2 import announce, make_output_dirs
+from .config.azure_v2 import announce, make_output_dirs
 from .commit import Fingerprint, Prepared, ResultStore, prepare_output
 from .config import ConfigError, JobConfig, error_line, report_error
 from .entry import RuntimeSpec, WorkerInfo, error_summary

@@ -13,7 +13,7 @@ from .inputs.mltable import MLTableListing
 from .inputs.mltable_plan import mltable_batches
 from .inputs.tabular import DEFAULT_SIZE, UNPLANNED, FileOpener, file_partitions, file_slices, partition_batches
 from .records import MiniBatch, TableSlice
-from .sizes import BatchSize, files_per_batch, parse_mini_batch_size
+from .config.sizes import BatchSize, files_per_batch, parse_mini_batch_size
 from .text import escape
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mpibatch.azure_names import azure_hint, split_program_arguments
-from mpibatch.azure_v2 import world_notes
+from mpibatch.config.azure_names import azure_hint, split_program_arguments
+from mpibatch.config.azure_v2 import world_notes
 from mpibatch.cli import build_parser, run_flag_argv
 from mpibatch.config import ConfigError, load_job
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from mpibatch.config import RANGES, ConfigError, build_config, config_digest, error_line, fingerprint_fields, load_job
-from mpibatch.flags import typed_flags
-from mpibatch.jobfile import MAX_JOB_FILE_BYTES
+from mpibatch.config.flags import typed_flags
+from mpibatch.config.jobfile import MAX_JOB_FILE_BYTES
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pandas as pd
 from mpibatch.inputs.read import read_slice
 from mpibatch.inputs.tabular import parquet_slices
 from mpibatch.records import TableSlice
-from mpibatch.sizes import BatchSize
+from mpibatch.config.sizes import BatchSize
 
 
 class CountingOpener:

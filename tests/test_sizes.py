@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mpibatch.sizes import BatchSize, files_per_batch, parse_mini_batch_size
+from mpibatch.config.sizes import BatchSize, files_per_batch, parse_mini_batch_size
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_files_per_batch_rejects_sizes_and_rows(value: str) -> None:
 
 
 def test_parse_bytes_and_format_bytes() -> None:
-    from mpibatch.sizes import format_bytes, parse_bytes
+    from mpibatch.config.sizes import format_bytes, parse_bytes
 
     assert parse_bytes("8GB") == 8 * 1024**3 and parse_bytes("1.5MB") == 1536 * 1024 and parse_bytes(77) == 77
     for bad in ("10rows", "big", "0", True):

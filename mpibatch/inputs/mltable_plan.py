@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from ..config import ConfigError, JobConfig
 from ..records import MiniBatch, TableSlice
-from ..sizes import BatchSize
+from ..config.sizes import BatchSize
 from ..text import escape
 from .mltable import MLTableListing
 from .tabular import UNPLANNED, FileOpener, _has_header, _record_ends, file_slices

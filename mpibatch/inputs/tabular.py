@@ -19,7 +19,7 @@ import numpy as np
 
 from ..config import ConfigError, InputSpec
 from ..records import TableSlice
-from ..sizes import BatchSize
+from ..config.sizes import BatchSize
 from .files import InputListing, ListedFiles, list_file_input
 from .read import FileOpener, _has_header  # noqa: F401 - the entry-script side's, stdlib-only at import
 

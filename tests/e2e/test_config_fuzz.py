@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from mpibatch.cli import _run_request
 from mpibatch.config import RANGES, ConfigError, JobConfig, build_config, config_digest, glob_root
-from mpibatch.flags import key_kind
+from mpibatch.config.flags import key_kind
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .jobfile import read_job_file
-from .logs import Layout
+from ..logs import Layout
 
 
 class ConfigError(Exception):
@@ -229,7 +229,7 @@ class JobConfig(BaseModel):
     @field_validator("command_prefix", mode="before")
     @classmethod
     def _prefix_words(cls, value: Any) -> Any:
-        from .script_env import prefix_words
+        from ..script_env import prefix_words
 
         return None if value is None else prefix_words(value)
 
@@ -558,7 +558,7 @@ def _try_csv_options(options: dict[str, Any]) -> None:
     """Format a tiny DataFrame as a worker would: options to_csv refuses fail here, not in every mini-batch."""
     import pandas
 
-    from .entry import format_result
+    from ..entry import format_result
 
     frame = pandas.DataFrame({"item": ["a.txt", "b c"], "score": [0.5, None], "n": [1, 2]})
     trial = {k: v for k, v in options.items() if k != "columns"}  # columns name the user's frame, not this one

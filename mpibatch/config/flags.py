@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .config import KEY_ALIASES, ConfigError, JobConfig
+from .keys import KEY_ALIASES, ConfigError, JobConfig
 
 
 def key_kind(annotation: Any) -> str:

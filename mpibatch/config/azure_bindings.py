@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import ConfigError, is_url
+from .keys import ConfigError, is_url
 
 BINDING = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
 DATA_TYPES = ("uri_folder", "uri_file", "mltable", "custom_model", "mlflow_model", "triton_model")
