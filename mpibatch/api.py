@@ -17,7 +17,7 @@ import time as clock
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .config import KEY_ALIASES, ConfigError, JobConfig, _check_keys, is_url, load_job, read_yaml
+from .config import KEY_ALIASES, ConfigError, JobConfig, check_keys, is_url, load_job, read_yaml
 
 if TYPE_CHECKING:
     from .handle import Run
@@ -47,7 +47,7 @@ class Job:
         named = {"entry_script": entry_script, "inputs": inputs, "output": output}
         given = {**{k: v for k, v in named.items() if v is not None}, **keys}
         given = {k: _plain(v) for k, v in given.items()}
-        _check_keys(given, "given to mpibatch.Job")
+        check_keys(given, "given to mpibatch.Job")
         self._set(given, *load_job(None, given))
 
     @classmethod
@@ -95,7 +95,7 @@ class Job:
         """Start the job in the background on `ranks` MPI ranks of this machine (default: node_count x
         process_count_per_node, else 2) with the mpiexec of `python`'s environment (default: this one).
         Returns once the job has started (or refused to: then ConfigError, as the CLI's exit 2)."""
-        from .handle import Run
+        from .handle import Run, state_signature
         from .job import check_entry_script
 
         job = self if resume is None else self.replace(resume=resume)
@@ -109,7 +109,7 @@ class Job:
         command = [launcher, *launcher_flags(launcher), "-n", str(ranks), python, "-m", "mpibatch", "run",
                    str(job_file), *progress]
         log = folder / "launcher.txt"
-        started = clock.time()
+        state_before = state_signature(job.output)
         with open(log, "ab") as out:
             offset = out.tell()
             out.write(f"=== {clock.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n".encode())
@@ -117,7 +117,7 @@ class Job:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        env=launch_env(launcher, env), start_new_session=True)
         run = Run(job.output, job=job, _process=process, _launch=dict(
-            ranks=ranks, python=python, mpiexec=launcher, env=env, log=log, log_offset=offset, started=started))
+            ranks=ranks, python=python, mpiexec=launcher, env=env, log=log, log_offset=offset, state_before=state_before))
         run._await_start()
         return run
 

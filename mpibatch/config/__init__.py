@@ -1,7 +1,21 @@
-"""Configuration: every job key with its default, range and validation, and loading a job from a YAML file
-(a mpibatch job file or an Azure ML v2 file) and command-line flags into one immutable JobConfig."""
+"""Configuration: one validated, immutable JobConfig from a job file (a mpibatch YAML file or an Azure ML v2
+job, translated) and command-line flags; any error is a ConfigError naming the key (exit 2). Read in order:
+errors.py (ConfigError, the one stderr line), paths.py, sizes.py, keys.py (every key, its default, range and
+validators), jobfile.py (reading YAML safely), flags.py (flag text as YAML values), the Azure ML v2 modules
+(azure_names, azure_bindings, azure_v2), checks.py (what is checked against the world before any work) and
+load.py (load_job: read, merge, resolve paths, validate). These modules import the standard library, pydantic
+and yaml, each other in that order, and from the rest of mpibatch only logs.Layout; three checks call up at
+run time, never at import: the command_prefix words (script_env), a trial of append_row options
+(entry.format_result) and whether an Azure MLTable reads a table (inputs.mltable).
+"""
 from __future__ import annotations
 
-from .keys import (KEY_ALIASES, RANGES, ConfigError, InputSpec, JobConfig, _check_keys, aliases_in, build_config,
-                   config_digest, error_line, fingerprint_fields, glob_root, is_url, key_hint, load_job, path_problem,
-                   read_yaml, report_error, suggest)
+from .errors import ConfigError, error_line, report_error, suggest
+from .keys import KEY_ALIASES, RANGES, InputSpec, JobConfig, config_digest, fingerprint_fields, known_keys
+from .jobfile import read_yaml
+from .load import aliases_in, build_config, check_keys, key_hint, load_job, sizing_keys
+from .paths import glob_root, is_url, path_problem
+
+__all__ = ["KEY_ALIASES", "RANGES", "ConfigError", "InputSpec", "JobConfig", "aliases_in", "build_config",
+           "check_keys", "config_digest", "error_line", "fingerprint_fields", "glob_root", "is_url", "key_hint",
+           "known_keys", "load_job", "path_problem", "read_yaml", "report_error", "sizing_keys", "suggest"]

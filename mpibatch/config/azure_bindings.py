@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .keys import ConfigError, is_url
+from .errors import ConfigError
+from .paths import is_url
 
 BINDING = re.compile(r"\$\{\{\s*([^{}]*?)\s*\}\}")
 DATA_TYPES = ("uri_folder", "uri_file", "mltable", "custom_model", "mlflow_model", "triton_model")

@@ -97,7 +97,7 @@ def prs_flag(word: str) -> Optional[str]:
 def split_program_arguments(text: str, where: str, resolve: Callable[[str], str] = str) -> ProgramArguments:
     """Shell words of program_arguments (each passed through `resolve`, which fills in bindings); PRS flags
     with their values become settings, the rest the script's argv."""
-    from .keys import ConfigError
+    from .errors import ConfigError
     from .flags import scalar
 
     try:

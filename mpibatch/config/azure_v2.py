@@ -15,7 +15,10 @@ from typing import Any, Optional
 
 from .azure_bindings import BINDING, DATA_TYPES, Options, Context, shown_keys
 from .azure_names import ProgramArguments, split_program_arguments
-from .keys import ConfigError, is_url, read_yaml
+from .errors import ConfigError
+from .jobfile import read_yaml
+from .keys import InputSpec
+from .paths import is_url
 
 # Keys of a parallel node that only the Azure service reads: listed as ignored.
 _SERVICE_KEYS = ("compute", "name", "display_name", "description", "tags", "experiment_name", "identity", "version",
@@ -200,8 +203,6 @@ def _input_item(ctx: Context, name: str) -> dict[str, Any]:
 def _input_types_accept(kind: str) -> bool:
     import typing
 
-    from .keys import InputSpec
-
     return kind in typing.get_args(InputSpec.model_fields["type"].annotation)
 
 
@@ -214,7 +215,6 @@ def _literal(ctx: Context, where: str, value: Any) -> Any:
 
 def _is_table(item: dict[str, Any]) -> bool:
     """An mltable input whose MLTable reads a table (mini_batch_size then means bytes, not files)."""
-    from .keys import InputSpec
     from ..inputs.mltable import mltable_file, reads_a_table
 
     if item.get("type") != "mltable":

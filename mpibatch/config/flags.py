@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from .keys import KEY_ALIASES, ConfigError, JobConfig
+from .errors import ConfigError
+from .keys import KEY_ALIASES, JobConfig
 
 
 def key_kind(annotation: Any) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from .errors import ConfigError
+
 MAX_JOB_FILE_BYTES = 1024 * 1024
 MAX_ALIAS_EXPANSION = 10_000  # values that aliases may add to a document beyond those written in it
 _COUNT_CAP = 10**9  # expanded sizes are counted up to here: enough to refuse, never a huge number
@@ -109,3 +111,17 @@ def read_job_file(path: str) -> Any:
         raise ValueError("is nested too deeply") from None
     except (ValueError, TypeError, OverflowError) as exc:  # a tagged scalar PyYAML cannot convert (!!int x)
         raise ValueError(f"is not valid YAML: {exc}") from None
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """Load a job file; its relative paths are later resolved against its folder."""
+    try:
+        data = read_job_file(path)
+    except ValueError as exc:
+        raise ConfigError(f"job file '{path}' {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"job file '{path}' must hold a mapping of keys, not {type(data).__name__}")
+    return data
+
