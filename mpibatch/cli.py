@@ -11,8 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .config.azure_names import azure_hint
-from .config import KEY_ALIASES, RANGES, ConfigError, JobConfig, load_job, path_problem, report_error, suggest
+from .config import KEY_ALIASES, RANGES, ConfigError, JobConfig, key_hint, load_job, path_problem, report_error
 from .config.flags import key_kind, parse_mapping, typed_flags
 
 __all__ = ["build_parser", "main", "parse_mapping", "run_flag_argv", "split_script_args"]
@@ -27,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         if message.startswith("unrecognized arguments:"):
             first = message.split(":", 1)[1].split()[0]
-            message = f"unknown option '{first}'{azure_hint(first.split('=')[0]) or suggest(first.split('=')[0], self._all_options())}"
+            message = f"unknown option '{first}'{key_hint(first.split('=')[0], self._all_options())}"
         raise ConfigError(message)
 
     def _all_options(self) -> list[str]:
