@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from .config import ConfigError
+from .config import APPEND_ROW_DEFAULTS, ConfigError
 
 if TYPE_CHECKING:
     import pandas
 
-DEFAULT_OPTIONS = {"sep": " ", "header": False, "index": False}  # config.py's defaults: results are str() lines
+DEFAULT_OPTIONS = APPEND_ROW_DEFAULTS
 _READ_ALIKE = ("sep", "quotechar", "escapechar", "decimal", "encoding", "compression", "quoting", "doublequote")
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.sizes: mini_batch_size values."""
+"""Unit tests for mpibatch.config.sizes: mini_batch_size values."""
 from __future__ import annotations
 
 import pytest

@@ -11,11 +11,11 @@ run time, never at import: the command_prefix words (script_env), a trial of app
 from __future__ import annotations
 
 from .errors import ConfigError, error_line, report_error, suggest
-from .keys import KEY_ALIASES, RANGES, InputSpec, JobConfig, config_digest, fingerprint_fields, known_keys
+from .keys import APPEND_ROW_DEFAULTS, KEY_ALIASES, RANGES, InputSpec, JobConfig, config_digest, fingerprint_fields, known_keys
 from .jobfile import read_yaml
 from .load import aliases_in, build_config, check_keys, key_hint, load_job, sizing_keys
 from .paths import glob_root, is_url, path_problem
 
-__all__ = ["KEY_ALIASES", "RANGES", "ConfigError", "InputSpec", "JobConfig", "aliases_in", "build_config",
+__all__ = ["APPEND_ROW_DEFAULTS", "KEY_ALIASES", "RANGES", "ConfigError", "InputSpec", "JobConfig", "aliases_in", "build_config",
            "check_keys", "config_digest", "error_line", "fingerprint_fields", "glob_root", "is_url", "key_hint",
            "known_keys", "load_job", "path_problem", "read_yaml", "report_error", "sizing_keys", "suggest"]

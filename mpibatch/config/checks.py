@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, suggest
-from .keys import JobConfig, config_digest
+from .keys import APPEND_ROW_DEFAULTS, JobConfig, config_digest
 from .paths import glob_root, local_path
 
 
@@ -82,7 +82,7 @@ def append_row_options(config: JobConfig) -> dict[str, Any]:
     Options a user gave are checked here, before any work: a key to_csv does not know, or a
     value it refuses, would otherwise fail every mini-batch.
     """
-    options: dict[str, Any] = {"sep": " ", "header": False, "index": False}
+    options = dict(APPEND_ROW_DEFAULTS)
     settings = config.script_home / "parallel_run_step.settings.json"
     given = False
     if settings.is_file():

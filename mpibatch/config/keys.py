@@ -18,7 +18,7 @@ from .sizes import parse_bytes, parse_mini_batch_size
 
 
 DAY_S = 86_400
-MAX_CREDITS_PER_WORKER = 256  # coordinator.MAX_CREDITS: what credits_per_worker: auto may reach
+MAX_CREDITS_PER_WORKER = 256  # engine/coordinator.MAX_CREDITS: what credits_per_worker: auto may reach
 MAX_BATCH_COUNT = 10**12  # files or rows in one mini-batch
 MAX_BATCH_BYTES = 1024**4  # 1TB of table in one mini-batch
 MAX_WORKER_MEMORY = 1024**5  # 1024TB
@@ -314,6 +314,9 @@ RESUME_NEUTRAL_KEYS = frozenset(
         "python", "command_prefix",  # where the script runs: a resume may bring a fixed environment
     }
 )
+
+# append_row's pandas.DataFrame.to_csv options before the settings file and the job's key (results are str() lines).
+APPEND_ROW_DEFAULTS: dict[str, Any] = {"sep": " ", "header": False, "index": False}
 
 # ParallelRunConfig spellings accepted as they are in Azure ML.
 KEY_ALIASES = {"process_count_per_node": None, "node_count": None}
