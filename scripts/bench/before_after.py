@@ -14,30 +14,24 @@ with the working copy's, in rotating rounds.
 """
 from __future__ import annotations
 
-import csv
 import os
-import shutil
-import statistics
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import efficiency
 import planning
-from common import (
+from harness import (
     REPO,
     Context,
-    Section,
-    Target,
-    completed,
+    contest,
     filelist_input,
-    log,
+    mini_batch_rows,
     mpibatch_command,
-    rotated,
-    run_command,
-    targets_table,
+    time_mpibatch,
     write_filelist,
 )
+from report import Section, Target, median, targets_table
 
 NAME = "before_after"
 TITLE = "Optimisations: before and after, in one run"
@@ -78,28 +72,20 @@ def env_for(source: Path | None) -> dict[str, str]:
 
 
 def throughput(ctx: Context, env: dict[str, str], executor: str, filelist: Path, items: int, timeout: float) -> float:
-    output = ctx.scratch / "out"
-    shutil.rmtree(output, ignore_errors=True)
-    done, noise = run_command(mpibatch_command("entry_noop.py", filelist_input(filelist), output, 4,
-                                               executor=executor), timeout, env=env)
-    completed(output, done, items, lines=items)
-    shutil.rmtree(output, ignore_errors=True)
-    return items / noise.wall_s
+    """Mini-batches per second of the whole command: the baseline writes no dispatch-only timing."""
+    command = mpibatch_command("entry_noop.py", filelist_input(filelist), ctx.scratch / "out", 4, executor=executor)
+    return items / time_mpibatch(command, ctx.scratch / "out", items, timeout, lines=items, env=env).wall_s
 
 
 def beside_busy_rank0(ctx: Context, env: dict[str, str], filelist: Path, items: int, loops: tuple[int, int],
                       timeout: float) -> tuple[float, float]:
     """(rank 1's share of the mini-batches, the command's wall seconds) of the 'beside a busy rank 0' job."""
     output = ctx.scratch / "out"
-    shutil.rmtree(output, ignore_errors=True)
     command = mpibatch_command("entry_cpu.py", filelist_input(filelist), output, 2, executor="inline",
                                script_args=["--loops", str(loops[1]), "--rank0-loops", str(loops[0])])
-    done, noise = run_command(command, timeout, env=env)
-    completed(output, done, items, lines=items)
-    with open(output / "logs" / "sys" / "mini_batches.csv", newline="") as fh:
-        on_rank1 = sum(1 for row in csv.DictReader(fh) if row["rank"] == "1")
-    shutil.rmtree(output, ignore_errors=True)
-    return on_rank1 / items, noise.wall_s
+    timed = time_mpibatch(command, output, items, timeout, lines=items, env=env,
+                          inspect=lambda out, *_: {"on_rank1": sum(r["rank"] == "1" for r in mini_batch_rows(out))})
+    return timed.extra["on_rank1"] / items, timed.wall_s
 
 
 def have(revision: str) -> bool:
@@ -109,7 +95,7 @@ def have(revision: str) -> bool:
 
 
 def measure(ctx: Context) -> Section:
-    sizes = QUICK if ctx.quick else FULL
+    sizes = ctx.sizes(QUICK, FULL)
     rounds = ctx.rounds_or(sizes.rounds)
     if not have(BASELINE):
         return Section(f"Not measured: this clone lacks the baseline revision `{BASELINE}` (a shallow clone?); "
@@ -121,36 +107,38 @@ def measure(ctx: Context) -> Section:
     loops = (efficiency.calibrate(BESIDE_CALLS_S[0]), efficiency.calibrate(BESIDE_CALLS_S[1]))
     big = write_filelist(ctx.cache / "bench-planning", sizes.planning_items)
     planning_sizes = planning.QUICK if ctx.quick else planning.FULL
-    rates: dict[tuple[str, str], list[float]] = {}
-    plans: dict[str, list[tuple[float, int]]] = {v: [] for v in versions}
-    besides: dict[str, list[tuple[float, float]]] = {v: [] for v in versions}
-    keys = [(case, version) for case in ("inline", "process", "beside", "planning") for version in versions]
-    for round_no, (case, version) in rotated(keys, rounds):
+
+    def run(key: tuple[str, str]) -> tuple[float, ...]:
+        case, version = key
         if case == "planning":
             planned = planning.first_dispatch(ctx, filelist_input(big), sizes.planning_items, planning_sizes,
                                               env=versions[version], needs_timing=False)
             if planned.outside_s is None:
                 raise RuntimeError(f"{version}: no '{planning.LOOP_STARTED}' line in rank 0's log")
-            seconds, peak = planned.outside_s, planned.peak_bytes
-            plans[version].append((seconds, peak))
-            log(f"[{NAME}] round {round_no + 1}/{rounds} planning {version}: {seconds:.2f} s to the dispatch loop, "
-                f"{peak / 2**20:.0f} MB peak")
-        elif case == "beside":
-            share, wall = beside_busy_rank0(ctx, versions[version], beside_list, sizes.beside_items, loops,
-                                            sizes.timeout_s)
-            besides[version].append((share, wall))
-            log(f"[{NAME}] round {round_no + 1}/{rounds} beside a busy rank 0, {version}: rank 1 ran {share:.0%} "
-                f"of the mini-batches, {wall:.1f} s")
-        else:
-            rate = throughput(ctx, versions[version], case, filelist, sizes.items, sizes.timeout_s)
-            rates.setdefault((case, version), []).append(rate)
-            log(f"[{NAME}] round {round_no + 1}/{rounds} {case} {version}: {rate:,.0f} mini-batches per command second")
+            return planned.outside_s, planned.peak_bytes
+        if case == "beside":
+            return beside_busy_rank0(ctx, versions[version], beside_list, sizes.beside_items, loops, sizes.timeout_s)
+        return (throughput(ctx, versions[version], case, filelist, sizes.items, sizes.timeout_s),)
+
+    def say(key: tuple[str, str], found: tuple[float, ...]) -> str:
+        case, version = key
+        if case == "planning":
+            return f"planning {version}: {found[0]:.2f} s to the dispatch loop, {found[1] / 2**20:.0f} MB peak"
+        if case == "beside":
+            return f"beside a busy rank 0, {version}: rank 1 ran {found[0]:.0%} of the mini-batches, {found[1]:.1f} s"
+        return f"{case} {version}: {found[0]:,.0f} mini-batches per command second"
+
+    found = contest(NAME, [(case, version) for case in ("inline", "process", "beside", "planning")
+                           for version in versions], rounds, run, say)
+    rates = {(case, v): [f[0] for f in found[case, v]] for case in ("inline", "process") for v in versions}
+    plans = {v: found["planning", v] for v in versions}
+    besides = {v: found["beside", v] for v in versions}
     return render(sizes, rounds, rates, plans, besides)
 
 
 def render(sizes: Sizes, rounds: int, rates: dict[tuple[str, str], list[float]],
            plans: dict[str, list[tuple[float, int]]], besides: dict[str, list[tuple[float, float]]]) -> Section:
-    med = statistics.median
+    med = median
     rows = ["| measure | before (" + BASELINE + ") | after | after ÷ before |", "|---|---:|---:|---:|"]
     targets = []
     for case in ("inline", "process"):

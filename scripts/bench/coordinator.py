@@ -9,30 +9,23 @@
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 
 import rank0_cpu
-from common import (
-    BENCH,
-    BIN,
+from harness import (
     Context,
-    Section,
-    Target,
     Timed,
-    completed,
-    dispatch_seconds,
+    contest,
     filelist_input,
     log,
-    median,
     mpibatch_command,
     printed_json,
-    pyplot,
+    python_command,
     run_command,
-    save_plot,
-    targets_table,
+    time_mpibatch,
     write_filelist,
 )
+from report import Section, Target, median, pyplot, save_plot, spread, table, targets_block
 
 NAME = "coordinator"
 TITLE = "Coordinator: rank 0's CPU and its commit rate"
@@ -60,21 +53,20 @@ QUICK = Sizes(12, 1, 10, 100, 1, (20, 100_000), (500, 100), 90)
 
 
 def cpu_rounds(ctx: Context, sizes: Sizes) -> dict[str, list[rank0_cpu.CpuUse]]:
-    """Rank 0 only coordinates 3 workers running 50 ms mini-batches; both executors, interleaved."""
+    """Rank 0 only coordinates 3 workers running 50 ms mini-batches; both executors, alternating."""
     filelist = write_filelist(ctx.scratch, sizes.sleep_batches)
-    uses: dict[str, list[rank0_cpu.CpuUse]] = {x: [] for x in EXECUTORS}
-    for repeat in range(ctx.rounds_or(sizes.cpu_repeats)):
-        for executor in (EXECUTORS if repeat % 2 == 0 else EXECUTORS[::-1]):
-            output = ctx.scratch / f"cpu-{executor}"
-            command = mpibatch_command("entry_sleep.py", filelist_input(filelist), output, RANKS, executor=executor,
-                                       coordinator_works=False)
-            use, done = rank0_cpu.measure(command, output / "logs" / "sys" / "rank-0000.txt", sizes.timeout_s)
-            completed(output, done, sizes.sleep_batches)
-            uses[executor].append(use)
-            shutil.rmtree(output, ignore_errors=True)
-            log(f"[{NAME}] cpu {repeat + 1} {executor:8s} rank 0 {use.percent:5.2f}% of a core "
-                f"({use.window_cpu_s:.3f} CPU s in {use.window_s:.2f} s)")
-    return uses
+
+    def run(executor: str) -> rank0_cpu.CpuUse:
+        output = ctx.scratch / f"cpu-{executor}"
+        command = mpibatch_command("entry_sleep.py", filelist_input(filelist), output, RANKS, executor=executor,
+                                   coordinator_works=False)
+        return rank0_cpu.measure(command, output, sizes.sleep_batches, sizes.timeout_s)
+
+    def say(executor: str, use: rank0_cpu.CpuUse) -> str:
+        return (f"cpu {executor:8s} rank 0 {use.percent:5.2f}% of a core ({use.window_cpu_s:.3f} CPU s in "
+                f"{use.window_s:.2f} s)")
+
+    return contest(NAME, EXECUTORS, ctx.rounds_or(sizes.cpu_repeats), run, say)
 
 
 def byte_rounds(ctx: Context, sizes: Sizes) -> tuple[dict[str, list[Timed]], int]:
@@ -82,22 +74,24 @@ def byte_rounds(ctx: Context, sizes: Sizes) -> tuple[dict[str, list[Timed]], int
     items = sizes.byte_batches * sizes.lines_per_batch
     filelist = write_filelist(ctx.scratch, items)
     expected = sum(len(line) + LINE_PAD + 2 for line in filelist.read_text().split("\n") if line)
-    runs: dict[str, list[Timed]] = {x: [] for x in EXECUTORS}
-    for repeat in range(ctx.rounds_or(sizes.rounds)):
-        for executor in (EXECUTORS if repeat % 2 == 0 else EXECUTORS[::-1]):
-            output = ctx.scratch / f"bytes-{executor}"
-            command = mpibatch_command("entry_bytes.py", filelist_input(filelist), output, RANKS, executor=executor,
-                                       mini_batch_size=sizes.lines_per_batch)
-            done, noise = run_command(command, sizes.timeout_s)
-            result = completed(output, done, sizes.byte_batches)
-            written = (output / "parallel_run_step.txt").stat().st_size
-            if written != expected:
-                raise RuntimeError(f"the result file holds {written} bytes, expected {expected}")
-            runs[executor].append(Timed(dispatch_seconds(result), noise.wall_s, noise.others_percent))
-            shutil.rmtree(output, ignore_errors=True)
-            log(f"[{NAME}] bytes {repeat + 1} {executor:8s} {expected / runs[executor][-1].seconds / 1e6:8.1f} MB/s "
-                f"({runs[executor][-1].seconds:.2f} s timed, {noise.wall_s:.2f} s command)")
-    return runs, expected
+
+    def size_checked(output, _result, _done) -> dict:
+        written = (output / "parallel_run_step.txt").stat().st_size
+        if written != expected:
+            raise RuntimeError(f"the result file holds {written} bytes, expected {expected}")
+        return {}
+
+    def run(executor: str) -> Timed:
+        output = ctx.scratch / f"bytes-{executor}"
+        command = mpibatch_command("entry_bytes.py", filelist_input(filelist), output, RANKS, executor=executor,
+                                   mini_batch_size=sizes.lines_per_batch)
+        return time_mpibatch(command, output, sizes.byte_batches, sizes.timeout_s, inspect=size_checked)
+
+    def say(executor: str, run: Timed) -> str:
+        return (f"bytes {executor:8s} {expected / run.seconds / 1e6:8.1f} MB/s ({run.seconds:.2f} s timed, "
+                f"{run.wall_s:.2f} s command)")
+
+    return contest(NAME, EXECUTORS, ctx.rounds_or(sizes.rounds), run, say), expected
 
 
 @dataclass
@@ -113,8 +107,8 @@ def micro(ctx: Context, sizes: Sizes) -> list[Micro]:
     """commit_micro.py in a child process (it imports the frozen mpibatch); a broken run is reported, not fatal."""
     found = []
     for commits, size in (sizes.micro_big, sizes.micro_small):
-        command = [str(BIN / "python"), str(BENCH / "commit_micro.py"), "--commits", str(commits),
-                   "--payload", str(size), "--rounds", str(ctx.rounds_or(sizes.rounds))]
+        command = python_command("commit_micro.py", "--commits", commits, "--payload", size,
+                                 "--rounds", ctx.rounds_or(sizes.rounds))
         try:
             done, _ = run_command(command, sizes.timeout_s, cwd=ctx.scratch)
             printed = printed_json(done)
@@ -126,7 +120,7 @@ def micro(ctx: Context, sizes: Sizes) -> list[Micro]:
 
 
 def measure(ctx: Context) -> Section:
-    sizes = QUICK if ctx.quick else FULL
+    sizes = ctx.sizes(QUICK, FULL)
     cpu = cpu_rounds(ctx, sizes)
     runs, nbytes = byte_rounds(ctx, sizes)
     micros = micro(ctx, sizes)
@@ -166,21 +160,14 @@ def plot(ctx: Context, runs: dict[str, list[Timed]], nbytes: int, micros: list[M
 def render(ctx: Context, sizes: Sizes, cpu: dict[str, list[rank0_cpu.CpuUse]], runs: dict[str, list[Timed]],
            nbytes: int, micros: list[Micro], goals: list[Target]) -> str:
     ideal = sizes.sleep_batches * 0.05 / (RANKS - 1)
-    cpu_table = [("| workers' executor | rank 0 CPU, % of one core: median | min | max | dispatch-loop window s "
-                 "(median) | rank 0 CPU s, whole life (median) |"), "|---|---:|---:|---:|---:|---:|"]
-    for executor, uses in cpu.items():
-        percents = [u.percent for u in uses]
-        cpu_table.append(f"| {executor} | {median(percents):.2f}% | {min(percents):.2f}% | {max(percents):.2f}% | "
-                         f"{median([u.window_s for u in uses]):.2f} | {median([u.total_cpu_s for u in uses]):.2f} |")
-    byte_table = ["| contender | MB/s median | min | max | mini-batches/s | command wall s (median) |",
-                  "|---|---:|---:|---:|---:|---:|"]
-    for executor, timed in runs.items():
-        rates = [nbytes / t.seconds / 1e6 for t in timed]
-        byte_table.append(f"| mpibatch job, {executor} executor, `mpiexec -n {RANKS}` | {median(rates):,.0f} | "
-                          f"{min(rates):,.0f} | {max(rates):,.0f} | "
-                          f"{median([sizes.byte_batches / t.seconds for t in timed]):,.0f} | "
-                          f"{median([t.wall_s for t in timed]):.2f} |")
-    micro_table = ["| commit of | contender | commits/s (median) | MB/s | µs per commit |", "|---|---|---:|---:|---:|"]
+    cpu_rows = [f"| {executor} | {spread([u.percent for u in uses], '{:.2f}%')} | "
+                f"{median([u.window_s for u in uses]):.2f} | {median([u.total_cpu_s for u in uses]):.2f} |"
+                for executor, uses in cpu.items()]
+    byte_rows = [f"| mpibatch job, {executor} executor, `mpiexec -n {RANKS}` | "
+                 f"{spread([nbytes / t.seconds / 1e6 for t in timed], '{:,.0f}')} | "
+                 f"{median([sizes.byte_batches / t.seconds for t in timed]):,.0f} | "
+                 f"{median([t.wall_s for t in timed]):.2f} |" for executor, timed in runs.items()]
+    micro_table = table(["commit of", "contender", "commits/s (median)", "MB/s", "µs per commit"], "llrrr", [])
     for m in micros:
         what = f"{m.commits:,} x {m.size:,} bytes"
         if not m.store:
@@ -192,13 +179,14 @@ def render(ctx: Context, sizes: Sizes, cpu: dict[str, list[rank0_cpu.CpuUse]], r
             micro_table.append(f"| {what} | {label} | {m.commits / seconds:,.0f} | "
                                f"{m.commits * m.size / seconds / 1e6:,.0f} | {seconds / m.commits * 1e6:,.1f} |")
     return "\n".join([
-        "### Targets", "", *targets_table(goals), "",
+        *targets_block(goals),
         "### Rank 0's CPU while workers run 50 ms mini-batches", "",
         (f"{sizes.sleep_batches} mini-batches of one item, run() sleeps 50 ms (`scripts/bench/entry_sleep.py`), "
         f"`mpiexec -n {RANKS} --no-coordinator-works` ({RANKS - 1} workers, rank 0 only coordinates); "
         f"{ctx.rounds_or(sizes.cpu_repeats)} run(s) per executor, alternating. Perfect packing would take "
         f"{ideal:.1f} s."), "",
-        *cpu_table, "",
+        *table(["workers' executor", "rank 0 CPU, % of one core: median", "min", "max",
+                "dispatch-loop window s (median)", "rank 0 CPU s, whole life (median)"], "lrrrrr", cpu_rows), "",
         "### Commit rate of result bytes", "",
         (f"{sizes.byte_batches} mini-batches of {sizes.lines_per_batch:,} items; run() "
         f"(`scripts/bench/entry_bytes.py`) returns one ~1 KB line per item, so {nbytes / 1e6:,.1f} MB of result "
@@ -206,7 +194,8 @@ def render(ctx: Context, sizes: Sizes, cpu: dict[str, list[rank0_cpu.CpuUse]], r
         f"appended by rank 0; `mpiexec -n {RANKS}`, rank 0 working too. Rate = result-file bytes / "
         "`timing.dispatch_s`; the result file's size is checked."), "",
         plot(ctx, runs, nbytes, micros), "",
-        *byte_table, "",
+        *table(["contender", "MB/s median", "min", "max", "mini-batches/s", "command wall s (median)"], "lrrrrr",
+                byte_rows), "",
         ("ResultStore alone (`scripts/bench/commit_micro.py`, in one process, the frozen mpibatch): "
         "`ResultStore.commit(outcome, attempts, errors)` and `maybe_flush()` per mini-batch as the coordinator "
         "calls them, then `close()` (flush + fsync of the result file and the journal), against appending the "

@@ -7,32 +7,24 @@ yet (~/.cache/mpibatch, or $MPIBATCH_CACHE).
 """
 from __future__ import annotations
 
-import csv
 import os
 import re
-import shutil
 from dataclasses import dataclass
 
-from common import (
-    BENCH,
+from harness import (
     BIN,
     Context,
-    Section,
-    Target,
     Timed,
-    completed,
-    dispatch_seconds,
-    gpus,
+    contest,
     log,
-    median,
+    mini_batch_rows,
     oversubscribed,
-    printed_json,
-    pyplot,
-    rotated,
-    run_command,
-    save_plot,
-    targets_table,
+    python_command,
+    time_baseline,
+    time_mpibatch,
 )
+from machine import gpus
+from report import Section, Target, median, pyplot, save_plot, spread, table, targets_block
 
 NAME = "demo"
 TITLE = "Demo: digit images per second"
@@ -64,44 +56,37 @@ def demo_command(ranks: int, images: int, output) -> list[str]:
 
 
 def run_demo(ctx: Context, ranks: int, images: int, timeout: float) -> Timed:
+    def scored(output, result, done) -> dict:
+        if result["items"]["succeeded"] != images:
+            raise RuntimeError(f"the demo scored {result['items']['succeeded']} of {images} images")
+        accuracy = ACCURACY.search(done.stdout)
+        run_s = sum(float(row["seconds"]) for row in mini_batch_rows(output))
+        return {"elapsed_s": float(result["elapsed_s"]), "workers": result["workers"],
+                "scoring_s": run_s / result["workers"],
+                "accuracy": float(accuracy[1]) if accuracy else float("nan")}
+
     output = ctx.scratch / "demo-out"
-    shutil.rmtree(output, ignore_errors=True)
-    done, noise = run_command(demo_command(ranks, images, output), timeout)
-    result = completed(output, done, -(-images // 5))  # the demo's mini_batch_size is 5
-    if result["items"]["succeeded"] != images:
-        raise RuntimeError(f"the demo scored {result['items']['succeeded']} of {images} images")
-    accuracy = ACCURACY.search(done.stdout)
-    with open(output / "logs" / "sys" / "mini_batches.csv", newline="") as fh:
-        run_s = sum(float(row["seconds"]) for row in csv.DictReader(fh))
-    shutil.rmtree(output, ignore_errors=True)
-    return Timed(dispatch_seconds(result), noise.wall_s, noise.others_percent,
-                 {"elapsed_s": float(result["elapsed_s"]), "workers": result["workers"],
-                  "scoring_s": run_s / result["workers"],
-                  "accuracy": float(accuracy[1]) if accuracy else float("nan")})
-
-
-def run_plain(images: int, timeout: float) -> Timed:
-    done, noise = run_command([str(BIN / "python"), str(BENCH / "demo_plain.py"), str(images)], timeout)
-    printed = printed_json(done)
-    if printed["items"] != images:
-        raise RuntimeError(f"demo_plain.py scored {printed['items']} of {images} images")
-    return Timed(float(printed["seconds"]), noise.wall_s, noise.others_percent)
+    batches = -(-images // 5)  # the demo's mini_batch_size is 5
+    return time_mpibatch(demo_command(ranks, images, output), output, batches, timeout, inspect=scored)
 
 
 def measure(ctx: Context) -> Section:
-    sizes = QUICK if ctx.quick else FULL
+    sizes = ctx.sizes(QUICK, FULL)
     rank_counts = tuple(ctx.ranks or sizes.ranks)
     rounds = ctx.rounds_or(sizes.rounds)
     images = ctx.items or sizes.images  # --items: a GPU scores 2,000 images in about a second
     log(f"[{NAME}] warm-up run (renders the images and trains the model if not cached; not counted)")
     run_demo(ctx, 1, images, max(sizes.timeout_s, 900))
-    keys: list = [*rank_counts, BASELINE]
-    runs: dict = {k: [] for k in keys}
-    for round_no, key in rotated(keys, rounds):
-        run = run_plain(images, sizes.timeout_s) if key == BASELINE else run_demo(ctx, key, images, sizes.timeout_s)
-        runs[key].append(run)
-        log(f"[{NAME}] round {round_no + 1}/{rounds} {key!s:6} {images / run.seconds:8.1f} images/s "
-            f"({run.seconds:.2f} s timed, {run.wall_s:.2f} s command)")
+
+    def run(key: int | str) -> Timed:
+        if key == BASELINE:
+            return time_baseline(python_command("demo_plain.py", images), images, sizes.timeout_s)
+        return run_demo(ctx, key, images, sizes.timeout_s)
+
+    def say(key: int | str, run: Timed) -> str:
+        return f"{key!s:6} {images / run.seconds:8.1f} images/s ({run.seconds:.2f} s timed, {run.wall_s:.2f} s command)"
+
+    runs = contest(NAME, [*rank_counts, BASELINE], rounds, run, say)
     accuracy = min(r.extra["accuracy"] for k in rank_counts for r in runs[k])
     goals = [Target("demo, accuracy ≥ 0.97 (every run)", f"{accuracy:.4f}", accuracy >= 0.97)]
     return Section(render(ctx, images, rounds, rank_counts, runs, goals), goals)
@@ -132,32 +117,31 @@ def plot(ctx: Context, images: int, rank_counts: tuple[int, ...], runs: dict) ->
 
 def render(ctx: Context, images: int, rounds: int, rank_counts: tuple[int, ...], runs: dict,
            goals: list[Target]) -> str:
-    table = [("| contender | ranks | workers | images/s (timing.dispatch_s) | min | max | images/s (elapsed_s) "
-              "| images/s in run() only | command wall s | images / command wall | accuracy |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for k in rank_counts:
-        rates = [images / r.seconds for r in runs[k]]
         wall = median([r.wall_s for r in runs[k]])
-        table.append(f"| mpibatch demo | {k} | {runs[k][0].extra['workers']} | {median(rates):,.1f} | "
-                     f"{min(rates):,.1f} | {max(rates):,.1f} | "
-                     f"{median([images / r.extra['elapsed_s'] for r in runs[k]]):,.1f} | "
-                     f"{median([images / r.extra['scoring_s'] for r in runs[k]]):,.1f} | {wall:.2f} | "
-                     f"{images / wall:,.1f} | {min(r.extra['accuracy'] for r in runs[k]):.4f} |")
+        rows.append(f"| mpibatch demo | {k} | {runs[k][0].extra['workers']} | "
+                    f"{spread([images / r.seconds for r in runs[k]], '{:,.1f}')} | "
+                    f"{median([images / r.extra['elapsed_s'] for r in runs[k]]):,.1f} | "
+                    f"{median([images / r.extra['scoring_s'] for r in runs[k]]):,.1f} | {wall:.2f} | "
+                    f"{images / wall:,.1f} | {min(r.extra['accuracy'] for r in runs[k]):.4f} |")
     plain = runs[BASELINE]
     rates = [images / r.seconds for r in plain]
     wall = median([r.wall_s for r in plain])
-    table.append(f"| plain Keras on {backend()}, one process, batches of 5 | | 1 | {median(rates):,.1f} | "
-                 f"{min(rates):,.1f} | {max(rates):,.1f} | | {median(rates):,.1f} | {wall:.2f} | {images / wall:,.1f} | |")
+    rows.append(f"| plain Keras on {backend()}, one process, batches of 5 | | 1 | {spread(rates, '{:,.1f}')} | | "
+                f"{median(rates):,.1f} | {wall:.2f} | {images / wall:,.1f} | |")
     over = [k for k in rank_counts if oversubscribed(k)]
     found = gpus()
     where = (f"{backend()} (`KERAS_BACKEND`), with {len(found)} GPU(s) on the machine ({'; '.join(found)}): every "
              "worker and the plain process use them where the framework does (one GPU: all of them share it)."
              if found else f"{backend()} (`KERAS_BACKEND`) on the CPU: the machine has no GPU.")
     return "\n".join([
-        "### Targets", "", *targets_table(goals), "",
+        *targets_block(goals),
         f"### {images:,} images, {rounds} round(s), medians", "",
         plot(ctx, images, rank_counts, runs), "",
-        *table, "",
+        *table(["contender", "ranks", "workers", "images/s (timing.dispatch_s)", "min", "max", "images/s (elapsed_s)",
+                "images/s in run() only", "command wall s", "images / command wall", "accuracy"], "lrrrrrrrrrr", rows),
+        "",
         "### Method", "",
         f"- **Framework**: Keras 3 on {where}",
         (f"- **mpibatch demo**: `mpiexec -n R mpibatch demo --images {images} --output OUT --progress none`, the "

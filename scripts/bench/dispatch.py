@@ -7,35 +7,25 @@ MPIPoolExecutor.map with chunksize 1 (the peer) and a tuned chunksize (futures_m
 """
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (
-    BENCH,
-    BIN,
+from harness import (
     Context,
-    Section,
-    Target,
+    Contender,
     Timed,
-    completed,
+    contest,
     cores,
-    dispatch_seconds,
+    farm_command,
     filelist_input,
+    futures_command,
     log,
-    median,
     mpibatch_command,
     oversubscribed,
     per_round_ratio,
-    printed_json,
-    pyplot,
-    rotated,
-    run_command,
-    save_plot,
-    targets_table,
     write_filelist,
 )
+from report import Section, Target, median, pyplot, save_plot, spread, table, targets_block
 
 NAME = "dispatch"
 TITLE = "Dispatch: no-op mini-batches per second"
@@ -57,82 +47,56 @@ FULL = Sizes(items=20_000, rounds=3, ranks=(2, 4, 8), warmup_items=500, timeout_
 QUICK = Sizes(items=200, rounds=1, ranks=(2, 4), warmup_items=0, timeout_s=90)
 
 
-@dataclass(frozen=True)
-class Contender:
-    key: str
-    label: str
-    coordinator_works: bool  # False: rank 0 only coordinates, so ranks - 1 workers
-    command: Callable[[int, Path, Path], list[str]]  # (ranks, filelist, fresh output folder) -> argv
-    mpibatch: bool
-
-    def workers(self, ranks: int) -> int:
-        return ranks if self.coordinator_works else ranks - 1
-
-
 def contenders() -> list[Contender]:
-    python, mpiexec = str(BIN / "python"), str(BIN / "mpiexec")
-
+    """(ranks, filelist[, output]) -> argv; mpibatch's rank 0 works too (R workers), the baselines' only
+    coordinates (R - 1)."""
     def mpibatch(executor: str) -> Contender:
         def command(ranks: int, filelist: Path, output: Path) -> list[str]:
             return mpibatch_command("entry_noop.py", filelist_input(filelist), output, ranks, executor=executor)
 
-        return Contender(f"mpibatch-{executor}", f"mpibatch, {executor} executor", True, command, True)
+        return Contender(f"mpibatch-{executor}", f"mpibatch, {executor} executor", command, mpibatch=True)
 
     def pool(chunksize: int, label: str) -> Contender:
-        def command(ranks: int, filelist: Path, _output: Path) -> list[str]:
-            return [mpiexec, "-n", str(ranks), python, "-m", "mpi4py.futures", str(BENCH / "futures_map.py"),
-                    str(filelist), "--chunksize", str(chunksize)]
-
-        return Contender(f"futures-{chunksize}", label, False, command, False)
-
-    def farm(ranks: int, filelist: Path, _output: Path) -> list[str]:
-        return [mpiexec, "-n", str(ranks), python, str(BENCH / "farm.py"), str(filelist), "--credits", "2"]
+        return Contender(f"futures-{chunksize}", label, lambda ranks, filelist: futures_command(ranks, filelist,
+                                                                                               chunksize))
 
     return [
         mpibatch("inline"),
         mpibatch("process"),
         pool(1, "mpi4py.futures map, chunksize=1 (the peer)"),
         pool(FUTURES_TUNED_CHUNKSIZE, f"mpi4py.futures map, chunksize={FUTURES_TUNED_CHUNKSIZE}"),
-        Contender(LIMIT, "bare mpi4py send/recv farm (the limit)", False, farm, False),
+        Contender(LIMIT, "bare mpi4py send/recv farm (the limit)", farm_command),
     ]
 
 
-def run_once(contender: Contender, ranks: int, filelist: Path, items: int, output: Path, timeout: float) -> Timed:
-    done, noise = run_command(contender.command(ranks, filelist, output), timeout)
-    if contender.mpibatch:
-        result = completed(output, done, items, lines=items)
-        seconds = dispatch_seconds(result)
-        shutil.rmtree(output, ignore_errors=True)
-    else:
-        printed = printed_json(done)
-        if printed["items"] != items:
-            raise RuntimeError(f"{contender.key} did {printed['items']} items, expected {items}")
-        seconds = float(printed["seconds"])
-    return Timed(seconds, noise.wall_s, noise.others_percent)
+def workers(contender: Contender, ranks: int) -> int:
+    return ranks if contender.mpibatch else ranks - 1
 
 
 def measure(ctx: Context) -> Section:
-    sizes = QUICK if ctx.quick else FULL
+    sizes = ctx.sizes(QUICK, FULL)
     items = ctx.items or sizes.items
     rounds = ctx.rounds_or(sizes.rounds)
     rank_counts = tuple(n for n in ctx.ranks or sizes.ranks if n >= 2)  # the baselines need a coordinating rank
     if not rank_counts:
         raise RuntimeError("dispatch needs rank counts of 2 or more (--ranks)")
     field = contenders()
+    by_key = {c.key: c for c in field}
     filelist = write_filelist(ctx.scratch, items)
     if sizes.warmup_items:
         warm = write_filelist(ctx.scratch, sizes.warmup_items)
         for contender in field:
-            run_once(contender, rank_counts[0], warm, sizes.warmup_items, ctx.scratch / "warmup", sizes.timeout_s)
+            contender.time(sizes.warmup_items, ctx.scratch / "warmup", sizes.timeout_s, rank_counts[0], warm)
         log(f"[{NAME}] warm-up round done ({sizes.warmup_items} items each at {rank_counts[0]} ranks, not counted)")
-    keys = [(n, c) for n in rank_counts for c in field]
-    runs: dict[tuple[int, str], list[Timed]] = {(n, c.key): [] for n, c in keys}
-    for round_no, (ranks, contender) in rotated(keys, rounds):
-        run = run_once(contender, ranks, filelist, items, ctx.scratch / "out", sizes.timeout_s)
-        runs[ranks, contender.key].append(run)
-        log(f"[{NAME}] round {round_no + 1}/{rounds} {ranks} ranks {contender.key:18s} "
-            f"{items / run.seconds:10,.0f} mini-batches/s ({run.seconds:.3f} s timed, {run.wall_s:.2f} s command, "
-            f"others {run.others_percent:.0f}%)")
+
+    def run(key: tuple[int, str]) -> Timed:
+        return by_key[key[1]].time(items, ctx.scratch / "out", sizes.timeout_s, key[0], filelist)
+
+    def say(key: tuple[int, str], run: Timed) -> str:
+        return (f"{key[0]} ranks {key[1]:18s} {items / run.seconds:10,.0f} mini-batches/s ({run.seconds:.3f} s timed, "
+                f"{run.wall_s:.2f} s command, others {run.others_percent:.0f}%)")
+
+    runs = contest(NAME, [(n, c.key) for n in rank_counts for c in field], rounds, run, say)
     return Section(render(ctx, items, rounds, rank_counts, field, runs), targets(rank_counts, field, runs, items))
 
 
@@ -177,20 +141,17 @@ def plot(ctx: Context, rank_counts: tuple[int, ...], field: list[Contender], run
 
 def render(ctx: Context, items: int, rounds: int, rank_counts: tuple[int, ...], field: list[Contender],
            runs: dict) -> str:
-    table = [("| ranks | contender | workers | mini-batches/s median | min | max | ÷ bare farm | ÷ futures(cs=1) "
-             "| command wall s (median) | mini-batches / command wall |"),
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for n in rank_counts:
         farm, peer = rates(runs, n, LIMIT, items), rates(runs, n, PEER, items)
         for c in field:
             r = rates(runs, n, c.key, items)
             wall = median([t.wall_s for t in runs[n, c.key]])
-            table.append(f"| {n} | {c.label} | {c.workers(n)} | {median(r):,.0f} | {min(r):,.0f} | {max(r):,.0f} | "
-                         f"{per_round_ratio(r, farm):.3f}x | {per_round_ratio(r, peer):.2f}x | {wall:.2f} | "
-                         f"{items / wall:,.0f} |")
+            rows.append(f"| {n} | {c.label} | {workers(c, n)} | {spread(r, '{:,.0f}')} | "
+                        f"{per_round_ratio(r, farm):.3f}x | {per_round_ratio(r, peer):.2f}x | {wall:.2f} | "
+                        f"{items / wall:,.0f} |")
     keys = [c.key for c in field]
-    raw = ["| ranks | round | " + " | ".join(keys) + " | others' CPU, max of the round |",
-           "|---:|---:|" + "---:|" * (len(keys) + 1)]
+    raw = table(["ranks", "round", *keys, "others' CPU, max of the round"], "r" * (len(keys) + 3), [])
     for n in rank_counts:
         for i in range(rounds):
             noise = max(runs[n, k][i].others_percent for k in keys)
@@ -198,10 +159,11 @@ def render(ctx: Context, items: int, rounds: int, rank_counts: tuple[int, ...], 
                        + f" | {noise:.0f}% |")
     over = [n for n in rank_counts if oversubscribed(n)]
     return "\n".join([
-        "### Targets", "", *targets_table(targets(rank_counts, field, runs, items)), "",
+        *targets_block(targets(rank_counts, field, runs, items)),
         f"### {items:,} no-op mini-batches of one item, {rounds} round(s), medians", "",
         plot(ctx, rank_counts, field, runs, items), "",
-        *table, "",
+        *table(["ranks", "contender", "workers", "mini-batches/s median", "min", "max", "÷ bare farm",
+                "÷ futures(cs=1)", "command wall s (median)", "mini-batches / command wall"], "rlrrrrrrrr", rows), "",
         ("Per round (mini-batches/s; the last column is the CPU other processes used during the round's runs, in "
         "percent of the machine: a round with a high value was disturbed):"), "",
         *raw, "",

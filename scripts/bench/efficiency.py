@@ -10,35 +10,25 @@ the same work. Efficiency = ideal / measured, ideal = N x one call's time / C.
 """
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (
-    BENCH,
-    BIN,
+from entry_cpu import spin
+from harness import (
     Context,
-    Section,
-    Target,
+    Contender,
     Timed,
-    completed,
+    contest,
     cores,
-    dispatch_seconds,
     filelist_input,
+    futures_command,
     log,
-    median,
     mpibatch_command,
-    printed_json,
-    pyplot,
-    rotated,
-    run_command,
-    save_plot,
-    targets_table,
+    pool_command,
     write_filelist,
 )
-from entry_cpu import spin
+from report import Section, Target, median, pyplot, save_plot, table, targets_block
 
 NAME = "efficiency"
 TITLE = "Efficiency: CPU-bound mini-batches on every core"
@@ -58,39 +48,24 @@ BATCHES_PER_CORE = 500  # full size: at least this many per core, so 16 cores ge
 QUICK = Sizes(batches=40, call_s=0.005, rounds=1, timeout_s=90)
 
 
-@dataclass(frozen=True)
-class Contender:
-    key: str
-    label: str
-    command: Callable[[Path, Path, int], list[str]]  # (filelist, fresh output, loops) -> argv
-    mpibatch: bool
-    target: bool = False  # the default layout: held to the target
-
-
 def contenders(c: int) -> list[Contender]:
-    python, mpiexec = str(BIN / "python"), str(BIN / "mpiexec")
-
+    """(filelist, loops[, output]) -> argv, every one with c workers."""
     def mpibatch(executor: str, works: bool) -> Contender:
         ranks = c if works else c + 1
-        def command(filelist: Path, output: Path, loops: int) -> list[str]:
+        def command(filelist: Path, loops: int, output: Path) -> list[str]:
             return mpibatch_command("entry_cpu.py", filelist_input(filelist), output, ranks, executor=executor,
                                     coordinator_works=works, script_args=["--loops", str(loops)])
 
         layout = f"`mpiexec -n {ranks}`" + ("" if works else " `--no-coordinator-works`")
         return Contender(f"mpibatch-{executor}{'' if works else '-nocw'}", f"mpibatch, {executor}, {layout}",
-                         command, True, works)
-
-    def pool(filelist: Path, _output: Path, loops: int) -> list[str]:
-        return [python, str(BENCH / "pool_map.py"), str(filelist), "--processes", str(c), "--loops", str(loops)]
-
-    def futures(filelist: Path, _output: Path, loops: int) -> list[str]:
-        return [mpiexec, "-n", str(c + 1), python, "-m", "mpi4py.futures", str(BENCH / "futures_map.py"),
-                str(filelist), "--chunksize", "1", "--loops", str(loops)]
+                         command, mpibatch=True, held=works)
 
     return [mpibatch("inline", True), mpibatch("process", True), mpibatch("inline", False),
             mpibatch("process", False),
-            Contender("pool", f"multiprocessing.Pool({c}).map, chunksize=1", pool, False),
-            Contender("futures", f"mpi4py.futures map, chunksize=1, `mpiexec -n {c + 1}`", futures, False)]
+            Contender("pool", f"multiprocessing.Pool({c}).map, chunksize=1",
+                      lambda filelist, loops: pool_command(filelist, c, loops)),
+            Contender("futures", f"mpi4py.futures map, chunksize=1, `mpiexec -n {c + 1}`",
+                      lambda filelist, loops: futures_command(c + 1, filelist, 1, loops))]
 
 
 def call_seconds(loops: int, repeats: int) -> float:
@@ -111,21 +86,8 @@ def calibrate(call_s: float) -> int:
     return loops
 
 
-def run_once(contender: Contender, filelist: Path, items: int, loops: int, output: Path, timeout: float) -> Timed:
-    done, noise = run_command(contender.command(filelist, output, loops), timeout)
-    if contender.mpibatch:
-        seconds = dispatch_seconds(completed(output, done, items, lines=items))
-        shutil.rmtree(output, ignore_errors=True)
-    else:
-        printed = printed_json(done)
-        if printed["items"] != items:
-            raise RuntimeError(f"{contender.key} did {printed['items']} items, expected {items}")
-        seconds = float(printed["seconds"])
-    return Timed(seconds, noise.wall_s, noise.others_percent)
-
-
 def measure(ctx: Context) -> Section:
-    sizes = QUICK if ctx.quick else FULL
+    sizes = ctx.sizes(QUICK, FULL)
     rounds = ctx.rounds_or(sizes.rounds)
     c = cores()
     batches = sizes.batches if ctx.quick else max(sizes.batches, BATCHES_PER_CORE * c)
@@ -133,18 +95,19 @@ def measure(ctx: Context) -> Section:
     field = contenders(c)
     filelist = write_filelist(ctx.scratch, batches)
     log(f"[{NAME}] {loops:,} loops per call, {call_seconds(loops, 10) * 1e3:.1f} ms here; {c} cores")
-    runs: dict[str, list[Timed]] = {k.key: [] for k in field}
-    ideals: list[float] = []
-    for round_no, contender in rotated(field, rounds):
-        if round_no == len(ideals):  # a new round: time a call again, for this round's machine speed
-            ideals.append(batches * call_seconds(loops, 10) / c)
-        run = run_once(contender, filelist, batches, loops, ctx.scratch / "out", sizes.timeout_s)
-        runs[contender.key].append(run)
-        log(f"[{NAME}] round {round_no + 1}/{rounds} {contender.key:22s} {run.seconds:7.2f} s timed "
-            f"({run.wall_s:.2f} s command, ideal {ideals[-1]:.2f} s, others {run.others_percent:.0f}%)")
-    results = {k: Result(runs[k], ideals) for k in runs}
+    ideals: list[float] = []  # a new round times a call again, for this round's machine speed
+
+    def run(contender: Contender) -> Timed:
+        return contender.time(batches, ctx.scratch / "out", sizes.timeout_s, filelist, loops)
+
+    def say(contender: Contender, run: Timed) -> str:
+        return (f"{contender.key:22s} {run.seconds:7.2f} s timed ({run.wall_s:.2f} s command, ideal {ideals[-1]:.2f} "
+                f"s, others {run.others_percent:.0f}%)")
+
+    runs = contest(NAME, field, rounds, run, say, lambda _: ideals.append(batches * call_seconds(loops, 10) / c))
+    results = {k.key: Result(runs[k], ideals) for k in field}
     goals = [Target(f"efficiency, {k.label} ≥ {TARGET:g}", f"{results[k.key].efficiency:.3f}",
-                    results[k.key].efficiency >= TARGET) for k in field if k.target]
+                    results[k.key].efficiency >= TARGET) for k in field if k.held]
     return Section(render(ctx, sizes, batches, rounds, loops, c, field, results, goals), goals)
 
 
@@ -183,27 +146,25 @@ def plot(ctx: Context, field: list[Contender], results: dict[str, Result]) -> st
 def render(ctx: Context, sizes: Sizes, batches: int, rounds: int, loops: int, c: int, field: list[Contender],
            results: dict[str, Result], goals: list[Target]) -> str:
     pool = results["pool"]
-    table = [("| contender | workers | seconds (median) | efficiency | min | max | ÷ Pool's efficiency "
-             "| command wall s | efficiency of the wall |"),
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = []
     for k in field:
         r = results[k.key]
         per_round = [i / t.seconds for i, t in zip(r.ideals, r.runs)]
         vs_pool = median([t_pool.seconds / t.seconds for t, t_pool in zip(r.runs, pool.runs)])
-        table.append(f"| {k.label} | {c} | {median([t.seconds for t in r.runs]):.2f} | {r.efficiency:.3f} | "
-                     f"{min(per_round):.3f} | {max(per_round):.3f} | {vs_pool:.3f} | "
-                     f"{median([t.wall_s for t in r.runs]):.2f} | {r.wall_efficiency:.3f} |")
+        rows.append(f"| {k.label} | {c} | {median([t.seconds for t in r.runs]):.2f} | {r.efficiency:.3f} | "
+                    f"{min(per_round):.3f} | {max(per_round):.3f} | {vs_pool:.3f} | "
+                    f"{median([t.wall_s for t in r.runs]):.2f} | {r.wall_efficiency:.3f} |")
     ideal = median(pool.ideals)
     return "\n".join([
-        "### Targets", "",
-        *targets_table(goals), "",
+        *targets_block(goals),
         (f"### {batches:,} mini-batches of one item, ~{sizes.call_s * 1e3:.0f} ms of CPU each, {c} cores, "
         f"{rounds} round(s)"), "",
         (f"One call: {loops:,} iterations of a pure-Python loop, calibrated at the start to "
         f"{sizes.call_s * 1e3:.0f} ms; ideal time = {batches:,} x one call / {c} cores = {ideal:.2f} s "
         "(median over rounds; each round re-times a call first)."), "",
         plot(ctx, field, results), "",
-        *table, "",
+        *table(["contender", "workers", "seconds (median)", "efficiency", "min", "max", "÷ Pool's efficiency",
+                "command wall s", "efficiency of the wall"], "lrrrrrrrr", rows), "",
         "### Method", "",
         (f"- **All cores.** This machine has {c} usable cores. `mpiexec -n {c}` uses them all with mpibatch's "
         f"defaults (rank 0 also works: {c} workers; with the process executor rank 0's work runs in its child, "

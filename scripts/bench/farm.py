@@ -10,10 +10,9 @@ reply, after a barrier. Prints one JSON line: {"items": N, "seconds": S}.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
+from baseline_io import print_result, read_items
 from mpi4py import MPI
 
 STOP = None
@@ -54,11 +53,11 @@ def main() -> None:
     comm = MPI.COMM_WORLD
     if comm.size < 2:
         raise SystemExit("farm.py needs at least 2 ranks")
-    items = Path(args.filelist).read_text().split() if comm.rank == 0 else []
+    items = read_items(args.filelist) if comm.rank == 0 else []
     comm.Barrier()
     if comm.rank == 0:
         seconds = coordinate(comm, items, args.credits)
-        print(json.dumps({"items": len(items), "seconds": seconds}), flush=True)
+        print_result(items=len(items), seconds=seconds)
     else:
         serve(comm)
 

@@ -10,11 +10,9 @@ to the last result. Prints one JSON line: {"items": N, "seconds": S}.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from functools import partial
-from pathlib import Path
 
+from baseline_io import print_result, read_items, timed_map
 from entry_cpu import spin_item
 from mpi4py.futures import MPIPoolExecutor
 
@@ -29,16 +27,12 @@ def main() -> None:
     parser.add_argument("--chunksize", type=int, default=1)
     parser.add_argument("--loops", type=int, default=0, help="CPU work per item (0: no-op)")
     args = parser.parse_args()
-    items = Path(args.filelist).read_text().split()
+    items = read_items(args.filelist)
+    work = partial(spin_item, loops=args.loops) if args.loops else noop
     with MPIPoolExecutor() as pool:
         pool.bootup(wait=True)
-        started = time.perf_counter()
-        work = partial(spin_item, loops=args.loops) if args.loops else noop
-        results = list(pool.map(work, items, chunksize=args.chunksize))
-        seconds = time.perf_counter() - started
-    if results != items:
-        raise SystemExit("futures_map.py: results differ from the items")
-    print(json.dumps({"items": len(items), "seconds": seconds}), flush=True)
+        seconds = timed_map(lambda: list(pool.map(work, items, chunksize=args.chunksize)), items, "futures_map.py")
+    print_result(items=len(items), seconds=seconds)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from common import REPO, Context, Section, Target, gpus, targets_table
+from harness import REPO, Context
+from machine import gpus
+from report import Section, Target, targets_table
 
 NAME = "gpu"
 TITLE = "GPU nodes: 8 and 16 ranks, the demo on GPUs"

@@ -7,10 +7,11 @@ Prints one JSON line: {"items": N, "seconds": S, "peak_bytes": this process's pe
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
+
+from baseline_io import print_result
 
 
 def walk(folder: str) -> list[str]:
@@ -41,7 +42,7 @@ def main() -> None:
         paths = walk(path)
     seconds = time.perf_counter() - started
     peak = high_water_mark()
-    print(json.dumps({"items": len(paths), "seconds": seconds, "peak_bytes": peak}), flush=True)
+    print_result(items=len(paths), seconds=seconds, peak_bytes=peak)
 
 
 if __name__ == "__main__":

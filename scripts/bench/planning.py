@@ -12,36 +12,28 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (
-    BENCH,
+from harness import (
     BIN,
     Context,
-    Noise,
-    Section,
-    Snapshot,
-    Target,
+    Peaks,
+    contest,
     filelist_input,
-    high_water_mark,
     job_result,
-    log,
     log_line_time,
     made_once,
-    median,
     mpibatch_command,
     printed_json,
-    pyplot,
-    rotated,
+    python_command,
     run_command,
-    save_plot,
-    targets_table,
+    watched,
     write_filelist,
 )
+from report import Section, Target, median, pyplot, save_plot, table, targets_block
 
 NAME = "planning"
 TITLE = "Planning: time to the first mini-batch and rank 0's memory"
@@ -102,40 +94,32 @@ def first_dispatch(ctx: Context, inputs: str, batches: int, sizes: Sizes, env: d
     """Launch, wait for the dispatch loop, let it run dispatch_for_s, SIGTERM; sample VmHWM throughout.
     env: another mpibatch to run (before_after); needs_timing False: one that writes no `timing` yet."""
     output = ctx.scratch / "out"
-    shutil.rmtree(output, ignore_errors=True)
     command = mpibatch_command("entry_noop.py", inputs, output, None, executor="process")
     rank0_log = output / "logs" / "sys" / "rank-0000.txt"
-    before = Snapshot.now()
+    peaks = Peaks()
+    seen: list[float] = []  # when the loop was first seen; then when SIGTERM went
+
+    def tick(proc: subprocess.Popen) -> None:
+        peaks(proc)
+        if not seen and log_line_time(rank0_log, LOOP_STARTED) is not None:
+            seen.append(time.monotonic())
+        if len(seen) == 1 and time.monotonic() - seen[0] >= sizes.dispatch_for_s:
+            proc.send_signal(signal.SIGTERM)
+            seen.append(time.monotonic())
+
     launched = time.time()
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
-        peak, seen, stopped = 0, None, False
-        deadline = time.monotonic() + sizes.timeout_s
-        while proc.poll() is None:
-            peak = max(peak, high_water_mark(proc.pid) or 0)
-            if seen is None and log_line_time(rank0_log, LOOP_STARTED) is not None:
-                seen = time.monotonic()
-            if not stopped and seen is not None and time.monotonic() - seen >= sizes.dispatch_for_s:
-                proc.send_signal(signal.SIGTERM)
-                stopped = True
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"planning run did not finish within {sizes.timeout_s:g} s: {' '.join(command)}")
-            time.sleep(0.02)
-        err.seek(0)
-        stderr = err.read()
-    noise = Noise.between(before, Snapshot.now())
-    result = job_result(output, subprocess.CompletedProcess(command, proc.returncode, "", stderr))
+    done, noise = watched(command, sizes.timeout_s, tick, 0.02, env=env)
+    result = job_result(output, done)
     if result["mini_batches"]["total"] != batches or result["status"] not in ("Completed", "Interrupted"):
         raise RuntimeError(f"planned {result['mini_batches']['total']} mini-batches of {batches} "
-                           f"(status {result['status']}, rc {proc.returncode}): {stderr[-800:]}")
+                           f"(status {result['status']}, rc {done.returncode}): {done.stderr[-800:]}")
     first = (result.get("timing") or {}).get("first_dispatch_s")
     if first is None and needs_timing:
         raise RuntimeError(f"job_result.json has no timing.first_dispatch_s: {result.get('timing')}")
     loop = log_line_time(rank0_log, LOOP_STARTED)
     shutil.rmtree(output, ignore_errors=True)
-    return Planned(None if first is None else float(first), None if loop is None else loop - launched, peak, noise.wall_s, result["status"],
-                   noise.others_percent)
+    return Planned(None if first is None else float(first), None if loop is None else loop - launched, peaks.own,
+                   noise.wall_s, result["status"], noise.others_percent)
 
 
 def floor(command: list[str], timeout: float) -> Floor:
@@ -157,36 +141,36 @@ class Case:
 
 
 def measure(ctx: Context) -> Section:
-    sizes = QUICK if ctx.quick else FULL
+    sizes = ctx.sizes(QUICK, FULL)
     rounds = ctx.rounds_or(sizes.rounds)
     root = ctx.cache / "bench-planning"
     filelist = write_filelist(root, sizes.filelist_items)
     folder = small_files(root, sizes.folder_files, sizes.files_per_subfolder)
-    python, t = str(BIN / "python"), sizes.timeout_s
+    t = sizes.timeout_s
     cases = [
         Case("filelist", f"{sizes.filelist_items:,} paths in a filelist", sizes.filelist_items, {
             "mpibatch": lambda: first_dispatch(ctx, filelist_input(filelist), sizes.filelist_items, sizes),
             "`wc -l`": lambda: floor(["wc", "-l", str(filelist)], t),
-            "Python: the lines into a list (peak: the interpreter too)": lambda: floor([python, str(BENCH / "listing.py"), "filelist",
-                                                             str(filelist)], t)}),
+            "Python: the lines into a list (peak: the interpreter too)":
+                lambda: floor(python_command("listing.py", "filelist", filelist), t)}),
         Case("folder", f"a folder of {sizes.folder_files:,} small files", sizes.folder_files, {
             "mpibatch": lambda: first_dispatch(ctx, str(folder), sizes.folder_files, sizes),
             "`find -type f` into `wc -l`": lambda: floor(["sh", "-c", f"find '{folder}' -type f | wc -l"], t),
-            "Python: os.scandir walk into a list (peak: the interpreter too)": lambda: floor([python, str(BENCH / "listing.py"), "walk",
-                                                                  str(folder)], t)}),
+            "Python: os.scandir walk into a list (peak: the interpreter too)":
+                lambda: floor(python_command("listing.py", "walk", folder), t)}),
     ]
     floor(["sh", "-c", f"find '{folder}' -type f | wc -l; cat '{filelist}' > /dev/null"], t)  # warm the page cache
-    keys = [(case, name) for case in cases for name in case.contenders]
-    found: dict[tuple[str, str], list] = {(c.key, n): [] for c, n in keys}
-    for round_no, (case, name) in rotated(keys, rounds):
-        measured = case.contenders[name]()
-        found[case.key, name].append(measured)
+    by_key = {case.key: case for case in cases}
+
+    def say(key: tuple[str, str], measured: Planned | Floor) -> str:
         if isinstance(measured, Planned):
-            log(f"[{NAME}] round {round_no + 1}/{rounds} {case.key}: mpibatch first dispatch "
-                f"{measured.first_dispatch_s:.2f} s (outside {measured.outside_s or float('nan'):.2f} s), "
-                f"rank 0 peak {measured.peak_bytes / 2**20:,.0f} MB, {measured.status}")
-        else:
-            log(f"[{NAME}] round {round_no + 1}/{rounds} {case.key}: {name} {measured.seconds:.3f} s")
+            return (f"{key[0]}: mpibatch first dispatch {measured.first_dispatch_s:.2f} s (outside "
+                    f"{measured.outside_s or float('nan'):.2f} s), rank 0 peak {measured.peak_bytes / 2**20:,.0f} MB, "
+                    f"{measured.status}")
+        return f"{key[0]}: {key[1]} {measured.seconds:.3f} s"
+
+    found = contest(NAME, [(case.key, name) for case in cases for name in case.contenders], rounds,
+                    lambda key: by_key[key[0]].contenders[key[1]](), say)
     goals = []
     for case in cases:
         first = median([p.first_dispatch_s for p in found[case.key, "mpibatch"]])
@@ -232,28 +216,28 @@ def plot(ctx: Context, cases: list[Case], found: dict) -> str:
 
 
 def render(ctx: Context, sizes: Sizes, rounds: int, cases: list[Case], found: dict, goals: list[Target]) -> str:
-    table = [("| inputs | contender | first dispatch s: timing.first_dispatch_s | launch to dispatch loop s "
-             "| listing s | peak memory MiB | command wall s |"), "|---|---|---:|---:|---:|---:|---:|"]
+    rows = []
     for case in cases:
         planned = found[case.key, "mpibatch"]
         outside = [p.outside_s for p in planned if p.outside_s is not None]
-        table.append(f"| {case.label} | mpibatch, 1 rank, mini_batch_size 1 "
-                     f"| {median([p.first_dispatch_s for p in planned]):.2f} "
-                     f"| {median(outside) if outside else float('nan'):.2f} | "
-                     f"| {median([p.peak_bytes for p in planned]) / 2**20:,.0f} "
-                     f"| {median([p.wall_s for p in planned]):.2f} |")
+        rows.append(f"| {case.label} | mpibatch, 1 rank, mini_batch_size 1 "
+                    f"| {median([p.first_dispatch_s for p in planned]):.2f} "
+                    f"| {median(outside):.2f} | "
+                    f"| {median([p.peak_bytes for p in planned]) / 2**20:,.0f} "
+                    f"| {median([p.wall_s for p in planned]):.2f} |")
         for name in list(case.contenders)[1:]:
             floors = found[case.key, name]
-            peaks = [f.peak_bytes for f in floors if f.peak_bytes]
-            table.append(f"| {case.label} | {name} | | | {median([f.seconds for f in floors]):.3f} "
-                         f"| {median(peaks) / 2**20 if peaks else float('nan'):,.0f} "
-                         f"| {median([f.wall_s for f in floors]):.2f} |")
-    table = [line.replace("| nan |", "| |") for line in table]
+            rows.append(f"| {case.label} | {name} | | | {median([f.seconds for f in floors]):.3f} "
+                        f"| {median([f.peak_bytes for f in floors if f.peak_bytes]) / 2**20:,.0f} "
+                        f"| {median([f.wall_s for f in floors]):.2f} |")
+    table_lines = table(["inputs", "contender", "first dispatch s: timing.first_dispatch_s",
+                         "launch to dispatch loop s", "listing s", "peak memory MiB", "command wall s"], "llrrrrr",
+                        [line.replace("| nan |", "| |") for line in rows])
     return "\n".join([
-        "### Targets", "", *targets_table(goals), "",
+        *targets_block(goals),
         f"### {rounds} round(s), medians", "",
         plot(ctx, cases, found), "",
-        *table, "",
+        *table_lines, "",
         "### Method", "",
         ("- **mpibatch**: `mpibatch run --entry-script scripts/bench/entry_noop.py --inputs INPUT "
         "--mini-batch-size 1 --executor process --progress none` on one rank, without mpiexec, so every input is "

@@ -9,12 +9,10 @@ the call to the last result. Prints one JSON line: {"items": N, "seconds": S}.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import time
 from functools import partial
-from pathlib import Path
 
+from baseline_io import print_result, read_items, timed_map
 from entry_cpu import spin_item
 
 
@@ -25,15 +23,12 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=0)
     parser.add_argument("--chunksize", type=int, default=1)
     args = parser.parse_args()
-    items = Path(args.filelist).read_text().split()
+    items = read_items(args.filelist)
+    work = partial(spin_item, loops=args.loops)
     with multiprocessing.Pool(args.processes) as pool:
         pool.map(abs, range(args.processes * 4), chunksize=1)
-        started = time.perf_counter()
-        results = pool.map(partial(spin_item, loops=args.loops), items, chunksize=args.chunksize)
-        seconds = time.perf_counter() - started
-    if results != items:
-        raise SystemExit("pool_map.py: results differ from the items")
-    print(json.dumps({"items": len(items), "seconds": seconds}), flush=True)
+        seconds = timed_map(lambda: pool.map(work, items, chunksize=args.chunksize), items, "pool_map.py")
+    print_result(items=len(items), seconds=seconds)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ last sample (nearly its whole life) are reported too.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from harness import completed, watched
 
 SAMPLE_S = 0.05
 LOOP_STARTED = re.compile(r" coordinating \d+ mini-batches")
@@ -68,47 +69,43 @@ def _cpu_seconds(proc: psutil.Process) -> float:
     return times.user + times.system
 
 
-def measure(command: list[str], rank0_log: Path, timeout: float) -> tuple[CpuUse, subprocess.CompletedProcess]:
-    """Run the command, sampling rank 0; raises RuntimeError if rank 0 or its loop was never seen."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        first, last, total = _sample(proc, rank0_log, timeout)
-        out.seek(0)
-        err.seek(0)
-        done = subprocess.CompletedProcess(command, proc.returncode, out.read(), err.read())
-    if first is None or last is None or last[0] <= first[0]:
-        raise RuntimeError(f"rank 0's dispatch loop was not sampled (rc {proc.returncode}): "
-                           f"{done.stderr.strip()[-500:]}")
-    return CpuUse(last[0] - first[0], last[1] - first[1], total), done
+class Sampler:
+    """A tick for `watched`: finds rank 0 under the launcher and keeps its first and last in-loop samples."""
 
+    def __init__(self, rank0_log: Path) -> None:
+        self.rank0_log = rank0_log
+        self.rank0: psutil.Process | None = None
+        self.first: Sample = None
+        self.last: Sample = None
+        self.total = 0.0
 
-def _sample(proc: subprocess.Popen, rank0_log: Path, timeout: float) -> tuple[Sample, Sample, float]:
-    """Sample rank 0 until the launcher exits: the first and last in-loop samples, whole-life CPU."""
-    launcher = psutil.Process(proc.pid)
-    deadline = time.monotonic() + timeout
-    rank0: psutil.Process | None = None
-    first: Sample = None
-    last: Sample = None
-    total = 0.0
-    while proc.poll() is None and time.monotonic() < deadline:
+    def __call__(self, proc: subprocess.Popen) -> None:
         try:
-            rank0 = rank0 or find_rank0(launcher)
-            if rank0 is not None:
-                phase = _phase(rank0_log)
-                now, cpu = time.monotonic(), _cpu_seconds(rank0)
-                total = cpu
+            self.rank0 = self.rank0 or find_rank0(psutil.Process(proc.pid))
+            if self.rank0 is not None:
+                phase = _phase(self.rank0_log)
+                now, cpu = time.monotonic(), _cpu_seconds(self.rank0)
+                self.total = cpu
                 if phase == "loop":
-                    first = first or (now, cpu)
-                    last = (now, cpu)
+                    self.first = self.first or (now, cpu)
+                    self.last = (now, cpu)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             pass  # rank 0 is exiting: the samples so far are all there is
-        time.sleep(SAMPLE_S)
-    if proc.poll() is None:
-        state = describe_tree(launcher)
-        proc.terminate()  # mpiexec forwards SIGTERM to the ranks
-        proc.wait(30)
-        raise RuntimeError(f"timed out after {timeout:g} s; its processes then:\n{state}")
-    return first, last, total
+
+
+def measure(command: list[str], output: Path, batches: int, timeout: float) -> CpuUse:
+    """Run the mpibatch job, sampling rank 0, and check it completed; RuntimeError if rank 0 or its loop
+    was never seen."""
+    sampler = Sampler(output / "logs" / "sys" / "rank-0000.txt")
+    done, _ = watched(command, timeout, sampler, SAMPLE_S,
+                      explain=lambda proc: "its processes then:\n" + describe_tree(psutil.Process(proc.pid)))
+    first, last = sampler.first, sampler.last
+    if first is None or last is None or last[0] <= first[0]:
+        raise RuntimeError(f"rank 0's dispatch loop was not sampled (rc {done.returncode}): "
+                           f"{done.stderr.strip()[-500:]}")
+    completed(output, done, batches)
+    shutil.rmtree(output, ignore_errors=True)
+    return CpuUse(last[0] - first[0], last[1] - first[1], sampler.total)
 
 
 def describe_tree(launcher: psutil.Process) -> str:

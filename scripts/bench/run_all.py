@@ -54,22 +54,9 @@ import efficiency
 import gpu
 import planning
 import tabular
-from common import (
-    BIN,
-    QUICK_NOTE,
-    REPO,
-    TARGETS_HEADER,
-    Context,
-    Noise,
-    Snapshot,
-    Target,
-    freeze_mpibatch,
-    load_average,
-    log,
-    machine,
-    verdict,
-)
-from doc_section import command_line, compose, markers, write_section
+from harness import BIN, REPO, Context, Noise, Snapshot, log
+from machine import freeze_mpibatch, load_average, machine
+from report import QUICK_NOTE, TARGETS_HEADER, Target, command_line, compose, markers, verdict, write_section
 
 SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, before_after, gpu)}
 SUITE = "suite"

@@ -23,51 +23,52 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common
-from common import (
+import harness
+import machine
+from harness import (
     BIN,
-    QUICK_NOTE,
     REPO,
     Context,
+    Peaks,
+    contest,
+    job_result,
+    made_once,
+    mpibatch_command,
+    printed_json,
+    python_command,
+    run_command,
+    watched,
+)
+from report import (
+    QUICK_NOTE,
     Section,
     Target,
-    high_water_mark,
+    command_line,
+    compose,
+    markers,
+    median,
+    table,
     targets_table,
+    write_section,
 )
-from doc_section import command_line, compose, write_section
 
 NAME = "tabular"
 TITLE = "Tabular inputs: reading throughput and rank 0's planning memory"
 DOC = REPO / "docs" / "benchmarks.md"
-START, END = f"<!-- {NAME}:start -->", f"<!-- {NAME}:end -->"
 CHUNK_ROWS = 1 << 20  # rows generated at a time; also the parquet row-group size (pyarrow's default)
 TARGET_RATIO = 0.8
-COUNT_SCRIPT = "def run(mini_batch):\n    return range(len(mini_batch))\n"
-PYARROW_READER = """
-import json, sys, time
-import pyarrow.csv, pyarrow.parquet
-fmt, paths = sys.argv[1], sys.argv[2:]
-read = pyarrow.parquet.read_table if fmt == "parquet" else pyarrow.csv.read_csv
-started = time.perf_counter()
-rows = sum(read(path).num_rows for path in paths)
-print(json.dumps({"rows": rows, "seconds": time.perf_counter() - started}))
-"""
+COUNT_SCRIPT = "entry_count_rows.py"
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ QUICK = Sizes(2, 20_000, 2, 20_000, (), 1, 100, (10, 100), False)
 
 
 def log(message: str) -> None:
-    common.log(f"[{NAME}] {message}")
+    harness.log(f"[{NAME}] {message}")
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -127,10 +128,6 @@ def _write_table_file(path: Path, fmt: str, rows: int, seed: int, first_id: int)
             writer.close()
 
 
-def made_once(folder: Path, make: Callable[[Path], None]) -> Path:
-    return common.made_once(folder, make, NAME)
-
-
 def dataset(root: Path, fmt: str, files: int, rows: int) -> Path:
     """A folder of `files` table files of `rows` rows each, made once."""
     suffix = "parquet" if fmt == "parquet" else "csv"
@@ -139,7 +136,7 @@ def dataset(root: Path, fmt: str, files: int, rows: int) -> Path:
         for i in range(files):
             _write_table_file(folder / f"part-{i:05d}.{suffix}", fmt, rows, seed=i, first_id=i * rows)
 
-    return made_once(root / f"{fmt}-{files}x{rows}", make)
+    return made_once(root / f"{fmt}-{files}x{rows}", make, NAME)
 
 
 def table_files(folder: Path) -> list[Path]:
@@ -162,33 +159,37 @@ class Measure:
 
 
 def run_pyarrow(fmt: str, folder: Path) -> Measure:
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", PYARROW_READER, fmt, *map(str, table_files(folder))],
-                          capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - started
-    found = json.loads(proc.stdout)
-    return Measure("pyarrow", found["rows"], found["seconds"], wall)
+    done, noise = run_command(python_command("pyarrow_read.py", fmt, *table_files(folder)), 1800)
+    found = printed_json(done)
+    return Measure("pyarrow", found["rows"], found["seconds"], noise.wall_s)
+
+
+def count_rows(folder: Path, output: Path, size: str | None = None, executor: str | None = "process",
+               options: dict | None = None) -> list[str]:
+    """`mpibatch run` on one rank over a tabular folder, run() counting rows, summary_only output."""
+    return mpibatch_command(COUNT_SCRIPT, {"path": str(folder), "type": "tabular", **(options or {})}, output, None,
+                            executor=executor, coordinator_works=None, mini_batch_size=size,
+                            extra=["--output-action", "summary_only"])
+
+
+def counted(output: Path, done, rows: int | None = None) -> dict:
+    """job_result.json of a row-counting job that completed with no failed item (and `rows` rows)."""
+    result = job_result(output, done) if done.returncode == 0 else None
+    if result is None or result["status"] != "Completed" or result["items"]["failed"]:
+        raise SystemExit(f"mpibatch failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    if rows is not None and result["items"]["succeeded"] != rows:
+        raise SystemExit(f"expected {rows} rows, mpibatch saw {result['items']}")
+    shutil.rmtree(output, ignore_errors=True)
+    return result
 
 
 def run_mpibatch(folder: Path, scratch: Path, size: str | None, name: str, options: dict | None = None,
                  timeout: float = 1800) -> Measure:
-    script = scratch / "count_rows.py"
-    script.write_text(COUNT_SCRIPT)
     out = scratch / "out"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [str(BIN / "mpibatch"), "run", "--entry-script", str(script), "--output", str(out),
-           "--inputs", json.dumps({"path": str(folder), "type": "tabular", **(options or {})}),
-           "--output-action", "summary_only", "--progress", "none", "--executor", "process"]
-    if size:
-        cmd += ["--mini-batch-size", size]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout)
-    wall = time.perf_counter() - started
-    result = json.loads((out / "logs" / "job_result.json").read_text()) if proc.returncode == 0 else None
-    if result is None or result["status"] != "Completed" or result["items"]["failed"]:
-        raise SystemExit(f"mpibatch failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
-    shutil.rmtree(out, ignore_errors=True)
-    return Measure(name, result["items"]["succeeded"], result["elapsed_s"], wall)
+    done, noise = run_command(count_rows(folder, out, size, options=options), timeout)
+    result = counted(out, done)
+    return Measure(name, result["items"]["succeeded"], result["elapsed_s"], noise.wall_s)
 
 
 def warm_page_cache(folder: Path) -> None:
@@ -206,24 +207,20 @@ def throughput(fmt: str, folder: Path, sizes: Sizes, scratch: Path) -> list[list
         ("mpibatch (default 1MB)", lambda: run_mpibatch(folder, scratch, None, "mpibatch (default 1MB)")),
     ]
     for size in sizes.batch_sizes:
-        contenders.append((f"mpibatch ({size})", partial(run_mpibatch, folder, scratch, size, f"mpibatch ({size})")))
+        contenders.append((f"mpibatch ({size})", lambda size=size: run_mpibatch(folder, scratch, size,
+                                                                               f"mpibatch ({size})")))
     large = sizes.batch_sizes[-1] if sizes.batch_sizes else None
     if fmt == "csv":  # the opt-in multi-threaded parser: `engine: pyarrow` in the input mapping
         name = f"mpibatch ({large or 'default 1MB'}, engine: pyarrow)"
         contenders.append((name, lambda: run_mpibatch(folder, scratch, large, name, {"engine": "pyarrow"})))
     warm_page_cache(folder)
-    rounds = []
-    for r in range(sizes.rounds):
-        shift = r % len(contenders)
-        measures = {}
-        for name, run in contenders[shift:] + contenders[:shift]:
-            measures[name] = run()
-            log(f"{fmt} round {r + 1}: {name}: {measures[name].rows} rows, {measures[name].seconds:.2f} s "
-                f"(wall {measures[name].wall:.2f} s)")
-        rows = {m.rows for m in measures.values()}
-        if len(rows) != 1:
+    runs = dict(contenders)
+    found = contest(NAME, list(runs), sizes.rounds, lambda name: runs[name](),
+                    lambda name, m: f"{fmt}: {name}: {m.rows} rows, {m.seconds:.2f} s (wall {m.wall:.2f} s)")
+    rounds = [[found[name][r] for name in runs] for r in range(sizes.rounds)]
+    for measures in rounds:
+        if len({m.rows for m in measures}) != 1:
             raise SystemExit(f"{fmt}: contenders saw different row counts: {measures}")
-        rounds.append([measures[name] for name, _ in contenders])
     return rounds
 
 
@@ -242,35 +239,12 @@ class Memory:
 
 def planning_memory(folder: Path, files: int, rows: int, scratch: Path) -> Memory:
     """Run a row-counting job over many small files on one rank; sample rank 0's and its child's VmHWM."""
-    import psutil
-
-    script = scratch / "count_rows.py"
-    script.write_text(COUNT_SCRIPT)
     out = scratch / "out-memory"
     shutil.rmtree(out, ignore_errors=True)
-    cmd = [str(BIN / "mpibatch"), "run", "--entry-script", str(script), "--output", str(out),
-           "--inputs", json.dumps({"path": str(folder), "type": "tabular"}), "--output-action", "summary_only",
-           "--progress", "none"]
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    rank0 = child = 0
-    while proc.poll() is None:
-        rank0 = max(rank0, high_water_mark(proc.pid) or 0)
-        try:
-            for kid in psutil.Process(proc.pid).children(recursive=True):
-                child = max(child, high_water_mark(kid.pid) or 0)
-        except psutil.NoSuchProcess:
-            pass
-        time.sleep(0.02)
-    wall = time.perf_counter() - started
-    stderr = proc.stderr.read() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise SystemExit(f"mpibatch failed (exit {proc.returncode}): {stderr[-2000:]}")
-    result = json.loads((out / "logs" / "job_result.json").read_text())
-    if result["items"]["succeeded"] != files * rows:
-        raise SystemExit(f"expected {files * rows} rows, mpibatch saw {result['items']}")
-    shutil.rmtree(out, ignore_errors=True)
-    return Memory(files, rows, result["mini_batches"]["total"], rank0, child, wall)
+    peaks = Peaks()
+    done, noise = watched(count_rows(folder, out, executor=None), 1800, lambda proc: peaks(proc, children=True), 0.02)
+    result = counted(out, done, files * rows)
+    return Memory(files, rows, result["mini_batches"]["total"], peaks.own, peaks.children, noise.wall_s)
 
 
 def many_files(root: Path, files: int, rows: int) -> Path:
@@ -283,26 +257,10 @@ def many_files(root: Path, files: int, rows: int) -> Path:
         for i in range(files):
             pq.write_table(template, folder / f"part-{i:06d}.parquet")
 
-    return made_once(root / f"many-{files}x{rows}", make)
+    return made_once(root / f"many-{files}x{rows}", make, NAME)
 
 
 # ---- report ----------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    import pandas
-    import psutil
-    import pyarrow
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
-            f"{platform.system()} {platform.release()}; Python {platform.python_version()}, "
-            f"pyarrow {pyarrow.__version__}, pandas {pandas.__version__}")
 
 
 def _mb(n: float) -> str:
@@ -312,14 +270,14 @@ def _mb(n: float) -> str:
 def throughput_table(fmt: str, nbytes: int, rounds: list[list[Measure]]) -> tuple[list[str], list[float]]:
     names = [m.contender for m in rounds[0]]
     rows = rounds[0][0].rows
-    base = statistics.median(r[0].seconds for r in rounds)
-    base_wall = statistics.median(r[0].wall for r in rounds)
+    base = median(r[0].seconds for r in rounds)
+    base_wall = median(r[0].wall for r in rounds)
     lines = []
     ratios = []
     for i, name in enumerate(names):
-        seconds = statistics.median(r[i].seconds for r in rounds)
-        wall = statistics.median(r[i].wall for r in rounds)
-        per_round = statistics.median(r[0].seconds / r[i].seconds for r in rounds)
+        seconds = median(r[i].seconds for r in rounds)
+        wall = median(r[i].wall for r in rounds)
+        per_round = median(r[0].seconds / r[i].seconds for r in rounds)
         ratio = f"{base / seconds:.2f} (per round {per_round:.2f}); wall {base_wall / wall:.2f}"
         if i:
             ratios.append(base / seconds)
@@ -345,7 +303,8 @@ def targets(results: dict[str, tuple[int, list[list[Measure]]]]) -> list[Target]
 
 def render(sizes: Sizes, results: dict[str, tuple[int, list[list[Measure]]]], memory: list[Memory],
            goals: list[Target]) -> str:
-    out = [f"Machine: {machine()}; load average at the end {', '.join(f'{x:.1f}' for x in os.getloadavg())}.", "",
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    out = [f"Machine: {machine.one_line('pyarrow', 'pandas')}; load average at the end {load}.", "",
            "### Targets", "", *targets_table(goals), "",
            f"### Reading a dataset through mpibatch vs pyarrow ({sizes.rounds} rounds, medians)", "",
            ("mpibatch: `mpibatch run` on one rank (coordinator and one process-executor worker), run() returns "
@@ -356,8 +315,8 @@ def render(sizes: Sizes, results: dict[str, tuple[int, list[list[Measure]]]], me
            f"pyarrow's (target >= {TARGET_RATIO}), from the medians, and the median of the per-round ratios. "
            "`engine: pyarrow` is an input option the user opts into (pandas' multi-threaded parser; its dtypes can "
            "differ from the default C parser's, e.g. it turns ISO dates into datetimes)."), "",
-           "| data | contender | rows | MB on disk | seconds | wall s | rows/s | MB/s | ratio to pyarrow |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+           *table(["data", "contender", "rows", "MB on disk", "seconds", "wall s", "rows/s", "MB/s",
+                   "ratio to pyarrow"], "llrrrrrrl", [])]
     for fmt, (nbytes, rounds) in results.items():
         lines, _ = throughput_table(fmt, nbytes, rounds)
         out += lines
@@ -366,8 +325,8 @@ def render(sizes: Sizes, results: dict[str, tuple[int, list[list[Measure]]]], me
                 ("`mpibatch run` on one rank over a folder of one-row-group parquet files, default mini_batch_size "
                 "(one mini-batch per file); peak RSS = VmHWM sampled every 20 ms. Rank 0 reads only footers, so its "
                 "peak must not grow with the rows per file."), "",
-                ("| files | rows per file | mini-batches | rank 0 peak RSS (MB) | entry-script process peak RSS (MB) "
-                "| wall s |"), "|---:|---:|---:|---:|---:|---:|"]
+                *table(["files", "rows per file", "mini-batches", "rank 0 peak RSS (MB)",
+                        "entry-script process peak RSS (MB)", "wall s"], "rrrrrr", [])]
     for m in memory:
         out.append(f"| {m.files:,} | {m.rows_per_file:,} | {m.mini_batches:,} | {m.rank0_peak / 2**20:.0f} | "
                    f"{m.child_peak / 2**20:.0f} | {m.wall:.1f} |")
@@ -392,7 +351,7 @@ def run(sizes: Sizes, root: Path, scratch: Path, skip_memory: bool = False) -> S
 
 def measure(ctx: Context) -> Section:
     """The section as run_all.py runs it: generated data under ctx.cache, rounds from --rounds."""
-    sizes = QUICK if ctx.quick else FULL
+    sizes = ctx.sizes(QUICK, FULL)
     return run(replace(sizes, rounds=ctx.rounds_or(sizes.rounds)), ctx.cache / "bench-tabular", ctx.scratch)
 
 
@@ -419,11 +378,11 @@ def main(argv: list[str]) -> int:
         section = run(sizes, root, scratch, args.skip_memory)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    report = compose(NAME, TITLE, (QUICK_NOTE if args.quick else "") + section.body, command_line("scripts/bench/tabular.py"), started,
-                     time.perf_counter() - clock)
+    report = compose(NAME, TITLE, (QUICK_NOTE if args.quick else "") + section.body,
+                     command_line("scripts/bench/tabular.py"), started, time.perf_counter() - clock)
     print(report)
     if not (args.quick or args.no_write):
-        write_section(DOC, report, START, END)
+        write_section(DOC, report, *markers(NAME))
         log(f"wrote the tabular section of {DOC}")
     return 0
 
