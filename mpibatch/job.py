@@ -344,7 +344,7 @@ def abort_after_line(comm: Any, line: str) -> None:
 def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker], signals: StopSignals,
                 log: Any, size: int, worker_ranks: list[int], walltime: Optional[Walltime] = None,
                 hosts: Optional[dict[int, str]] = None) -> int:
-    from .coordinator import Coordinator
+    from .engine.coordinator import Coordinator
 
     for note in plan.prepared.notes:  # what the resume repaired in the output
         log.warning("%s", note)

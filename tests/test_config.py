@@ -347,7 +347,7 @@ def test_the_bounds_admit_their_edges(job: Path) -> None:
 
 
 def test_credit_bound_matches_the_coordinators() -> None:
-    from mpibatch.coordinator import MAX_CREDITS
+    from mpibatch.engine.coordinator import MAX_CREDITS
 
     assert RANGES["credits_per_worker"].high == MAX_CREDITS
 

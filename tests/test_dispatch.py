@@ -7,7 +7,8 @@ import pytest
 
 from mpibatch.commit import ResultStore
 from mpibatch.config import JobConfig
-from mpibatch.coordinator import Coordinator, Pending
+from mpibatch.engine.coordinator import Coordinator
+from mpibatch.engine.pending import Pending
 from mpibatch.job import prepare
 from mpibatch.records import MiniBatch, Outcome, Task
 from mpibatch.signals import StopSignals

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.split: deterministic halves and what a resume re-creates."""
+"""Unit tests for mpibatch.engine.bisection: deterministic halves and what a resume re-creates."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import os
 from mpibatch.commit import JournalEntry
 from mpibatch.journal import read_journal
 from mpibatch.records import MiniBatch, TableSlice
-from mpibatch.split import Bisection, failed_item_line, halves, halves_to_redo, rewrite_failed_items, should_bisect
+from mpibatch.engine.bisection import Bisection, failed_item_line, halves, halves_to_redo, rewrite_failed_items, should_bisect
 from mpibatch.text import unescape
 
 BATCH = MiniBatch(17, 0, tuple(f"f{i}" for i in range(5)))

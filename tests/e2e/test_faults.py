@@ -219,7 +219,7 @@ def test_a_failure_of_the_coordinator_itself_ends_every_rank(tmp_path):
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(
-        "import mpibatch.coordinator as c\n"
+        "import mpibatch.engine.coordinator as c\n"
         "def broken(self):\n"
         "    raise RuntimeError('injected coordinator bug')\n"
         "c.Coordinator.run = broken\n")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from .records import BatchId, MiniBatch
-from .text import escape
+from ..records import BatchId, MiniBatch
+from ..text import escape
 
 SPLITTABLE_CLASSES = frozenset({"exception", "crash"})  # a timeout or oom may be the batch's size, not an item
 
@@ -120,6 +120,13 @@ class Bisection:
 
     def wants_split(self, batch: MiniBatch, errors: Iterable[str], rows_read: int = -1) -> bool:
         return self.stopped is None and should_bisect(self.setting, batch, errors, rows_read)
+
+    def after_last_try(self, batch: MiniBatch, errors: Iterable[str], rows_read: int) -> Optional[str]:
+        """What becomes of a mini-batch that failed its last try: "split" in halves, "isolate" (its one
+        item failed alone: a failed item, not a failed mini-batch) or None (it fails)."""
+        if not self.wants_split(batch, errors, rows_read):
+            return None
+        return "split" if splittable(batch, rows_read) else "isolate"
 
     def split(self, batch_id: BatchId, error: str) -> None:
         self._open[str(batch_id)] = (error, 2)

@@ -4,36 +4,36 @@ from __future__ import annotations
 
 import logging
 import os
-import statistics
 import sys
 import time
 from collections import Counter, deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import islice
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
-from . import installed_version
-from .commit import JournalEntry, ResultStore
-from .config import JobConfig
-from .executor import InlineExecutor
-from .integrity import describe_write_error
-from .logs import FirstError, Layout, write_job_result
-from .placement import ranks_by_host
-from .plan import BatchPlan
-from .polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
-from .progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
-from .records import ERROR_CLASSES, BatchId, MiniBatch, Outcome, Task
-from .remote import RemoteOutput
-from .signals import StopSignals
-from .split import Bisection, failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items, splittable
-from .walltime import EXIT_TIME_LIMIT, Walltime
-from .worker import TAG, Worker, idle_policy
+from .. import installed_version
+from ..commit import JournalEntry, ResultStore
+from ..config import JobConfig
+from ..executor import InlineExecutor
+from ..integrity import describe_write_error
+from ..logs import FirstError, Layout, write_job_result
+from ..placement import ranks_by_host
+from ..plan import BatchPlan
+from ..polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
+from ..progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
+from ..records import ERROR_CLASSES, BatchId, Outcome, Task
+from ..remote import RemoteOutput
+from ..signals import StopSignals
+from ..walltime import EXIT_TIME_LIMIT, Walltime
+from ..worker import TAG, Worker, idle_policy
+from .bisection import Bisection, failed_item_line, halves, halves_to_redo, is_half, rewrite_failed_items
+from .pending import Pending
+from .retry import Retries
+from .speculation import Speculation
+from .stops import STOPPED_NOTE, Stops
+from .tally import Tally
+from .thresholds import Thresholds
 
 HOUSEKEEPING_EVERY_S = 0.2
-STOPPED_NOTE = ("counts as the stop began (the job ended before it could rewrite them, or is still stopping); "
-                "resume with --resume to run what is left")
-SPECULATION_FLOOR_S = 1.0  # never copy a mini-batch younger than this, whatever the median
 MIN_CREDITS, MAX_CREDITS = 2, 256
 LOCAL_MAX_CREDITS = 8  # rank 0's own worker, when there are others (+6% no-op throughput at 2 ranks, A/B)
 # How long rank 0's inline script may keep the GIL from the coordinator once it asks (Python's default is
@@ -70,84 +70,6 @@ def _process_started() -> float:
 PROCESS_STARTED = _process_started()
 
 
-@dataclass
-class Tally:
-    """Counts over the whole job, earlier (resumed) runs included."""
-
-    batches_total: int = 0
-    batches_ok: int = 0
-    batches_failed: int = 0
-    batches_split: int = 0  # planned mini-batches split in halves to isolate failing items
-    retried: int = 0
-    items_isolated: int = 0  # single items that failed alone after splitting (failed_items.txt)
-    items_total: int = 0
-    items_ok: int = 0
-    items_failed: int = 0
-    errors: Counter = field(default_factory=Counter)
-    extra_lines: int = 0  # result lines beyond one per element, this run (elements that hold newlines)
-    extra_elements: int = 0  # elements beyond one per item, this run (written, but no item's result)
-
-    @property
-    def batches_final(self) -> int:
-        return self.batches_ok + self.batches_failed + self.batches_split
-
-    @property
-    def batches_out_of_tries(self) -> int:
-        """Planned mini-batches that failed all their tries, split ones included: what the thresholds count,
-        so bisection can never let a job run past them."""
-        return self.batches_failed + self.batches_split
-
-    def add_batch(self, status: str, retried: bool) -> None:
-        """A planned mini-batch became final (halves of split ones count only their items)."""
-        if status == "succeeded":
-            self.batches_ok += 1
-        elif status == "split":
-            self.batches_split += 1
-        else:
-            self.batches_failed += 1
-        self.retried += retried
-
-    def add_journal(self, entries: Iterable[JournalEntry]) -> None:
-        for entry in entries:
-            if not is_half(entry.id):
-                self.add_batch(entry.status, entry.attempts > 1)
-            self.items_ok += entry.ok
-            self.items_failed += entry.fail
-            self.items_isolated += entry.status == "isolated"
-            self.errors.update(entry.errors)
-
-
-class Pending:
-    """Mini-batches waiting to be handed out: those given back or split come first, then the
-    plan's own in id order, made one at a time (a million-mini-batch job starts at once)."""
-
-    def __init__(self, planned: Iterator[MiniBatch], first: list[Task]) -> None:
-        self._front: deque[Task] = deque(first)
-        self._planned = planned
-        self._next = next(planned, None)
-
-    def __bool__(self) -> bool:
-        return bool(self._front) or self._next is not None
-
-    def take(self, n: int) -> list[Task]:
-        """Up to n tasks, those given back or split first: rank 0 hands a worker all its credits at once."""
-        front = self._front
-        tasks = [front.popleft() for _ in range(min(n, len(front)))]
-        if len(tasks) < n and self._next is not None:
-            batches = [self._next, *islice(self._planned, n - len(tasks) - 1)]
-            self._next = next(self._planned, None)
-            tasks += [Task(batch, 1) for batch in batches]
-        return tasks
-
-    def extendleft(self, tasks: Iterable[Task]) -> None:
-        """Like deque.extendleft: the last of `tasks` ends up first."""
-        self._front.extendleft(tasks)
-
-    def clear(self) -> None:
-        self._front.clear()
-        self._planned, self._next = iter(()), None
-
-
 class Coordinator:
     """The dispatch loop of rank 0; run() returns the job's exit status."""
 
@@ -171,14 +93,14 @@ class Coordinator:
         self.stalled: set[int] = set()  # inline workers held by an abandoned call
         self.last_stall = 0.0  # monotonic time a worker last stalled
         self.stall_error: Optional[FirstError] = None  # the first hung inline call, for job_result
-        self.deferred: list[tuple[Task, int]] = []  # retries of hung inline calls: after all other work
         self.worker_count = len(worker_ranks)
         self.outstanding: dict[int, dict[BatchId, Task]] = {r: {} for r in worker_ranks}
         done = {e.id for e in earlier}
         redo = halves_to_redo(batches.get, earlier)  # halves of splits a killed run did not finish
         self.pending = Pending(batches.after(done), [Task(b, 1) for b in redo])
         rewrite_failed_items(layout.failed_items_txt, earlier)  # a resume keeps exactly the journaled isolations
-        self.retry: deque[tuple[Task, int]] = deque()
+        self.retries = Retries(config.run_max_try)
+        self.thresholds = Thresholds.of(config)
         self.bisection = Bisection(config.bisect_failures)
         self.batch_errors: dict[BatchId, Counter] = {}
         planned_done = (batches.get(e.id) for e in earlier)
@@ -193,19 +115,16 @@ class Coordinator:
         self.status = "Completed"
         self.reason = ""
         self.exit_code = 0
-        self.stopping = False
-        self.stop_deadline = 0.0
         self.started_wall = time.strftime("%Y-%m-%dT%H:%M:%S")
         self.started = time.monotonic()
         self.progress = Progress(config.progress, len(batches), self.tally.batches_final,
                                  layout.progress_overview)
         self._dirty = True
         self._mean_seconds: Optional[float] = None  # of run() calls, for the credits
-        self.running_since: dict[int, float] = {}  # rank -> when its first outstanding task started
-        self.copies: dict[Any, set[int]] = {}  # speculated mini-batch -> the ranks running it
-        self.copy_origin: dict[Any, int] = {}  # speculated mini-batch -> the rank that ran it first
-        self.speculated = self.speculation_won = 0
+        self.speculation = Speculation(config.speculative and config.executor == "process",
+                                       config.speculation_factor, config.run_invocation_timeout)
         self.walltime = walltime or Walltime(None)
+        self.stops = Stops(signals, self.walltime, config.stop_grace)
         self.hosts = hosts or {}  # rank -> host, so a job that vanished says where it ran
         self.activity: dict[int, dict[str, Any]] = {
             r: {"mini_batches": 0, "items": 0, "last": None, "host": self.hosts.get(r)} for r in worker_ranks}
@@ -259,7 +178,7 @@ class Coordinator:
             self._on_returned(message[1], message[2])
         elif kind == "signal":
             self.log.warning("rank %d received signal %d", message[1], message[2])
-            if not self.stopping:
+            if not self.stops.stopping:
                 self.begin_stop("Interrupted", 128 + message[2], f"signal {message[2]} on rank {message[1]}")
 
     def _on_stalled(self, rank: int, batch_id: BatchId, attempt: int, error: str) -> None:
@@ -269,17 +188,15 @@ class Coordinator:
         if rank in self.live:
             self.live.remove(rank)
         self.last_stall = time.monotonic()
-        hung = [entry for entry in self.retry if entry[0].batch.id == batch_id]  # its retry would stall another
-        self.deferred += hung
-        self.retry = deque(entry for entry in self.retry if entry[0].batch.id != batch_id) if hung else self.retry
+        self.retries.defer(batch_id)
         self.stall_error = self.stall_error or FirstError(
             batch_id, attempt, rank, "timeout", error, "", self.layout.relative(self.layout.rank_log(rank)))
 
     def _on_returned(self, rank: int, ids: list[BatchId]) -> None:
         tasks = [self.outstanding[rank].pop(i) for i in ids if i in self.outstanding[rank]]
-        self._mark_started(rank)
-        tasks = [t for t in tasks if not self._drop_copy(t.batch.id, rank)]
-        if not self.stopping:
+        self.speculation.mark(rank, self.outstanding[rank], time.monotonic())
+        tasks = [t for t in tasks if not self.speculation.handed_back(t.batch.id, rank)]
+        if not self.stops.stopping:
             self.pending.extendleft(reversed(tasks))
         self._dirty = True
 
@@ -316,12 +233,12 @@ class Coordinator:
                 self._commit([(task, outcome)])
             else:
                 self._on_failed_attempt(task, outcome, self.batch_errors.get(task.batch.id) or Counter())
-            reason = self._threshold_exceeded()
-            if reason and not self.stopping:
+            reason = self.thresholds.exceeded(self.tally)
+            if reason and not self.stops.stopping:
                 self.begin_stop("Failed", 1, reason)
         self._commit(whole)
         rank = outcomes[-1].rank  # one worker's message: its clocks are set once
-        self._mark_started(rank)
+        self.speculation.mark(rank, self.outstanding.get(rank), time.monotonic())
         if settled:
             self.activity[rank]["last"] = time.time()
 
@@ -331,7 +248,7 @@ class Coordinator:
         task = self.outstanding[outcome.rank].pop(outcome.batch_id, None)
         if task is None:
             return None
-        if task.batch.id in self.copies and self._settle_copies(task, outcome):
+        if task.batch.id in self.speculation.copies and self._settle_copies(task, outcome):
             return None
         self._dirty = True
         seconds = outcome.seconds
@@ -378,24 +295,19 @@ class Coordinator:
             log = self.layout.error_log(outcome.rank) if outcome.traceback else self.layout.rank_log(outcome.rank)
             self.first_error = FirstError(task.batch.id, task.attempt, outcome.rank, cls, outcome.error,
                                           outcome.traceback, self.layout.relative(log))
-        if task.attempt < self._max_tries(task):
-            if not self.stopping:
-                self.retry.append((Task(task.batch, task.attempt + 1), outcome.rank))
+        if self.retries.after_failure(task, outcome.rank, queue=not self.stops.stopping):
             return
         if is_half(task.batch.id):
             self._half_final(task.batch.id, False, outcome.error)
-        if self.bisection.wants_split(task.batch, errors, outcome.n_items):
-            if splittable(task.batch, outcome.n_items):
-                self._split(task, outcome, errors)
-            else:
-                self._isolate(task, outcome, errors, cls)
+        verdict = self.bisection.after_last_try(task.batch, errors, outcome.n_items)
+        if verdict == "split":
+            self._split(task, outcome, errors)
+            return
+        if verdict == "isolate":
+            self._isolate(task, outcome, errors, cls)
             return
         self.store.record_failed(task.batch.id, task.batch.size, task.attempt, dict(errors))
         self._final(task, "failed", 0, task.batch.size, outcome.seconds, outcome.rank, errors, outcome.error)
-
-    def _max_tries(self, task: Task) -> int:
-        """A half of a split mini-batch gets one try: the whole already had run_max_try."""
-        return 1 if is_half(task.batch.id) else self.config.run_max_try
 
     def _split(self, task: Task, outcome: Outcome, errors: Counter) -> None:
         """Journal the split first (a resume re-creates the halves), then run both halves next."""
@@ -404,7 +316,7 @@ class Coordinator:
         first, second = halves(task.batch)
         self.log.warning("mini-batch %s failed its last try: split into %s (%d items) and %s (%d items) to isolate "
                          "the failing items", task.batch.id, first.id, first.size, second.id, second.size)
-        if not self.stopping:
+        if not self.stops.stopping:
             self.pending.extendleft([Task(second, 1), Task(first, 1)])
         self._final(task, "split", 0, 0, outcome.seconds, outcome.rank, errors, outcome.error)
 
@@ -452,107 +364,42 @@ class Coordinator:
         with open(self.layout.error_txt, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
 
-    # ---- policy ------------------------------------------------------------------------------
-
-    def _threshold_exceeded(self) -> Optional[str]:
-        cfg, tally = self.config, self.tally
-        if 0 <= cfg.error_threshold < tally.items_failed:
-            return f"error_threshold={cfg.error_threshold} exceeded: {tally.items_failed} items failed"
-        failed = tally.batches_out_of_tries
-        split = f" ({tally.batches_split} of them split to isolate failing items)" if tally.batches_split else ""
-        if 0 <= cfg.allowed_failed_count < failed:
-            return f"allowed_failed_count={cfg.allowed_failed_count} exceeded: {failed} mini-batches failed{split}"
-        if failed * 100 > cfg.allowed_failed_percent * max(tally.batches_total, 1):
-            return (f"allowed_failed_percent={cfg.allowed_failed_percent:g} exceeded: {failed} of "
-                    f"{tally.batches_total} mini-batches failed{split}")
-        return None
-
-    # ---- speculation ---------------------------------------------------------------------------
-
-    def _mark_started(self, rank: int) -> None:
-        """A worker runs its queue in order: its next task starts when the previous one settles."""
-        if self.outstanding.get(rank):
-            self.running_since[rank] = time.monotonic()
-        else:
-            self.running_since.pop(rank, None)
+    # ---- speculation: the loop's side of speculation.Speculation ------------------------------
 
     def _speculate(self) -> None:
-        """With nothing left to hand out, start a straggler again on an idle worker: the first
-        result wins, the other copy is aborted and discarded, so no line is written twice."""
-        if not self.config.speculative or self.config.executor != "process" or self.stopping or self.pending \
-                or self.retry:
-            return  # (an inline copy that loses cannot be aborted)
-        idle = [r for r in self.live if not self.outstanding[r]]
-        if not idle or len(self.walltime.durations) < 3:
+        """With nothing left to hand out, start the copies the policy picks on idle workers."""
+        if self.stops.stopping or self.pending or self.retries or not self.speculation.enabled:
             return
-        limit = max(SPECULATION_FLOOR_S, self.config.speculation_factor * statistics.median(self.walltime.durations))
-        hanging = self.config.run_invocation_timeout / 2  # older attempts are hangs, not stragglers: leave them
+        idle = [r for r in self.live if not self.outstanding[r]]
         now = time.monotonic()
-        stragglers = sorted((since, rank) for rank, since in self.running_since.items()
-                            if limit < now - since < hanging and self.outstanding.get(rank))
-        for since, rank in stragglers:
-            task = next(iter(self.outstanding[rank].values()))
-            if task.batch.id in self.copies or not idle:
-                continue
-            helper = idle.pop(0)
-            self.copies[task.batch.id] = {rank, helper}
-            self.copy_origin[task.batch.id] = rank
+        for task, rank, helper, ran_s in self.speculation.copies_to_start(now, self.walltime.durations, idle,
+                                                                          self.outstanding):
             self.outstanding[helper][task.batch.id] = task
-            self.running_since[helper] = now
-            self.speculated += 1
             self.log.warning("speculation: mini-batch %s has run %.1f s on rank %d (limit %.1f s); starting a copy "
-                             "on idle rank %d", task.batch.id, now - since, rank, limit, helper)
+                             "on idle rank %d", task.batch.id, ran_s, rank,
+                             self.speculation.limit(self.walltime.durations), helper)
             self.to_worker(helper, ("tasks", [task]))
 
     def _settle_copies(self, task: Task, outcome: Outcome) -> bool:
-        """A copy's outcome: the first success wins and the others are aborted. True when the caller
-        must not go on (a failed copy while another copy still runs: no retry, no second commit)."""
-        ranks = self.copies[task.batch.id]
-        ranks.discard(outcome.rank)
-        if not outcome.ok:
-            if ranks:
-                self.tally.errors[outcome.error_class or "exception"] += 1
-                self._append_error_line(f"mini-batch {task.batch.id} attempt {task.attempt} rank {outcome.rank} "
-                                        f"({outcome.error_class}): {outcome.error} (a copy still runs elsewhere)")
-                return True
-            self._forget_copies(task.batch.id)
-            return False
-        for other in ranks:
+        """A copy's outcome. True when the caller must not go on (a failed copy while another copy
+        still runs: no retry, no second commit); a success aborts the copies that lost."""
+        losers = self.speculation.settle(task.batch.id, outcome.rank, outcome.ok)
+        if losers is None:
+            self.tally.errors[outcome.error_class or "exception"] += 1
+            self._append_error_line(f"mini-batch {task.batch.id} attempt {task.attempt} rank {outcome.rank} "
+                                    f"({outcome.error_class}): {outcome.error} (a copy still runs elsewhere)")
+            return True
+        for other in losers:
             self.outstanding[other].pop(task.batch.id, None)
-            self._mark_started(other)
+            self.speculation.mark(other, self.outstanding.get(other), time.monotonic())
             self.to_worker(other, ("abort", task.batch.id))
             self.log.info("speculation: mini-batch %s finished first on rank %d; its copy on rank %d is aborted",
                           task.batch.id, outcome.rank, other)
-        self.speculation_won += outcome.rank != self.copy_origin.get(task.batch.id)
-        self._forget_copies(task.batch.id)
-        return False
-
-    def _forget_copies(self, batch_id: Any) -> None:
-        self.copies.pop(batch_id, None)
-        self.copy_origin.pop(batch_id, None)
-
-    def _drop_copy(self, batch_id: Any, rank: int) -> bool:
-        """True if a handed-back task is a copy whose twin still runs (so it must not be requeued)."""
-        ranks = self.copies.get(batch_id)
-        if ranks is None:
-            return False
-        ranks.discard(rank)
-        if ranks:
-            return True
-        self._forget_copies(batch_id)
         return False
 
     def _next_tasks(self, rank: int, n: int) -> list[Task]:
         """Up to n tasks for a worker: retries that last failed elsewhere first, then new work."""
-        tasks: list[Task] = []
-        if self.retry:
-            left: deque[tuple[Task, int]] = deque()
-            for task, failed_on in self.retry:
-                if len(tasks) < n and (failed_on != rank or len(self.live) == 1):
-                    tasks.append(task)
-                else:
-                    left.append((task, failed_on))
-            self.retry = left
+        tasks = self.retries.take(rank, n, len(self.live)) if self.retries.waiting else []
         if len(tasks) < n and self.pending:
             tasks += self.pending.take(n - len(tasks))
         return tasks
@@ -570,7 +417,7 @@ class Coordinator:
     def _dispatch(self) -> None:
         """Top up every worker's queue to its credits (runs after each message: workers whose queue
         is full cost a lookup each)."""
-        if not (self.pending or self.retry):
+        if not (self.pending or self.retries):
             return
         remote_credits = self._credits()
         for rank in self.live:
@@ -588,20 +435,19 @@ class Coordinator:
                 if self.first_dispatch is None:
                     self.first_dispatch = time.monotonic()
                 if not queue:
-                    self.running_since[rank] = time.monotonic()
+                    self.speculation.running_since[rank] = time.monotonic()
                 queue.update((task.batch.id, task) for task in tasks)
                 self.to_worker(rank, ("tasks", tasks))
-                if not (self.pending or self.retry):
+                if not (self.pending or self.retries):
                     return
 
     def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
         """Stop handing out work; running attempts get stop_grace seconds to finish and commit."""
         self.log.warning("stopping (%s): %s", status, reason)
-        self.stopping = True
+        self.stops.begin(time.monotonic())
         self.status, self.exit_code, self.reason = status, exit_code, reason
-        self.stop_deadline = time.monotonic() + (self.config.stop_grace if self.signals.count < 2 else 0)
         self.pending.clear()
-        self.retry.clear()
+        self.retries.clear()
         for rank in self.live:
             self.to_worker(rank, ("cancel", None))
         self._record_stop()
@@ -618,22 +464,19 @@ class Coordinator:
 
     def _check_walltime(self) -> None:
         """Stop before the job's time limit once no mini-batch would finish in time."""
-        if self.stopping or not (self.pending or self.retry) or self.walltime.fits(0):
-            return
-        self.begin_stop("Interrupted", EXIT_TIME_LIMIT,
-                        f"time limit: no mini-batch (about {self.walltime.estimate():.1f} s each) would finish "
-                        f"before the job's end time ({self.walltime.describe()}); resume to continue")
-        self.stop_deadline = time.monotonic() + self.walltime.stop_deadline(self.config.stop_grace)
+        reason = self.stops.time_limit(bool(self.pending or self.retries))
+        if reason:
+            self.begin_stop("Interrupted", EXIT_TIME_LIMIT, reason)
+            self.stops.drain_until_time_limit(time.monotonic())
 
     def _work_left(self) -> bool:
-        return bool(self.pending or self.retry or any(self.outstanding.values()))
+        return bool(self.pending or self.retries or any(self.outstanding.values()))
 
     def _finished(self) -> bool:
-        if self.stopping:
-            return not any(self.outstanding.values()) or time.monotonic() >= self.stop_deadline
-        if self.deferred and not (self.pending or self.retry):
-            self.retry.extend(self.deferred)
-            self.deferred.clear()
+        if self.stops.stopping:
+            return self.stops.drained(any(self.outstanding.values()), time.monotonic())
+        if self.retries.deferred and not (self.pending or self.retries):
+            self.retries.release_deferred()
             self._dirty = True
         if not self.live and self.stalled and self._work_left():
             return self._every_worker_stalled()
@@ -644,9 +487,7 @@ class Coordinator:
             return True
         if self._work_left():
             return False
-        tally = self.tally
-        if self.config.output_action == "append_row" and self.config.error_threshold >= 0 and tally.items_total \
-                and not tally.items_ok:  # -1 ignores item failures, as in Azure ML (_warnings still says so)
+        if self.thresholds.nothing_succeeded(self.tally):
             self.status, self.exit_code, self.reason = "Failed", 1, "no item succeeded"
         return True
 
@@ -686,11 +527,9 @@ class Coordinator:
                 self.on_output_error(exc)
             if self.local is not None:
                 busy = self.local.step() or busy
-            if self.signals.received and not self.stopping:
-                self.begin_stop("Interrupted", self.signals.exit_code, f"signal {self.signals.received} on rank 0")
-            if self.signals.count >= 2:
-                self.stop_deadline = 0.0
-            if self._dirty and not self.stopping:
+            if self.signals.received and (stop := self.stops.signalled()):
+                self.begin_stop("Interrupted", *stop)
+            if self._dirty and not self.stops.stopping:
                 self._dirty = False
                 self._dispatch()
             if self._finished():
@@ -739,11 +578,11 @@ class Coordinator:
         self.output_error = message + ("; resume with --resume once it can be written" if resumable else "")
         self.log.error("%s", message)
         status = "Interrupted" if resumable and self.status != "Failed" else "Failed"
-        if self.stopping:
+        if self.stops.stopping:
             self.status, self.exit_code, self.reason = status, 1, message
         else:
             self.begin_stop(status, 1, message)
-        self.stop_deadline = 0.0  # attempts still running could not be committed: no grace
+        self.stops.end_grace()  # attempts still running could not be committed: no grace
 
     def _check_result_file(self) -> None:
         """The result file must be the bytes this run committed before the job may say Completed."""
@@ -754,24 +593,17 @@ class Coordinator:
             self.output_error = f"{problem}; resume with --resume to run the lost mini-batches again"
 
     def _count_preempted(self) -> None:
-        """Attempts still running when the stop's grace ran out are killed: count them as `preempted`.
-
-        They are not journaled and use up no try, so a resume runs them again. A worker runs its
-        queue in dispatch order, so its first outstanding task is the one that was running.
-        """
-        for rank, queue in self.outstanding.items():
-            if not queue:
-                continue
-            task = next(iter(queue.values()))
+        """Attempts still running when the drain ended are killed: count them as `preempted` (no try
+        used, not journaled: a resume runs them again)."""
+        for rank, task in self.stops.cut_short(self.outstanding):
             self.tally.errors["preempted"] += 1
             self._append_error_line(f"mini-batch {task.batch.id} attempt {task.attempt} rank {rank} (preempted): "
                                     f"cut short by the stop ({self.reason})")
-            queue.clear()
 
     def _finish(self) -> int:
         """Stop the workers, then write the job's end; a write that fails (a full disk) changes the
         status and is said once, but never keeps the other ranks waiting."""
-        was_stopping, self.stopping = self.stopping, True  # a write error from here on only sets the status
+        was_stopping, self.stops.stopping = self.stops.stopping, True  # a write error from here on only sets the status
         if was_stopping:
             self._guarded(self._count_preempted)
         for rank in range(1, self.n_ranks):
@@ -796,7 +628,7 @@ class Coordinator:
         """What `mpibatch status` reads while the job runs: logs/job_progress.json."""
         data = self.result()
         if self._finished_at is None:
-            data["status"] = "Stopping" if self.stopping else "Running"
+            data["status"] = "Stopping" if self.stops.stopping else "Running"
             data["finished"] = None
         rate, eta = self.progress.rate(self.tally.batches_final)
         data.update({
@@ -810,19 +642,6 @@ class Coordinator:
             "hosts": ranks_by_host(self.hosts),
         })
         return data
-
-    def _warnings(self) -> list[str]:
-        """What a Completed status must not hide: failed items (error_threshold -1 tolerates any number,
-        as in Azure ML, so the exit status follows the thresholds and the words say it)."""
-        tally, warnings = self.tally, []
-        if self.status == "Completed" and tally.items_failed:
-            share = tally.items_failed / max(tally.items_total, 1)
-            count = f"{tally.items_failed} of {tally.items_total} items failed ({share:.0%})"
-            limit = ("error_threshold -1 tolerates any number" if self.config.error_threshold < 0
-                     else f"error_threshold is {self.config.error_threshold}")
-            warnings.append(f"MOST ITEMS FAILED: {count}; the job completed because {limit}" if share > 0.5
-                            else f"{count}; see logs/user/error.txt")
-        return warnings
 
     def timing(self) -> dict[str, Optional[float]]:
         """When work started and how long dispatching took: what a benchmark compares with a peer.
@@ -854,13 +673,13 @@ class Coordinator:
                              "failed": tally.batches_failed, "retried": tally.retried},
             "bisection": {"mini_batches_split": tally.batches_split, "items_isolated": tally.items_isolated,
                           "stopped": self.bisection.stopped},
-            "speculation": {"copies_started": self.speculated, "copies_won": self.speculation_won},
+            "speculation": {"copies_started": self.speculation.started, "copies_won": self.speculation.won},
             "items": {"total": tally.items_total, "succeeded": tally.items_ok, "failed": tally.items_failed},
             "result_lines": {"extra_lines_in_elements": tally.extra_lines, "extra_elements": tally.extra_elements},
             "errors_by_class": {cls: tally.errors.get(cls, 0) for cls in ERROR_CLASSES},
             "output_file": (self.layout.shown(self.layout.result_file)
                             if self.config.output_action == "append_row" else None),
             "error": self.first_error.summary if self.first_error else None,
-            "warnings": self._warnings(),
+            "warnings": self.thresholds.warnings(tally, self.status == "Completed"),
             "first_error": self.first_error.to_json() if self.first_error else None,
         }
