@@ -255,14 +255,13 @@ class Run:
     # ---- the launch ---------------------------------------------------------------------------
 
     def _this_launch_started(self) -> bool:
-        """Whether the job this handle launched has written its state (so the files are its, not an earlier run's)."""
-        started = self._launch.get("started")
-        if started is None:
+        """Whether the job this handle launched has written its state (so the files are its, not an earlier
+        run's): state.json is no longer the file that was there at launch (a clock comparison is not enough
+        when an earlier run ended within the same second)."""
+        if "state_before" not in self._launch:
             return True
-        try:
-            return (self.output / ".mpibatch" / "state.json").stat().st_mtime >= started - 1.0
-        except OSError:
-            return False
+        now = state_signature(self.output)
+        return now is not None and now != self._launch["state_before"]
 
     def _launch_error(self) -> Optional[str]:
         """The launched job's `mpibatch: error:` line (what the CLI exits 2 with), if it printed one."""
@@ -288,6 +287,15 @@ class Run:
             time.sleep(0.05)
 
 
+def state_signature(output: Path) -> Optional[tuple[int, int, int]]:
+    """Which state.json the output holds now (inode, size, mtime in ns); None when there is none."""
+    try:
+        st = (Path(output) / ".mpibatch" / "state.json").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def progress_line(status: Status) -> str:
     """One line for wait(show_output=True)."""
     from .progress import format_seconds
@@ -306,4 +314,4 @@ def progress_line(status: Status) -> str:
     return ", ".join(parts)
 
 
-__all__ = ["JobFailed", "Run", "Status", "progress_line"]
+__all__ = ["JobFailed", "Run", "Status", "progress_line", "state_signature"]
