@@ -146,7 +146,7 @@ def _decide(config: JobConfig, layout: Layout, fingerprint: Fingerprint, lock_fd
     check = check_entries(layout.result_file, journal.entries, journal.lines)
     notes = _repair_notes(layout, journal, check)
     entries, lines = journal.entries[:check.kept], journal.lines[:check.kept]
-    if config.retry_failed:  # failed work wrote no bytes: forgetting it re-queues it (split.py re-creates halves)
+    if config.retry_failed:  # failed work wrote no bytes: forgetting it re-queues it (engine/bisection.py re-creates halves)
         kept = [i for i, e in enumerate(entries) if e.status not in ("failed", "isolated")]
         entries, lines = [entries[i] for i in kept], [lines[i] for i in kept]
     end = entries[-1].end if entries else 0

@@ -50,7 +50,7 @@ def journal_line(batch_id: BatchId, end: int, status: str, ok: int, fail: int, a
 @dataclass
 class JournalEntry:
     """One final mini-batch: committed (its bytes end at `end`), failed after all tries, split in
-    halves (split.py), or a single item isolated by splitting (with its error)."""
+    halves (engine/bisection.py), or a single item isolated by splitting (with its error)."""
 
     id: BatchId
     end: int

@@ -5,7 +5,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-BatchId = Union[int, str]  # planned mini-batches: 0, 1, 2...; halves of a split one: "17.0", "17.1.0" (split.py)
+BatchId = Union[int, str]  # planned mini-batches: 0, 1, 2...; halves of a split one: "17.0", "17.1.0" (engine/bisection.py)
 ERROR_CLASSES = ("exception", "timeout", "crash", "oom", "init", "preempted")
 # Slots from Python 3.10 on; an older interpreter of the script's own environment (script_env.FLOOR)
 # loads the same records without them (their pickles do not depend on it: __reduce__).
