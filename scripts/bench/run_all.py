@@ -21,6 +21,7 @@ Sections, one module each in scripts/bench/, each with its baselines in the same
   demo         `mpibatch demo` images/s at 1, 2, 4 ranks vs plain Keras (its backend) in one process
   tabular      reading parquet/csv through mpibatch vs pyarrow; rank 0's memory over many files
   before_after the optimisations of issue 8: the same jobs with mpibatch before them (git archive) and now
+  layout       issue 20's restructure: dispatch and efficiency with mpibatch before it (git archive) and now
   gpu          what needs a GPU node (8 and 16 ranks, the demo on GPUs) and how to measure it there
 
 Contenders run side by side: once per round, in an order that rotates round by round; the report
@@ -52,13 +53,14 @@ import demo
 import dispatch
 import efficiency
 import gpu
+import layout
 import planning
 import tabular
 from harness import BIN, REPO, Context, Noise, Snapshot, log
 from machine import freeze_mpibatch, load_average, machine
 from report import QUICK_NOTE, TARGETS_HEADER, Target, command_line, compose, markers, verdict, write_section
 
-SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, before_after, gpu)}
+SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, before_after, layout, gpu)}
 SUITE = "suite"
 ORDER = [SUITE, *SECTIONS]
 DOC = REPO / "docs" / "benchmarks.md"
