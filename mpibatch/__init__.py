@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .entry import EntryScript
+from .script.entry import EntryScript
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
 __all__ = ["ConfigError", "EntryScript", "Job", "JobFailed", "Run", "__version__", "installed_version"]

@@ -17,8 +17,9 @@ from typing import Any, Callable, Optional
 from .config.azure_v2 import announce, make_output_dirs
 from .commit import Fingerprint, Prepared, ResultStore, prepare_output
 from .config import ConfigError, JobConfig, error_line, report_error
-from .entry import RuntimeSpec, WorkerInfo, error_summary
-from .executor import InlineExecutor, ProcessExecutor
+from .script.entry import RuntimeSpec, WorkerInfo, error_summary
+from .script.inline import InlineExecutor
+from .script.process import ProcessExecutor
 from .inputs import InputListing, list_inputs
 from .integrity import describe_write_error, is_output_error
 from .inputs.files import describe
@@ -67,7 +68,7 @@ def check_entry_script(config: JobConfig) -> None:
 def check_script_environment(config: JobConfig, listings: list[InputListing]) -> None:
     """python: / command_prefix: run once as the executor will run them (script_env.py), asked to import
     what reading these inputs needs (a format known from a suffix or an MLTable included)."""
-    from .script_env import ScriptEnvError, check_script_env
+    from .script.script_env import ScriptEnvError, check_script_env
 
     if config.python is None and not config.command_prefix:
         return
@@ -109,7 +110,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     if n_ranks == 1 and not config.coordinator_works:
         raise ConfigError("coordinator_works: false needs at least 2 ranks")
     if config.compat == "azureml":
-        from . import compat  # noqa: F401 - fails clearly if the shims are missing
+        from .script import compat  # noqa: F401 - fails clearly if the shims are missing
     check_entry_script(config)
     notes = _PlanNotes()
     plan_log = logging.getLogger("mpibatch.plan")

@@ -2,7 +2,6 @@
 and Python signal handlers keep running (a blocking MPI receive would prevent both)."""
 from __future__ import annotations
 
-import select
 import time
 from typing import Callable
 
@@ -40,11 +39,3 @@ class Backoff:
         self._delay = min(max(self._delay * 2, self.min_sleep), self.max_sleep)
         self.sleep(self._delay)
 
-
-def readable_now(fd: int) -> Callable[..., bool]:
-    """A check that fd has data (or its writer is gone), waiting up to `timeout` seconds (default:
-    not at all; poll() counts whole milliseconds), one poll() system call each time:
-    Connection.poll(0) builds a selector per call, costing more than a short run() itself."""
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return lambda timeout=0.0: bool(poller.poll(timeout * 1e3))

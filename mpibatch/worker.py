@@ -9,7 +9,8 @@ import logging
 from collections import deque
 from typing import Any, Callable, Optional
 
-from .executor import Executor, InitDone, InitFailed, InlineExecutor, Restarting
+from .script.executor import Executor, InitDone, InitFailed, Restarting
+from .script.inline import InlineExecutor
 from .logs import Layout, log_lines
 from .perf import PerfLog
 from .polling import QUIET_MAX_SLEEP_S, Backoff

@@ -132,7 +132,7 @@ def rank_processes(launcher_pid: int) -> dict[int, psutil.Process]:
     for proc in descendants:
         rank = rank_of(proc)
         try:
-            if rank is not None and "mpibatch.child" not in " ".join(proc.cmdline()):
+            if rank is not None and "mpibatch.script.child" not in " ".join(proc.cmdline()):
                 ranks.setdefault(rank, proc)
         except psutil.Error:
             continue

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mpibatch.compat import lay_out_models
+from mpibatch.script.compat import lay_out_models
 
 PROBE = """
 import json, sys
-from mpibatch.compat import activate
+from mpibatch.script.compat import activate
 activate("azureml", {"m": sys.argv[1]}, sys.argv[2], {})
 import azureml, azureml.core, azureml.core.model, azureml.exceptions, azureml_user.parallel_run
 origin = {name: getattr(sys.modules[name], "__file__", None) or "namespace" for name in
@@ -36,7 +36,7 @@ def probe(tmp_path: Path, site: Path) -> dict:
 
 
 def shim(name: str) -> str:
-    return str(Path(__file__).parent.parent / "mpibatch/compat" / name)
+    return str(Path(__file__).parent.parent / "mpibatch/script/compat" / name)
 
 
 def test_beside_a_namespace_package_every_missing_module_is_shimmed(tmp_path: Path) -> None:

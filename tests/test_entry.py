@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.entry: result formatting and hosting an entry script in this process."""
+"""Unit tests for mpibatch.script.entry: result formatting and hosting an entry script in this process."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpibatch import entry
-from mpibatch.entry import (EntryRuntime, EntryScript, EntryScriptError, RuntimeSpec, WorkerInfo, format_result,
+from mpibatch.script import entry
+from mpibatch.script.entry import (EntryRuntime, EntryScript, EntryScriptError, RuntimeSpec, WorkerInfo, format_result,
                            lines_beyond_elements)
 from mpibatch.records import InputInfo, MiniBatch, Task
 

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.executor: a real child process (no MPI) and the inline executor."""
+"""Unit tests for mpibatch.script (process.py, inline.py): a real child process (no MPI) and the inline executor."""
 from __future__ import annotations
 
 import logging
@@ -14,9 +14,11 @@ import psutil
 import pytest
 
 import mpibatch
-from mpibatch import entry
-from mpibatch.entry import RuntimeSpec, WorkerInfo
-from mpibatch.executor import InitDone, InitFailed, InlineExecutor, ProcessExecutor, describe_exit
+from mpibatch.script import entry
+from mpibatch.script.entry import RuntimeSpec, WorkerInfo
+from mpibatch.script.executor import InitDone, InitFailed
+from mpibatch.script.inline import InlineExecutor
+from mpibatch.script.process import ProcessExecutor, describe_exit
 from mpibatch.records import InputInfo, MiniBatch, Outcome, Task
 
 REPO = str(Path(mpibatch.__file__).resolve().parent.parent)
@@ -506,7 +508,7 @@ def test_process_remote_input_timeout_counts_from_after_the_download(process_exe
 
 
 def test_memory_guard_kills_the_tree_as_oom_and_restarts(process_executor, tmp_path: Path) -> None:
-    from mpibatch.executor import tree_rss
+    from mpibatch.script.process import tree_rss
 
     executor = started(process_executor())
     first_pid = executor.pid
@@ -628,7 +630,7 @@ def test_process_close_ends_what_the_script_started(process_executor, escapee) -
 
 def test_memory_guard_kills_a_grandchild_that_left_the_process_group(process_executor, escapee,
                                                                      tmp_path: Path) -> None:
-    from mpibatch.executor import tree_rss
+    from mpibatch.script.process import tree_rss
 
     executor = started(process_executor())
     executor.submit(task(0, "escape-sleep"))
@@ -645,7 +647,7 @@ def test_memory_guard_kills_a_grandchild_that_left_the_process_group(process_exe
 
 def test_process_run_that_closes_its_stdio_gets_a_fresh_process(process_executor, tmp_path: Path) -> None:
     """Bug 12: fds 1 and 2 closed by run() left a crippled child that failed every later print."""
-    from mpibatch.executor import Restarting
+    from mpibatch.script.executor import Restarting
 
     executor = started(process_executor())
     first_pid = executor.pid

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.heap: the entry script's process keeps freed memory for the next mini-batch."""
+"""Unit tests for mpibatch.script.heap: the entry script's process keeps freed memory for the next mini-batch."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import mpibatch.entry
+import mpibatch.script.entry
 from tests.test_entry import make_runtime
 
 REPO = str(Path(__file__).resolve().parents[1])
@@ -17,7 +17,7 @@ REPO = str(Path(__file__).resolve().parents[1])
 # threshold) and prints how much heap the process still holds afterwards (mallinfo2, glibc >= 2.33).
 CHURN = """
 import ctypes, json, sys
-from mpibatch.heap import keep_freed_memory
+from mpibatch.script.heap import keep_freed_memory
 kept = keep_freed_memory() if sys.argv[1] == "keep" else None
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
@@ -68,6 +68,6 @@ def test_a_top_pad_of_the_users_own_is_left_alone() -> None:
 
 def test_the_entry_scripts_process_keeps_freed_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    monkeypatch.setattr(mpibatch.entry, "keep_freed_memory", lambda: calls.append(True))
+    monkeypatch.setattr(mpibatch.script.entry, "keep_freed_memory", lambda: calls.append(True))
     make_runtime(tmp_path, "def run(mini_batch):\n    return mini_batch\n").prepare()
     assert calls == [True]

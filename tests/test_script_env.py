@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 
 from mpibatch.config import ConfigError, build_config, config_digest
-from mpibatch.script_env import (BOOT, FLOOR, PACKAGE_DIR, ScriptEnvError, check_script_env, child_command,
+from mpibatch.script.script_env import (BOOT, FLOOR, PACKAGE_DIR, ScriptEnvError, check_script_env, child_command,
                                  child_environment, prefix_words)
 
-# The modules the entry-script process imports (child.py and what it reaches; inputs/read.py for tables).
-CHILD_SIDE = ["child", "entry", "records", "text", "heap", "polling", "proctree", "__init__", "inputs/__init__",
-              "inputs/read"]
+# The modules the entry-script process imports (script/child.py and what it reaches; inputs/read.py for tables).
+CHILD_SIDE = ["__init__", "records", "text", "script/__init__", "script/child", "script/entry", "script/heap",
+              "script/outbox", "script/proctree", "inputs/__init__", "inputs/read"]
 _BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type", "deque"}
 
 
 def child_side_files() -> list[Path]:
     files = [PACKAGE_DIR / f"{name}.py" for name in CHILD_SIDE]
-    return files + sorted((PACKAGE_DIR / "compat").rglob("*.py"))
+    return files + sorted((PACKAGE_DIR / "script" / "compat").rglob("*.py"))
 
 
 def _annotation_nodes(tree: ast.AST) -> set[int]:
@@ -69,15 +69,15 @@ def test_child_side_imports_the_standard_library_only(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys
         sys.argv = ["-c", {str(PACKAGE_DIR)!r}]
-        boot = {BOOT!r}.split(";from mpibatch.child")[0]
+        boot = {BOOT!r}.split(";from mpibatch.script.child")[0]
         exec(boot)
-        import mpibatch.child, mpibatch.compat, mpibatch.inputs.read, mpibatch.proctree
+        import mpibatch.script.child, mpibatch.script.compat, mpibatch.inputs.read, mpibatch.script.proctree
         from mpibatch import EntryScript
         from mpibatch.records import Outcome
         foreign = sorted({{n.split(".")[0] for n in sys.modules}} - set(sys.stdlib_module_names) - {{"mpibatch"}})
         print(foreign)
         print(mpibatch.__file__)
-        print(mpibatch.proctree.descendants(1) is not None)
+        print(mpibatch.script.proctree.descendants(1) is not None)
     """)
     done = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -97,7 +97,7 @@ def test_records_unpickle_across_interpreters(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import sys, pickle
         sys.argv = ["-c", {str(PACKAGE_DIR)!r}]
-        exec({BOOT!r}.split(";from mpibatch.child")[0])
+        exec({BOOT!r}.split(";from mpibatch.script.child")[0])
         from multiprocessing.reduction import ForkingPickler
         from mpibatch.records import Outcome
         task = pickle.loads(sys.stdin.buffer.read())
@@ -121,8 +121,8 @@ def test_prefix_words() -> None:
 
 
 def test_child_command() -> None:
-    assert child_command(None, ()) == [sys.executable, "-m", "mpibatch.child"]
-    assert child_command(None, ["nice", "-n", "7"]) == ["nice", "-n", "7", sys.executable, "-m", "mpibatch.child"]
+    assert child_command(None, ()) == [sys.executable, "-m", "mpibatch.script.child"]
+    assert child_command(None, ["nice", "-n", "7"]) == ["nice", "-n", "7", sys.executable, "-m", "mpibatch.script.child"]
     assert child_command("/env/bin/python", ["env", "A=1"]) == ["env", "A=1", "/env/bin/python", "-c", BOOT,
                                                                   str(PACKAGE_DIR)]
 
@@ -223,8 +223,9 @@ def test_a_child_behind_a_forking_prefix_ends_when_its_worker_goes(tmp_path: Pat
 
     import psutil
 
-    from mpibatch.entry import RuntimeSpec, WorkerInfo
-    from mpibatch.executor import InitDone, ProcessExecutor
+    from mpibatch.script.entry import RuntimeSpec, WorkerInfo
+    from mpibatch.script.executor import InitDone
+    from mpibatch.script.process import ProcessExecutor
     from mpibatch.records import InputInfo, MiniBatch, Task
 
     script = tmp_path / "sleepy.py"

@@ -43,7 +43,7 @@ def test_multi_line_text_keeps_its_lines() -> None:
 def test_a_name_that_is_not_utf8_comes_back_as_its_bytes_in_result_lines() -> None:
     import pandas as pd
 
-    from mpibatch.entry import format_result
+    from mpibatch.script.entry import format_result
 
     name = os.fsdecode(b"/data/caf\xe9.wav")
     assert format_result([f"{name} ok"], "append_row", {}) == (b"/data/caf\xe9.wav ok\n", b"", 1)

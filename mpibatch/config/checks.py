@@ -49,7 +49,7 @@ def _try_csv_options(options: dict[str, Any]) -> None:
     """Format a tiny DataFrame as a worker would: options to_csv refuses fail here, not in every mini-batch."""
     import pandas
 
-    from ..entry import format_result
+    from ..script.entry import format_result
 
     frame = pandas.DataFrame({"item": ["a.txt", "b c"], "score": [0.5, None], "n": [1, 2]})
     trial = {k: v for k, v in options.items() if k != "columns"}  # columns name the user's frame, not this one

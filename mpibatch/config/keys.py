@@ -184,7 +184,7 @@ class JobConfig(BaseModel):
     @field_validator("command_prefix", mode="before")
     @classmethod
     def _prefix_words(cls, value: Any) -> Any:
-        from ..script_env import prefix_words
+        from ..script.script_env import prefix_words
 
         return None if value is None else prefix_words(value)
 

@@ -67,7 +67,7 @@ def test_shims_work_beside_a_real_azureml_namespace_package(tmp_path, telemetry_
                                  "model-v1 1 u2 2 0.bin", "model-v1 1 u2 2 1.bin"]
     logs = "".join(p.read_text() for p in (out / "logs/user/entry_script_log").iterdir())
     assert f"azureml.telemetry from {telemetry_site / 'azureml/telemetry/__init__.py'}" in logs
-    assert "azureml.core from " + str(ROOT / "mpibatch/compat/shims/azureml/core/__init__.py") in logs
+    assert "azureml.core from " + str(ROOT / "mpibatch/script/compat/shims/azureml/core/__init__.py") in logs
     assert "caught ModelNotFoundException" in logs and "metric namespace = 'ok'" in logs
     stdout = "".join(p.read_text() for p in (out / "logs/user/stdout").iterdir())
     assert "dataset = MiniBatchDataset(name='data', partition_key_value={'user': 'u1'})" in stdout

@@ -35,7 +35,7 @@ def signal_everyone(pid: int, sig: int) -> int:
     time.sleep(0.05)
     for proc in tree:
         try:
-            if "mpibatch" in " ".join(proc.cmdline()) and "mpibatch.child" not in " ".join(proc.cmdline()):
+            if "mpibatch" in " ".join(proc.cmdline()) and "mpibatch.script.child" not in " ".join(proc.cmdline()):
                 proc.send_signal(sig)
         except psutil.Error:
             pass

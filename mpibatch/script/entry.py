@@ -19,8 +19,8 @@ from types import ModuleType
 from typing import Any, Callable, Optional
 
 from .heap import keep_freed_memory
-from .records import BatchId, InputInfo, Outcome, Task
-from .text import escape, escape_lines
+from ..records import BatchId, InputInfo, Outcome, Task
+from ..text import escape, escape_lines
 
 
 @dataclass(frozen=True)
@@ -293,7 +293,7 @@ class EntryRuntime:
             items: Any = list(batch.items)
             info = self.spec.inputs[batch.input_index]
             if info.format:
-                from .inputs.read import read_slices
+                from ..inputs.read import read_slices
 
                 n_items = 0  # until the rows are read: a failed read is no row's fault (no bisection)
                 items = read_slices(batch.items, info.format, info.options, self._opener(info))
@@ -328,7 +328,7 @@ class EntryRuntime:
 
     def _opener(self, info: InputInfo) -> Any:
         """One opener per input, so a remote filesystem is connected once per process."""
-        from .inputs.read import FileOpener
+        from ..inputs.read import FileOpener
 
         key = info.url or info.name
         if key not in self._openers:

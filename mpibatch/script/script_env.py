@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-FLOOR = (3, 8)  # the oldest Python the entry-script side (child.py and what it imports) is written for
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the mpibatch package folder, which BOOT loads
+FLOOR = (3, 8)  # the oldest Python the entry-script side (script/child.py and what it imports) is written for
 PROBE_TIMEOUT_S = 300.0  # a container's first start may unpack an image
 
 # The child's main, loaded under a foreign interpreter: the package comes from its own folder
@@ -26,7 +26,7 @@ PROBE_TIMEOUT_S = 300.0  # a container's first start may unpack an image
 BOOT = ("import sys;from importlib.util import spec_from_file_location as s,module_from_spec as m;"
         "p=s('mpibatch',sys.argv[1]+'/__init__.py',submodule_search_locations=[sys.argv[1]]);"
         "k=m(p);sys.modules['mpibatch']=k;p.loader.exec_module(k);"
-        "from mpibatch.child import main;sys.exit(main(sys.argv[2:]))")
+        "from mpibatch.script.child import main;sys.exit(main(sys.argv[2:]))")
 
 # What rank 0 runs once at the start: the version first (in syntax any Python reads), then the
 # child's imports, then the packages that the job's inputs need in that environment.
@@ -39,7 +39,7 @@ if tuple(sys.version_info[:2]) < __FLOOR__:
 from importlib.util import spec_from_file_location as s, module_from_spec as m
 p = s('mpibatch', sys.argv[1] + '/__init__.py', submodule_search_locations=[sys.argv[1]])
 k = m(p); sys.modules['mpibatch'] = k; p.loader.exec_module(k)
-import mpibatch.child
+import mpibatch.script.child
 for name in sys.argv[2:]:
     try:
         __import__(name)
@@ -82,7 +82,7 @@ def prefix_words(value: Any) -> list[str]:
 def child_command(python: Optional[str], prefix: Sequence[str]) -> list[str]:
     """The argv of the entry-script process, before its two pipe descriptors."""
     if python is None:
-        return [*prefix, sys.executable, "-m", "mpibatch.child"]
+        return [*prefix, sys.executable, "-m", "mpibatch.script.child"]
     return [*prefix, python, "-c", BOOT, str(PACKAGE_DIR)]
 
 

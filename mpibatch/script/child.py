@@ -1,4 +1,4 @@
-"""Main of the entry-script process: `python -m mpibatch.child READ_FD WRITE_FD`.
+"""Main of the entry-script process: `python -m mpibatch.script.child READ_FD WRITE_FD`.
 
 Started fresh by the process executor (never forked from an MPI rank). It talks to its
 worker over two pipes, kept at high, non-inherited descriptors out of the script's way, and
@@ -20,10 +20,10 @@ from typing import Callable
 from multiprocessing.connection import Connection
 
 from .entry import EntryRuntime, RuntimeSpec, error_summary
-from .polling import readable_now
+from .outbox import readable_now
 from .proctree import TOKEN_VARIABLE, become_subreaper, kill_tree
-from .records import Task
-from .text import escape_lines
+from ..records import Task
+from ..text import escape_lines
 
 
 EXIT_ORPHANED = 70
