@@ -132,7 +132,7 @@ class Job:
         before its time limit). nodes / ntasks_per_node default to node_count / process_count_per_node."""
         from .handle import Run
         from .progress import write_json_atomic
-        from .slurm import render, sbatch, submit_request
+        from .cluster.slurm import render, sbatch, submit_request
         from .status import SUBMITTED
 
         options = dict(nodes=nodes, ntasks_per_node=ntasks_per_node, gpus_per_node=gpus_per_node, time=time,
@@ -225,7 +225,7 @@ def _mpiexec_beside(python: str) -> str:
 @functools.lru_cache(maxsize=8)
 def launcher_flavour(launcher: str) -> str:
     """Which MPI a launcher belongs to, from its --version text (Open MPI's says so; Hydra's need not)."""
-    from .launch import flavour_of
+    from .cluster.launch import flavour_of
 
     try:
         proc = subprocess.run([launcher, "--version"], capture_output=True, text=True, timeout=30)

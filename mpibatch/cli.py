@@ -292,7 +292,7 @@ def _alone(own: list[str], script_args: list[str]) -> int:
 
         print(write_report(args.output, args.html))
         return 0
-    from .slurm import submit, submit_request
+    from .cluster.slurm import submit, submit_request
 
     options = {k[len("slurm_"):]: v for k, v in vars(args).items() if k.startswith("slurm_")}
     return submit(submit_request(args.job, _flags(args), run_flag_argv(args), script_args, options), args.dry_run)
@@ -301,8 +301,8 @@ def _alone(own: list[str], script_args: list[str]) -> int:
 def _doctor(own: list[str]) -> int:
     """doctor: every rank parses its command line (there is no job file to read once); the launcher's
     rank 0 alone prints a usage error or --help."""
-    from .doctor import Settings, doctor
-    from .launch import launcher_rank
+    from .cluster.doctor import Settings, doctor
+    from .cluster.launch import launcher_rank
 
     speaks = launcher_rank() == 0
     try:

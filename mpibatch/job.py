@@ -23,16 +23,16 @@ from .script.process import ProcessExecutor
 from .inputs import InputListing, list_inputs
 from .integrity import describe_write_error, is_output_error
 from .inputs.files import describe
-from .launch import launcher_rank, mislaunch_message
+from .cluster.launch import launcher_rank, mislaunch_message
 from .logs import Layout, rank_logger
 from .perf import PerfLog
-from .placement import Placement, node_layout, place
+from .cluster.placement import Placement, node_layout, place
 from .plan import BatchPlan, plan_batches
 from .polling import Backoff
 from .records import InputInfo
 from .remote import RemoteOutput
 from .signals import StopSignals
-from .walltime import Walltime, job_end_time, stop_margin
+from .cluster.walltime import Walltime, job_end_time, stop_margin
 from .worker import TAG, Worker, serve
 
 

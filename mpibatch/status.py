@@ -17,7 +17,7 @@ from .config import ConfigError
 from .integrity import check_entries
 from .journal import JOURNAL, read_journal
 from .perf import latest as latest_resources, render_lines as resource_lines
-from .placement import describe_hosts
+from .cluster.placement import describe_hosts
 from .progress import format_seconds
 
 STALE_AFTER_S = 60.0  # the coordinator rewrites logs/job_progress.json every 2 s

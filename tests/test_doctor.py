@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.doctor: each check on faked facts, the launcher's name, the output probe,
+"""Unit tests for mpibatch.cluster.doctor: each check on faked facts, the launcher's name, the output probe,
 the report's lines and the command's usage errors."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from mpibatch.cli import main
-from mpibatch.cpus import RankCpus
-from mpibatch.doctor import (Launcher, OutputProbe, RankFacts, Settings, as_json, check_binding, check_gpus,
+from mpibatch.cluster.cpus import RankCpus
+from mpibatch.cluster.doctor import (Launcher, OutputProbe, RankFacts, Settings, as_json, check_binding, check_gpus,
                              check_libraries, check_mislaunch, check_output, detect_launcher, find, placements,
                              probe_output, render)
 

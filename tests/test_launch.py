@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.launch: noticing ranks that did not join one MPI world, which MPI this environment
+"""Unit tests for mpibatch.cluster.launch: noticing ranks that did not join one MPI world, which MPI this environment
 holds, and the launch that works for it."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mpibatch import launch
-from mpibatch.launch import (expected_world_size, flavour_of, mislaunch_message, mpi_flavour, slurm_pmi2_library,
+from mpibatch.cluster import launch
+from mpibatch.cluster.launch import (expected_world_size, flavour_of, mislaunch_message, mpi_flavour, slurm_pmi2_library,
                              srun_launch)
 
 
@@ -166,7 +166,7 @@ def installed_mpi_wheel() -> str:
 
 def test_the_real_library_is_detected_without_initializing_mpi() -> None:
     """In a fresh process (as `mpibatch submit` is): the answer, and mpi4py.MPI never imported there."""
-    probe = ("import sys; from mpibatch.launch import mpi_flavour; print(mpi_flavour()); "
+    probe = ("import sys; from mpibatch.cluster.launch import mpi_flavour; print(mpi_flavour()); "
              "print('mpi4py.MPI' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.split() == [installed_mpi_wheel(), "False"]

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.placement: GPU detection, GPU/CPU assignment and thread caps."""
+"""Unit tests for mpibatch.cluster.placement: GPU detection, GPU/CPU assignment and thread caps."""
 from __future__ import annotations
 
 import os
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mpibatch import cpus as cpus_module
-from mpibatch.cpus import RankCpus, cgroup_cpus, node_cpus, online_cpus, parse_cpu_list
-from mpibatch.placement import THREAD_VARIABLES, detect_gpus, place
+from mpibatch.cluster import cpus as cpus_module
+from mpibatch.cluster.cpus import RankCpus, cgroup_cpus, node_cpus, online_cpus, parse_cpu_list
+from mpibatch.cluster.placement import THREAD_VARIABLES, detect_gpus, place
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ def test_environment_sets_thread_caps_and_gpu() -> None:
     assert all(isinstance(v, str) for v in env.values())
 
 
-# --- the node's cores: widening workers onto cores a narrow launcher binding left idle (mpibatch.cpus)
+# --- the node's cores: widening workers onto cores a narrow launcher binding left idle (mpibatch.cluster.cpus)
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:
@@ -224,7 +224,7 @@ def test_an_unreadable_parent_leaves_the_cgroup(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_hosts_are_described_with_their_ranks_as_runs() -> None:
-    from mpibatch.placement import describe_hosts, ranks_by_host
+    from mpibatch.cluster.placement import describe_hosts, ranks_by_host
 
     grouped = ranks_by_host({3: "b", 0: "a", 1: "a", 2: "b", 4: "a", 6: "a", 5: "c"})
     assert grouped == {"a": [0, 1, 4, 6], "b": [2, 3], "c": [5]}

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.slurm and the templates in mpibatch/templates/slurm/: what the sbatch script asks
+"""Unit tests for mpibatch.cluster.slurm and the templates in mpibatch/cluster/templates/slurm/: what the sbatch script asks
 Slurm for, the launch line for each MPI, that every user value arrives intact and can never run as shell,
 and the requeue logic."""
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import mpibatch.slurm
+import mpibatch.cluster.slurm
 from mpibatch.cli import main
 from mpibatch.config import ConfigError
-from mpibatch.slurm import SubmitRequest, profiles, render, templates_dir, time_limit_seconds
+from mpibatch.cluster.slurm import SubmitRequest, profiles, render, templates_dir, time_limit_seconds
 
 NASTY = ["has space", "it's", 'say "hi"', "$(touch PWNED)", "`touch PWNED`", "a;touch PWNED", "line\nbreak",
          "$HOME", "back\\slash", "*", ""]
@@ -27,7 +27,7 @@ def mpi(monkeypatch) -> None:
 
 
 def use_mpi(monkeypatch, flavour: str) -> None:
-    monkeypatch.setattr(mpibatch.slurm, "mpi_flavour", lambda: flavour)
+    monkeypatch.setattr(mpibatch.cluster.slurm, "mpi_flavour", lambda: flavour)
 
 
 def request(tmp_path: Path, **overrides) -> SubmitRequest:
@@ -84,7 +84,7 @@ def execute(script: str, tmp_path: Path, fake_bin: Path, rc: int = 0, restarts: 
 
 def test_profiles_are_the_documented_three():
     assert profiles() == ["cpu", "gpu4", "site-modules"]
-    assert templates_dir() == Path(mpibatch.slurm.__file__).parent / "templates" / "slurm", "package data"
+    assert templates_dir() == Path(mpibatch.cluster.slurm.__file__).parent / "templates" / "slurm", "package data"
 
 
 def launch_lines(script: str) -> list[str]:
@@ -124,7 +124,7 @@ def test_intel_mpi_finds_slurms_pmi2_library_itself(tmp_path, monkeypatch):
     monkeypatch.delenv("I_MPI_PMI_LIBRARY", raising=False)
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "libpmi2.so").write_bytes(b"")
-    monkeypatch.setattr(mpibatch.launch, "pmi2_search_path", lambda: [tmp_path / "none", tmp_path / "lib"])
+    monkeypatch.setattr(mpibatch.cluster.launch, "pmi2_search_path", lambda: [tmp_path / "none", tmp_path / "lib"])
     assert f"export I_MPI_PMI_LIBRARY={tmp_path}/lib/libpmi2.so" in launch_lines(render(request(tmp_path)))
 
 
@@ -132,7 +132,7 @@ def test_intel_mpi_without_slurms_pmi2_library_launches_with_pmi2_and_says_what_
     """The impi-rt 2021.18 wheel joined `srun --mpi=pmi2` without I_MPI_PMI_LIBRARY (measured with Slurm 22.05)."""
     use_mpi(monkeypatch, "impi")
     monkeypatch.delenv("I_MPI_PMI_LIBRARY", raising=False)
-    monkeypatch.setattr(mpibatch.launch, "pmi2_search_path", lambda: [])
+    monkeypatch.setattr(mpibatch.cluster.launch, "pmi2_search_path", lambda: [])
     assert launch_lines(render(request(tmp_path))) == [
         "# Intel MPI is the MPI this environment's mpi4py uses: srun starts its ranks so",
         "# no Slurm libpmi2.so for I_MPI_PMI_LIBRARY (none beside srun or in /usr/lib, /usr/lib64, /usr/local/lib, "

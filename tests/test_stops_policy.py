@@ -2,7 +2,7 @@
 from mpibatch.engine.stops import Stops
 from mpibatch.records import MiniBatch, Task
 from mpibatch.signals import StopSignals
-from mpibatch.walltime import Walltime
+from mpibatch.cluster.walltime import Walltime
 
 
 class FakeWalltime(Walltime):

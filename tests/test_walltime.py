@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.walltime: the job's end time, the margin, and whether a mini-batch fits."""
+"""Unit tests for mpibatch.cluster.walltime: the job's end time, the margin, and whether a mini-batch fits."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mpibatch.config import ConfigError
-from mpibatch.walltime import DEFAULT_MARGIN_S, Walltime, job_end_time, stop_margin
+from mpibatch.cluster.walltime import DEFAULT_MARGIN_S, Walltime, job_end_time, stop_margin
 
 
 def test_end_time_from_our_variable_then_slurms():

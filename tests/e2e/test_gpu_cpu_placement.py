@@ -57,7 +57,7 @@ def run_probe(tmp_path: Path, ranks: int, env: dict, *extra: str) -> Job:
 
 
 def expected_cpus(index: int, workers: int, threads: int) -> list[int]:
-    """The cores worker `index` of `workers` must be pinned to (mpibatch.placement's rule)."""
+    """The cores worker `index` of `workers` must be pinned to (mpibatch.cluster.placement's rule)."""
     if len(CPUS) >= workers * threads:
         return CPUS[index * threads:(index + 1) * threads]
     return sorted({CPUS[(index * threads + i) % len(CPUS)] for i in range(threads)})

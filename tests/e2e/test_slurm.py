@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import BIN, MPI, MPI_ENV, SCRIPTS, Job, diagnose, make_files, require
 
-from mpibatch.launch import mislaunch_message
+from mpibatch.cluster.launch import mislaunch_message
 
 pytestmark = pytest.mark.e2e
 

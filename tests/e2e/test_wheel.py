@@ -104,7 +104,7 @@ SRUN = {"mpich": "srun --mpi=pmi2", "openmpi": "srun --mpi=pmix", "impi": "srun 
 
 
 def test_the_installed_package_is_the_wheel_with_its_templates(venv, tmp_path):
-    probe = ("import mpibatch, mpibatch.slurm as s; print(mpibatch.__file__); print(' '.join(s.profiles())); "
+    probe = ("import mpibatch, mpibatch.cluster.slurm as s; print(mpibatch.__file__); print(' '.join(s.profiles())); "
              "print(s.templates_dir())")
     proc = subprocess.run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path, env=user_env(venv),
                           capture_output=True, text=True, timeout=60)

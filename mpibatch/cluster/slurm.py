@@ -1,4 +1,4 @@
-"""`mpibatch submit`: render an sbatch script from the Jinja2 templates in mpibatch/templates/slurm/
+"""`mpibatch submit`: render an sbatch script from the Jinja2 templates in mpibatch/cluster/templates/slurm/
 and submit it.
 
 Values reach the script in two ways only: shell-quoted (the `q` filter) in commands, or checked
@@ -19,10 +19,10 @@ from typing import Any, Optional
 
 import jinja2
 
-from .config import ConfigError, suggest
+from ..config import ConfigError, suggest
 from .launch import MPI_NAMES, Flavour, mpi_flavour, srun_launch
-from .progress import write_json_atomic
-from .status import SUBMITTED
+from ..progress import write_json_atomic
+from ..status import SUBMITTED
 
 TEMPLATES_ENV = "MPIBATCH_SLURM_TEMPLATES"
 SUFFIX = ".sbatch.j2"
@@ -91,8 +91,8 @@ class SubmitRequest:
 def submit_request(job_file: Optional[str], flags: dict[str, Any], run_flags: list[str], script_args: list[str],
                    options: dict[str, Any]) -> SubmitRequest:
     """Check the job as `mpibatch run` would (exit 2 before anything is submitted) and build the request."""
-    from .config import aliases_in, build_config
-    from .job import check_entry_script
+    from ..config import aliases_in, build_config
+    from ..job import check_entry_script
 
     config = build_config(job_file, flags)
     check_entry_script(config)

@@ -2,7 +2,7 @@
 
 Every rank reads what it sees (the MPI library, the launcher's variables, its cores, GPUs and
 scratch, whether the output can be written); rank 0 gathers them, places the workers as `mpibatch
-run` would (mpibatch.placement) and prints one report with the classic mistakes, each with a fix.
+run` would (mpibatch.cluster.placement) and prints one report with the classic mistakes, each with a fix.
 Exit status 0: nothing wrong; 1: a mistake was found.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from . import installed_version
+from .. import installed_version
 from .cpus import NodeCpus, RankCpus, node_cpus, rank_cpus
 from .launch import launcher_rank, mislaunch_message
 from .placement import THREAD_VARIABLES, Placement, node_layout, place
@@ -111,7 +111,7 @@ class RankFacts:
     launcher: Launcher
     mislaunch: Optional[str]
     cpus: RankCpus
-    node_cpus: list[int]  # what mpibatch's workers on this node split (mpibatch.placement.node_layout)
+    node_cpus: list[int]  # what mpibatch's workers on this node split (mpibatch.cluster.placement.node_layout)
     gpus: list[str]
     thread_env: dict[str, str]
     scratch: str
