@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..commit import JournalEntry
+from ..plan import BatchPlan
+from ..records import MiniBatch
 from .bisection import is_half
 
 
@@ -25,6 +27,16 @@ class Tally:
     errors: Counter = field(default_factory=Counter)
     extra_lines: int = 0  # result lines beyond one per element, this run (elements that hold newlines)
     extra_elements: int = 0  # elements beyond one per item, this run (written, but no item's result)
+
+    @classmethod
+    def resumed(cls, batches: BatchPlan, earlier: list[JournalEntry], redo: list[MiniBatch]) -> "Tally":
+        """The counts a job starts from: its plan's, with what earlier runs journaled (`redo`: the halves
+        of their splits still to run)."""
+        planned_done = (batches.get(e.id) for e in earlier)
+        items_left = batches.n_items - sum(b.size for b in planned_done if b is not None) + sum(b.size for b in redo)
+        tally = cls(batches_total=len(batches), items_total=items_left + sum(e.ok + e.fail for e in earlier))
+        tally.add_journal(earlier)
+        return tally
 
     @property
     def batches_final(self) -> int:
