@@ -131,9 +131,9 @@ class Job:
         """Submit the job as a Slurm batch job, as `mpibatch submit` does (resumes after a requeue, stops
         before its time limit). nodes / ntasks_per_node default to node_count / process_count_per_node."""
         from .handle import Run
-        from .progress import write_json_atomic
+        from .output.progress import write_json_atomic
         from .cluster.slurm import render, sbatch, submit_request
-        from .status import SUBMITTED
+        from .output.status import SUBMITTED
 
         options = dict(nodes=nodes, ntasks_per_node=ntasks_per_node, gpus_per_node=gpus_per_node, time=time,
                        partition=partition, account=account, profile=profile,

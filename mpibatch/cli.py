@@ -284,7 +284,7 @@ def _alone(own: list[str], script_args: list[str]) -> int:
     """status and submit: one process, no MPI."""
     args = build_parser().parse_args(own)
     if args.command == "status":
-        from .status import show_status
+        from .output.status import show_status
 
         return show_status(Path(args.output), watch=args.watch, as_json=args.json, interval=args.interval)
     if args.command == "report":

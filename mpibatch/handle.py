@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, TextIO
 
 from .config import ConfigError
 from .results import ErrorReport, errors, failed_items, iter_results, logs, results
-from .status import LIVE, SLURM_GOING, _slurm_state, read_status, render, still_going
+from .output.status import LIVE, SLURM_GOING, _slurm_state, read_status, render, still_going
 
 if TYPE_CHECKING:
     import pandas
@@ -298,7 +298,7 @@ def state_signature(output: Path) -> Optional[tuple[int, int, int]]:
 
 def progress_line(status: Status) -> str:
     """One line for wait(show_output=True)."""
-    from .progress import format_seconds
+    from .output.progress import format_seconds
 
     data = status.data
     if not status.total:

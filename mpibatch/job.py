@@ -15,22 +15,22 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .config.azure_v2 import announce, make_output_dirs
-from .commit import Fingerprint, Prepared, ResultStore, prepare_output
+from .output.commit import Fingerprint, Prepared, ResultStore, prepare_output
 from .config import ConfigError, JobConfig, error_line, report_error
 from .script.entry import RuntimeSpec, WorkerInfo, error_summary
 from .script.inline import InlineExecutor
 from .script.process import ProcessExecutor
 from .inputs import InputListing, list_inputs
-from .integrity import describe_write_error, is_output_error
+from .output.integrity import describe_write_error, is_output_error
 from .inputs.files import describe
 from .cluster.launch import launcher_rank, mislaunch_message
-from .logs import Layout, rank_logger
-from .perf import PerfLog
+from .output.logs import Layout, rank_logger
+from .output.perf import PerfLog
 from .cluster.placement import Placement, node_layout, place
 from .plan import BatchPlan, plan_batches
 from .polling import Backoff
 from .records import InputInfo
-from .remote import RemoteOutput
+from .output.remote import RemoteOutput
 from .signals import StopSignals
 from .cluster.walltime import Walltime, job_end_time, stop_margin
 from .worker import TAG, Worker, serve

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from .progress import format_seconds
+from .output.progress import format_seconds
 
 if TYPE_CHECKING:
     from .handle import Run

@@ -11,8 +11,8 @@ from typing import Any, Callable, Optional
 
 from .script.executor import Executor, InitDone, InitFailed, Restarting
 from .script.inline import InlineExecutor
-from .logs import Layout, log_lines
-from .perf import PerfLog
+from .output.logs import Layout, log_lines
+from .output.perf import PerfLog
 from .polling import QUIET_MAX_SLEEP_S, Backoff
 from .records import Outcome, Task
 from .signals import StopSignals

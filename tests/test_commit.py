@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.commit: the result file, its journal, resume, reuse and the output lock."""
+"""Unit tests for mpibatch.output.commit: the result file, its journal, resume, reuse and the output lock."""
 from __future__ import annotations
 
 import csv
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mpibatch.commit import JOURNAL, STATE, Fingerprint, ResultStore, prepare_output
+from mpibatch.output.commit import JOURNAL, STATE, Fingerprint, ResultStore, prepare_output
 from mpibatch.config import ConfigError, JobConfig
-from mpibatch.logs import Layout
+from mpibatch.output.logs import Layout
 from mpibatch.records import Outcome
 
 
@@ -495,7 +495,7 @@ def test_the_state_is_rewritten_in_place_when_no_new_file_can_be_made(job: Path,
         return real(self, data)
 
     monkeypatch.setattr(Path, "write_bytes", full)
-    from mpibatch import commit
+    from mpibatch.output import commit
 
     commit._write_state(layout, fingerprint, "Interrupted")
     assert json.loads((layout.state_dir / STATE).read_text())["status"] == "Interrupted"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mpibatch.commit import ResultStore
+from mpibatch.output.commit import ResultStore
 from mpibatch.config import JobConfig
 from mpibatch.engine.coordinator import Coordinator
 from mpibatch.engine.pending import Pending

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.perf: CPU of a process tree, the csv lines, and what status shows of them."""
+"""Unit tests for mpibatch.output.perf: CPU of a process tree, the csv lines, and what status shows of them."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from mpibatch.perf import COLUMNS, PerfLog, TreeCpu, latest, render_lines
+from mpibatch.output.perf import COLUMNS, PerfLog, TreeCpu, latest, render_lines
 
 SPIN = "import time\nt = time.monotonic()\nwhile time.monotonic() - t < 30: pass\n"
 

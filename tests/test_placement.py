@@ -224,7 +224,8 @@ def test_an_unreadable_parent_leaves_the_cgroup(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_hosts_are_described_with_their_ranks_as_runs() -> None:
-    from mpibatch.cluster.placement import describe_hosts, ranks_by_host
+    from mpibatch.cluster.placement import ranks_by_host
+    from mpibatch.output.status import describe_hosts
 
     grouped = ranks_by_host({3: "b", 0: "a", 1: "a", 2: "b", 4: "a", 6: "a", 5: "c"})
     assert grouped == {"a": [0, 1, 4, 6], "b": [2, 3], "c": [5]}

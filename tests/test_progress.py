@@ -1,12 +1,12 @@
-"""Unit tests for mpibatch.progress: progress lines, the overview file and time formatting."""
+"""Unit tests for mpibatch.output.progress: progress lines, the overview file and time formatting."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from mpibatch import progress
-from mpibatch.progress import Progress, format_seconds
+from mpibatch.output import progress
+from mpibatch.output.progress import Progress, format_seconds
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "0:00"), (5.9, "0:05"), (59, "0:59"), (61, "1:01"),

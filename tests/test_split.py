@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 
-from mpibatch.commit import JournalEntry
-from mpibatch.journal import read_journal
+from mpibatch.output.commit import JournalEntry
+from mpibatch.output.journal import read_journal
 from mpibatch.records import MiniBatch, TableSlice
 from mpibatch.engine.bisection import Bisection, failed_item_line, halves, halves_to_redo, rewrite_failed_items, should_bisect
 from mpibatch.text import unescape

@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.status: what `mpibatch status OUTPUT` reads and shows, from files alone."""
+"""Unit tests for mpibatch.output.status: what `mpibatch status OUTPUT` reads and shows, from files alone."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from mpibatch.cli import main
-from mpibatch.status import read_status, render, still_going
+from mpibatch.output.status import read_status, render, still_going
 
 NOW = 1_800_000_000.0
 

@@ -146,19 +146,3 @@ def ranks_by_host(hosts: dict[int, str]) -> dict[str, list[int]]:
         grouped.setdefault(hosts[rank], []).append(rank)
     return grouped
 
-
-def _runs(ranks: list[int]) -> str:
-    """[0, 1, 2, 5] -> '0-2,5'."""
-    parts, start, previous = [], ranks[0], ranks[0]
-    for rank in [*ranks[1:], None]:
-        if rank is None or rank != previous + 1:
-            parts.append(str(start) if start == previous else f"{start}-{previous}")
-            start = rank
-        previous = rank
-    return ",".join(parts)
-
-
-def describe_hosts(grouped: dict[str, list[int]]) -> str:
-    """'nodeA (ranks 0-1), nodeB (ranks 2-3)'."""
-    return ", ".join(f"{host} (rank{'s' if len(ranks) > 1 else ''} {_runs(ranks)})"
-                     for host, ranks in grouped.items() if ranks)

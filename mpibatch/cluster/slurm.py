@@ -21,8 +21,8 @@ import jinja2
 
 from ..config import ConfigError, suggest
 from .launch import MPI_NAMES, Flavour, mpi_flavour, srun_launch
-from ..progress import write_json_atomic
-from ..status import SUBMITTED
+from ..output.progress import write_json_atomic
+from ..output.status import SUBMITTED
 
 TEMPLATES_ENV = "MPIBATCH_SLURM_TEMPLATES"
 SUFFIX = ".sbatch.j2"

@@ -4,9 +4,10 @@ errors.py (ConfigError, the one stderr line), paths.py, sizes.py, keys.py (every
 validators), jobfile.py (reading YAML safely), flags.py (flag text as YAML values), the Azure ML v2 modules
 (azure_names, azure_bindings, azure_v2), checks.py (what is checked against the world before any work) and
 load.py (load_job: read, merge, resolve paths, validate). These modules import the standard library, pydantic
-and yaml, each other in that order, and from the rest of mpibatch only logs.Layout; three checks call up at
-run time, never at import: the command_prefix words (script_env), a trial of append_row options
-(entry.format_result) and whether an Azure MLTable reads a table (inputs.mltable).
+and yaml, each other in that order, and nothing else of mpibatch (paths.py names the output folder's own
+entries, which output.logs.Layout lays out); three checks call up at run time, never at import: the
+command_prefix words (script.script_env), a trial of append_row options (script.entry.format_result) and
+whether an Azure MLTable reads a table (inputs.mltable).
 """
 from __future__ import annotations
 

@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..logs import Layout
-
 
 def is_url(path: str) -> bool:
     """True for fsspec URLs such as memory://x or az://c/p (file:// included)."""
@@ -16,6 +14,7 @@ def is_url(path: str) -> bool:
 
 
 MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # Linux NAME_MAX and PATH_MAX
+LOGS_DIR, STATE_DIR = "logs", ".mpibatch"  # what mpibatch keeps in an output folder (output.logs.Layout)
 
 
 def path_problem(value: str) -> Optional[str]:
@@ -33,8 +32,7 @@ def path_problem(value: str) -> Optional[str]:
 
 def _reserved_names() -> frozenset[str]:
     """What mpibatch itself keeps in an output folder, so no result file may take the name."""
-    layout = Layout(Path("/output"), Path("/output/result"))
-    return frozenset({layout.logs.name.casefold(), layout.state_dir.name.casefold()})
+    return frozenset({LOGS_DIR.casefold(), STATE_DIR.casefold()})
 
 
 def result_name_problem(name: str) -> Optional[str]:

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from ..logs import Layout
+from ..output.logs import Layout
 
 CSV_EXPECTED = ("id", "input", "items", "attempts", "status", "succeeded", "failed", "seconds", "rank",
                 "error_class", "error")
@@ -115,7 +115,7 @@ def _read_json(path: Path, missing: list[str], what: str) -> Optional[dict[str, 
 
 def _read_status(layout: Layout, data: ReportData) -> None:
     """The same facts as `mpibatch status` (a live job's progress file, or the last job_result)."""
-    from ..status import read_status
+    from ..output.status import read_status
 
     try:
         data.status = read_status(layout.output)

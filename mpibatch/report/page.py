@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from ..progress import format_seconds
+from ..output.progress import format_seconds
 from .data import MAX_RANK_ROWS, ReportData
 
 SLOWEST_ROWS = 15

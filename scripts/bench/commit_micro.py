@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mpibatch.commit import Fingerprint, ResultStore, prepare_output
+from mpibatch.output.commit import Fingerprint, ResultStore, prepare_output
 from mpibatch.config import JobConfig
-from mpibatch.logs import Layout
+from mpibatch.output.logs import Layout
 from mpibatch.records import Outcome
 
 

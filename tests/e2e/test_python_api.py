@@ -16,7 +16,7 @@ from conftest import BIN, SCRIPTS, faulty_args, launcher_stop_status, make_files
 
 import mpibatch
 from mpibatch.handle import JobFailed
-from mpibatch.status import render
+from mpibatch.output.status import render
 
 pytestmark = pytest.mark.e2e
 ENV = {"MPIBATCH_PROGRESS_INTERVAL": "0.5"}

@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import faulty_args, kill_tree, launcher_stop_status, make_files, run_cli, start_cli
 
-from mpibatch.remote import staging_folder
+from mpibatch.output.remote import staging_folder
 
 pytestmark = pytest.mark.e2e
 FILES = {f"f{i:03d}": "sleep0.1" for i in range(40)}

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from conftest import BIN, faulty_args, make_files, run_cli
 
-from mpibatch.perf import COLUMNS
+from mpibatch.output.perf import COLUMNS
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 from zlib import crc32
 
-from .records import BatchId
+from ..records import BatchId
 
 JOURNAL = "journal.jsonl"
 STATUSES = ("succeeded", "failed", "split", "isolated")

@@ -13,11 +13,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import ConfigError
+from ..config import ConfigError
 from .integrity import check_entries
 from .journal import JOURNAL, read_journal
 from .perf import latest as latest_resources, render_lines as resource_lines
-from .cluster.placement import describe_hosts
 from .progress import format_seconds
 
 STALE_AFTER_S = 60.0  # the coordinator rewrites logs/job_progress.json every 2 s
@@ -241,3 +240,20 @@ def show_status(output: Path, watch: bool = False, as_json: bool = False, interv
             time.sleep(interval)
     except KeyboardInterrupt:
         return 0
+
+
+def _runs(ranks: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    parts, start, previous = [], ranks[0], ranks[0]
+    for rank in [*ranks[1:], None]:
+        if rank is None or rank != previous + 1:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = rank
+        previous = rank
+    return ",".join(parts)
+
+
+def describe_hosts(grouped: dict[str, list[int]]) -> str:
+    """'nodeA (ranks 0-1), nodeB (ranks 2-3)'."""
+    return ", ".join(f"{host} (rank{'s' if len(ranks) > 1 else ''} {_runs(ranks)})"
+                     for host, ranks in grouped.items() if ranks)
