@@ -11,7 +11,7 @@ from .script.entry import EntryScript
 
 __version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it from here
 __all__ = ["ConfigError", "EntryScript", "Job", "JobFailed", "Run", "__version__", "installed_version"]
-_LAZY = {"Job": "api", "Run": "handle", "JobFailed": "handle", "ConfigError": "config"}  # driving jobs from Python: imported when used
+_LAZY = {"Job": "api.job", "Run": "api.run", "JobFailed": "api.run", "ConfigError": "config"}  # driving jobs from Python: imported when used
 
 
 def __getattr__(name: str) -> object:

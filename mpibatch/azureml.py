@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .api import Job
+from .api.job import Job
 
 __all__ = ["ParallelRunConfig", "ParallelRunStep", "PipelineParameter"]
 

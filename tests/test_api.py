@@ -15,8 +15,8 @@ from conftest import BIN
 import mpibatch
 from mpibatch.azureml import ParallelRunConfig, ParallelRunStep, PipelineParameter
 from mpibatch.config import error_line
-from mpibatch.handle import Status, progress_line
-from mpibatch.notebook_view import render_html
+from mpibatch.api.run import Status, progress_line
+from mpibatch.api.notebook_view import render_html
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from conftest import BIN, SCRIPTS, faulty_args, launcher_stop_status, make_files, start_cli
 
 import mpibatch
-from mpibatch.handle import JobFailed
+from mpibatch.api.run import JobFailed
 from mpibatch.output.status import render
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from .config import APPEND_ROW_DEFAULTS, ConfigError
+from ..config import APPEND_ROW_DEFAULTS, ConfigError
 
 if TYPE_CHECKING:
     import pandas

@@ -17,10 +17,10 @@ import time as clock
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .config import KEY_ALIASES, ConfigError, JobConfig, check_keys, is_url, load_job, read_yaml
+from ..config import KEY_ALIASES, ConfigError, JobConfig, check_keys, is_url, load_job, read_yaml
 
 if TYPE_CHECKING:
-    from .handle import Run
+    from .run import Run
 
 PathLike = Union[str, "os.PathLike[str]"]
 LAUNCH_FOLDER = Path("logs") / "python"  # inside the output: the job file a launch ran and the launcher's output
@@ -95,8 +95,8 @@ class Job:
         """Start the job in the background on `ranks` MPI ranks of this machine (default: node_count x
         process_count_per_node, else 2) with the mpiexec of `python`'s environment (default: this one).
         Returns once the job has started (or refused to: then ConfigError, as the CLI's exit 2)."""
-        from .handle import Run, state_signature
-        from .job import check_entry_script
+        from .run import Run, state_signature
+        from ..job import check_entry_script
 
         job = self if resume is None else self.replace(resume=resume)
         check_entry_script(job.config)
@@ -130,10 +130,10 @@ class Job:
                ntasks_per_node: Optional[int] = None, template: Optional[PathLike] = None) -> "Run":
         """Submit the job as a Slurm batch job, as `mpibatch submit` does (resumes after a requeue, stops
         before its time limit). nodes / ntasks_per_node default to node_count / process_count_per_node."""
-        from .handle import Run
-        from .output.progress import write_json_atomic
-        from .cluster.slurm import render, sbatch, submit_request
-        from .output.status import SUBMITTED
+        from .run import Run
+        from ..output.progress import write_json_atomic
+        from ..cluster.slurm import render, sbatch, submit_request
+        from ..output.status import SUBMITTED
 
         options = dict(nodes=nodes, ntasks_per_node=ntasks_per_node, gpus_per_node=gpus_per_node, time=time,
                        partition=partition, account=account, profile=profile,
@@ -225,7 +225,7 @@ def _mpiexec_beside(python: str) -> str:
 @functools.lru_cache(maxsize=8)
 def launcher_flavour(launcher: str) -> str:
     """Which MPI a launcher belongs to, from its --version text (Open MPI's says so; Hydra's need not)."""
-    from .cluster.launch import flavour_of
+    from ..cluster.launch import flavour_of
 
     try:
         proc = subprocess.run([launcher, "--version"], capture_output=True, text=True, timeout=30)

@@ -12,14 +12,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, TextIO
 
-from .config import ConfigError
+from ..config import ConfigError
 from .results import ErrorReport, errors, failed_items, iter_results, logs, results
-from .output.status import LIVE, SLURM_GOING, _slurm_state, read_status, render, still_going
+from ..output.status import LIVE, SLURM_GOING, _slurm_state, read_status, render, still_going
 
 if TYPE_CHECKING:
     import pandas
 
-    from .api import Job
+    from .job import Job
 
 POLL_S = 0.5
 START_WAIT_S = 30.0  # job.run() waits this long at most for the job to pass its checks
@@ -187,7 +187,7 @@ class Run:
 
     def resume(self, ranks: Optional[int] = None, **run_options: Any) -> "Run":
         """Start the job again with resume: it continues exactly where it stopped (same handle)."""
-        from .api import job_from_state
+        from .job import job_from_state
 
         if self._process is not None and self._process.poll() is None:
             raise RuntimeError(f"{self.output}: the job is still running")
@@ -229,7 +229,7 @@ class Run:
 
     def report(self, html: "Optional[str | os.PathLike[str]]" = None) -> Path:
         """The job's HTML report (plots of throughput, per-rank timeline, errors); its path."""
-        from .report import write_report
+        from ..report import write_report
 
         return write_report(self.output, Path(html) if html else None)
 
@@ -298,7 +298,7 @@ def state_signature(output: Path) -> Optional[tuple[int, int, int]]:
 
 def progress_line(status: Status) -> str:
     """One line for wait(show_output=True)."""
-    from .output.progress import format_seconds
+    from ..output.progress import format_seconds
 
     data = status.data
     if not status.total:

@@ -9,10 +9,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-from .output.progress import format_seconds
+from ..output.progress import format_seconds
 
 if TYPE_CHECKING:
-    from .handle import Run
+    from .run import Run
 
 REFRESH_S = 1.0
 MAX_RANK_ROWS = 16
