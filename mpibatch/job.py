@@ -27,7 +27,7 @@ from .cluster.launch import launcher_rank, mislaunch_message
 from .output.logs import Layout, rank_logger
 from .output.perf import PerfLog
 from .cluster.placement import Placement, node_layout, place
-from .plan import BatchPlan, plan_batches
+from .inputs.plan import BatchPlan, plan_batches
 from .polling import Backoff
 from .records import InputInfo
 from .output.remote import RemoteOutput

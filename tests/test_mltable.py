@@ -14,7 +14,7 @@ from mpibatch.inputs import list_inputs
 from mpibatch.inputs.mltable import MLTableFiles, MLTableListing, glob_regex
 from mpibatch.inputs.read import TableReadError, read_slices
 from mpibatch.inputs.tabular import FileOpener
-from mpibatch.plan import plan_batches
+from mpibatch.inputs.plan import plan_batches
 
 
 def mltable(folder: Path, doc: dict, files: dict[str, str] | None = None) -> Path:

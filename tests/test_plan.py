@@ -1,4 +1,4 @@
-"""Unit tests for mpibatch.plan: splitting listed inputs into mini-batches."""
+"""Unit tests for mpibatch.inputs.plan: splitting listed inputs into mini-batches."""
 from __future__ import annotations
 
 from typing import Optional, Union
@@ -7,7 +7,7 @@ import pytest
 
 from mpibatch.config import ConfigError, JobConfig
 from mpibatch.inputs import InputListing
-from mpibatch.plan import FileRun, plan_batches
+from mpibatch.inputs.plan import FileRun, plan_batches
 
 
 def config(mini_batch_size: Optional[Union[int, str]] = None, **kw: object) -> JobConfig:

@@ -1,7 +1,10 @@
-"""Listing a job's inputs into items that the planner splits into mini-batches.
+"""Listing a job's inputs into items, and planning them into mini-batches (plan.py: deterministic ids,
+descriptors, never data); reading a mini-batch's slices back (read.py) in the worker or its child.
 
 The entry-script process imports read.py from here and nothing else: listing (files.py, tabular.py)
-needs the runner's packages (pydantic, numpy), which a script's own environment may lack (script_env.py).
+needs the runner's packages (pydantic, numpy), which a script's own environment may lack
+(script/script_env.py). These modules import the standard library, the shared vocabulary (records, text)
+and config; never output, script, cluster, engine, api or cli.
 """
 from __future__ import annotations
 

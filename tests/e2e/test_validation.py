@@ -113,7 +113,7 @@ def test_mislaunch_is_detected(job_dir):
 def test_an_unexpected_error_while_planning_ends_every_rank(job_dir):
     """A bug or storage error on rank 0 during planning must not leave the other ranks waiting."""
     (job_dir / "sitecustomize.py").write_text(
-        "import mpibatch.plan as plan\n"
+        "import mpibatch.inputs.plan as plan\n"
         "def boom(*args, **kwargs):\n"
         "    raise RuntimeError('disk on fire')\n"
         "plan.plan_batches = boom\n"
