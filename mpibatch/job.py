@@ -14,25 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .config.azure_v2 import announce, make_output_dirs
-from .output.commit import Fingerprint, Prepared, ResultStore, prepare_output
+from .cluster.launch import launcher_rank, mislaunch_message
+from .cluster.placement import Placement, node_layout, place
+from .cluster.walltime import Walltime, job_end_time, stop_margin
 from .config import ConfigError, JobConfig, error_line, report_error
+from .config.azure_v2 import announce, make_output_dirs
+from .inputs import InputListing, list_inputs
+from .inputs.files import describe
+from .inputs.plan import BatchPlan, plan_batches
+from .output.commit import Fingerprint, Prepared, ResultStore, prepare_output
+from .output.integrity import describe_write_error, is_output_error
+from .output.logs import Layout, rank_logger
+from .output.perf import PerfLog
+from .output.remote import RemoteOutput
+from .polling import Backoff
+from .records import InputInfo
 from .script.entry import RuntimeSpec, WorkerInfo, error_summary
 from .script.inline import InlineExecutor
 from .script.process import ProcessExecutor
-from .inputs import InputListing, list_inputs
-from .output.integrity import describe_write_error, is_output_error
-from .inputs.files import describe
-from .cluster.launch import launcher_rank, mislaunch_message
-from .output.logs import Layout, rank_logger
-from .output.perf import PerfLog
-from .cluster.placement import Placement, node_layout, place
-from .inputs.plan import BatchPlan, plan_batches
-from .polling import Backoff
-from .records import InputInfo
-from .output.remote import RemoteOutput
 from .signals import StopSignals
-from .cluster.walltime import Walltime, job_end_time, stop_margin
 from .worker import TAG, Worker, serve
 
 

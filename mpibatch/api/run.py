@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, TextIO
 
 from ..config import ConfigError
-from .results import ErrorReport, errors, failed_items, iter_results, logs, results
 from ..output.status import LIVE, SLURM_GOING, _slurm_state, read_status, render, still_going
+from .results import ErrorReport, errors, failed_items, iter_results, logs, results
 
 if TYPE_CHECKING:
     import pandas

@@ -20,9 +20,9 @@ from typing import Any, Optional
 import jinja2
 
 from ..config import ConfigError, suggest
-from .launch import MPI_NAMES, Flavour, mpi_flavour, srun_launch
 from ..output.progress import write_json_atomic
 from ..output.status import SUBMITTED
+from .launch import MPI_NAMES, Flavour, mpi_flavour, srun_launch
 
 TEMPLATES_ENV = "MPIBATCH_SLURM_TEMPLATES"
 SUFFIX = ".sbatch.j2"

@@ -132,7 +132,7 @@ class JobConfig(BaseModel):
     max_worker_memory: Optional[Union[int, str]] = None
     bisect_failures: Optional[bool] = None  # None: on for file inputs (engine/bisection.py)
     retry_failed: bool = False
-    python: Optional[str] = None  # the entry-script process's interpreter (script_env.py)
+    python: Optional[str] = None  # the entry-script process's interpreter (script/script_env.py)
     command_prefix: Optional[Union[str, list[str]]] = None  # words put before it: a container launcher
 
     @field_validator("inputs", mode="before")

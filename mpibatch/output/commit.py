@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from ..config import ConfigError, JobConfig, fingerprint_fields
+from ..records import BatchId
 from .integrity import check_entries, describe_write_error, no_room, overwrite_in_place, with_path
 from .journal import JOURNAL, Journal, JournalEntry, journal_line, read_journal
 from .logs import Layout
-from ..records import BatchId
 
 STATE = "state.json"
 LOCK = "lock"

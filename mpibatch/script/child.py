@@ -19,11 +19,11 @@ from collections import deque
 from typing import Callable
 from multiprocessing.connection import Connection
 
+from ..records import Task
+from ..text import escape_lines
 from .entry import EntryRuntime, RuntimeSpec, error_summary
 from .outbox import readable_now
 from .proctree import TOKEN_VARIABLE, become_subreaper, kill_tree
-from ..records import Task
-from ..text import escape_lines
 
 
 EXIT_ORPHANED = 70

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-from .heap import keep_freed_memory
 from ..records import BatchId, InputInfo, Outcome, Task
 from ..text import escape, escape_lines
+from .heap import keep_freed_memory
 
 
 @dataclass(frozen=True)
