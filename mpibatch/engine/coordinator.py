@@ -320,9 +320,10 @@ class Coordinator:
         # covers the wait, and an idle coordinator wakes half as often (a third less CPU, A/B)
         backoff = idle_policy(self.local) if self.local is not None else Backoff(max_sleep=QUIET_MAX_SLEEP_S)
         next_housekeeping = 0.0
+        receive, handle = self.mail.receive, self._handle
         while True:
             try:
-                busy = self.mail.receive(self._handle)
+                busy = receive(handle)
             except OSError as exc:
                 busy = True
                 self.on_output_error(exc)
