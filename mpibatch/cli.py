@@ -268,7 +268,7 @@ def _run_request(own: list[str], script_args: list[str]) -> tuple[Any, ...]:
 
 def _on_ranks(own: list[str], script_args: list[str]) -> int:
     """run and demo: rank 0 reads and validates, every rank gets the result and runs."""
-    from .job import Stop, decide_on_rank_zero, run_job
+    from .engine.job import Stop, decide_on_rank_zero, run_job
 
     request = decide_on_rank_zero(lambda: _run_request(own, script_args))
     if isinstance(request, Stop):

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-import mpibatch.job
+import mpibatch.engine.job
 from mpibatch.cli import _flags, build_parser, main, parse_mapping, split_script_args
 from mpibatch.config import ConfigError
 
@@ -33,7 +33,7 @@ def captured_run(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
         calls.append((config, script_args, aliases))
         return 0
 
-    monkeypatch.setattr(mpibatch.job, "run_job", fake_run_job)
+    monkeypatch.setattr(mpibatch.engine.job, "run_job", fake_run_job)
     return calls
 
 

@@ -9,9 +9,9 @@ from mpibatch.output.commit import ResultStore
 from mpibatch.config import JobConfig
 from mpibatch.engine.coordinator import Coordinator
 from mpibatch.engine.pending import Pending
-from mpibatch.job import prepare
+from mpibatch.engine.job import prepare
 from mpibatch.records import MiniBatch, Outcome, Task
-from mpibatch.signals import StopSignals
+from mpibatch.engine.signals import StopSignals
 
 
 def batches(ids: range) -> list[MiniBatch]:

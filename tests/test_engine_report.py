@@ -18,9 +18,9 @@ from mpibatch.engine.report import Report, Timing
 from mpibatch.engine.speculation import Speculation
 from mpibatch.engine.tally import Tally
 from mpibatch.engine.thresholds import Thresholds
-from mpibatch.logs import FirstError, Layout
+from mpibatch.output.logs import FirstError, Layout
 from mpibatch.records import MiniBatch, Task
-from mpibatch.worker import TAG
+from mpibatch.engine.worker import TAG
 
 
 class FakeProgress:

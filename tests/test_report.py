@@ -194,7 +194,7 @@ def test_running_job(tmp_path: Path) -> None:
 
 
 def test_importing_mpibatch_leaves_matplotlib_out() -> None:
-    proc = subprocess.run([str(BIN / "python"), "-c", "import sys, mpibatch, mpibatch.cli, mpibatch.job; "
+    proc = subprocess.run([str(BIN / "python"), "-c", "import sys, mpibatch, mpibatch.cli, mpibatch.engine.job; "
                            "print('matplotlib' in sys.modules)"], capture_output=True, text=True, timeout=60)
     assert proc.stdout == "False\n", proc.stderr
 

@@ -9,7 +9,7 @@ from mpibatch.engine.bisection import Bisection
 from mpibatch.engine.report import Timing
 from mpibatch.engine.settle import Settle
 from mpibatch.engine.tally import Tally
-from mpibatch.logs import Layout
+from mpibatch.output.logs import Layout
 from mpibatch.records import MiniBatch, Outcome, Task
 
 

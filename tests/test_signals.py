@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import signal
 
-from mpibatch.signals import DUPLICATE_WINDOW_S, StopSignals
+from mpibatch.engine.signals import DUPLICATE_WINDOW_S, StopSignals
 
 
 def test_copies_of_one_signal_count_once():

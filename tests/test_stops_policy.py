@@ -1,7 +1,7 @@
 """engine.stops.Stops on its own: signals, the time limit, the drain and what it cuts short."""
 from mpibatch.engine.stops import Stops
 from mpibatch.records import MiniBatch, Task
-from mpibatch.signals import StopSignals
+from mpibatch.engine.signals import StopSignals
 from mpibatch.cluster.walltime import Walltime
 
 

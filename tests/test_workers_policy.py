@@ -1,6 +1,6 @@
 """engine.workers.Workers on its own: live workers, stalled inline calls, failed init(), when the job gives up."""
 from mpibatch.engine.workers import Workers
-from mpibatch.logs import FirstError
+from mpibatch.output.logs import FirstError
 
 
 def failure(rank: int, cls: str = "timeout", summary: str = "hung") -> FirstError:

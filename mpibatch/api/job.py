@@ -96,7 +96,7 @@ class Job:
         process_count_per_node, else 2) with the mpiexec of `python`'s environment (default: this one).
         Returns once the job has started (or refused to: then ConfigError, as the CLI's exit 2)."""
         from .run import Run, state_signature
-        from ..job import check_entry_script
+        from ..script.checks import check_entry_script
 
         job = self if resume is None else self.replace(resume=resume)
         check_entry_script(job.config)

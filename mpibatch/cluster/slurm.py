@@ -92,7 +92,7 @@ def submit_request(job_file: Optional[str], flags: dict[str, Any], run_flags: li
                    options: dict[str, Any]) -> SubmitRequest:
     """Check the job as `mpibatch run` would (exit 2 before anything is submitted) and build the request."""
     from ..config import aliases_in, build_config
-    from ..job import check_entry_script
+    from ..script.checks import check_entry_script
 
     config = build_config(job_file, flags)
     check_entry_script(config)

@@ -107,7 +107,7 @@ def run_demo(images: int, flags: dict[str, Any], script_args: list[str]) -> int:
         return 2
     from mpi4py import MPI
 
-    from ..job import run_job, wait_politely
+    from ..engine.job import run_job, wait_politely
 
     comm = MPI.COMM_WORLD
     output = str(Path(flags.pop("output", DEFAULT_OUTPUT)).resolve())

@@ -6,29 +6,29 @@ import logging
 import time
 from typing import Any, Optional
 
-from ..commit import JournalEntry, ResultStore
+from ..cluster.walltime import EXIT_TIME_LIMIT, Walltime
 from ..config import JobConfig
-from ..executor import InlineExecutor
-from ..logs import FirstError, Layout
-from ..plan import BatchPlan
-from ..polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
-from ..progress import Progress
+from ..inputs.plan import BatchPlan
+from ..output.commit import JournalEntry, ResultStore
+from ..output.logs import FirstError, Layout
+from ..output.progress import Progress
+from ..output.remote import RemoteOutput
 from ..records import BatchId, Outcome, Task
-from ..remote import RemoteOutput
-from ..signals import StopSignals
-from ..walltime import EXIT_TIME_LIMIT, Walltime
-from ..worker import Worker, idle_policy
+from ..script.inline import InlineExecutor
 from .bisection import Bisection, halves_to_redo, rewrite_failed_items
 from .files import JobFiles
 from .mail import SHARED_GIL_SWITCH_S, Mail, switch_interval
 from .pending import Pending
+from .polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
 from .report import Report, Timing
 from .retry import Retries
 from .settle import Settle
+from .signals import StopSignals
 from .speculation import Speculation
 from .stops import STOPPED_NOTE, Stops
 from .tally import Tally
 from .thresholds import Thresholds
+from .worker import Worker, idle_policy
 from .workers import Workers
 
 HOUSEKEEPING_EVERY_S = 0.2

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from ..commit import ResultStore
-from ..integrity import describe_write_error
-from ..logs import FirstError, Layout, write_job_result
-from ..progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
-from ..remote import RemoteOutput
+from ..output.commit import ResultStore
+from ..output.integrity import describe_write_error
+from ..output.logs import FirstError, Layout, write_job_result
+from ..output.progress import OVERVIEW_EVERY_S, Progress, write_json_atomic
+from ..output.remote import RemoteOutput
 from .tally import Tally
 
 Report = Callable[[], dict[str, Any]]

@@ -7,7 +7,7 @@ from collections import deque
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
-from ..worker import TAG, Worker
+from .worker import TAG, Worker
 
 # How long rank 0's inline script may keep the GIL from the coordinator once it asks (Python's default is
 # 5 ms, so a CPU-bound run() let rank 0 answer the other workers only ~200 times a second: a worker with 1 ms

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .. import installed_version
+from ..cluster.placement import ranks_by_host
+from ..cluster.walltime import Walltime
 from ..config import JobConfig
-from ..logs import FirstError, Layout
-from ..placement import ranks_by_host
-from ..progress import Progress
+from ..output.logs import FirstError, Layout
+from ..output.progress import Progress
 from ..records import ERROR_CLASSES, BatchId, Task
-from ..walltime import Walltime
 from .bisection import Bisection
 from .speculation import Speculation
 from .tally import Tally

@@ -8,8 +8,8 @@ import time
 from collections import Counter
 from typing import Any, Optional
 
-from ..commit import ResultStore
-from ..logs import FirstError, Layout
+from ..output.commit import ResultStore
+from ..output.logs import FirstError, Layout
 from ..records import BatchId, Outcome, Task
 from .bisection import Bisection, failed_item_line, halves, is_half
 from .report import Timing

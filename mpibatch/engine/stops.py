@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..cluster.walltime import Walltime
 from ..records import BatchId, Task
-from ..signals import StopSignals
-from ..walltime import Walltime
+from .signals import StopSignals
 
 STOPPED_NOTE = ("counts as the stop began (the job ended before it could rewrite them, or is still stopping); "
                 "resume with --resume to run what is left")

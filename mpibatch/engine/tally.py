@@ -5,8 +5,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from ..commit import JournalEntry
-from ..plan import BatchPlan
+from ..inputs.plan import BatchPlan
+from ..output.commit import JournalEntry
 from ..records import MiniBatch
 from .bisection import is_half
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from ..logs import FirstError
+from ..output.logs import FirstError
 
 
 class Workers:

@@ -40,5 +40,5 @@ def test_importing_mpibatch_never_imports_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, mpibatch, mpibatch.cli, mpibatch.job, mpibatch.demo.runner; print('tensorflow' in sys.modules)"
+    code = "import sys, mpibatch, mpibatch.cli, mpibatch.engine.job, mpibatch.demo.runner; print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -117,7 +117,7 @@ def test_an_unexpected_error_while_planning_ends_every_rank(job_dir):
         "def boom(*args, **kwargs):\n"
         "    raise RuntimeError('disk on fire')\n"
         "plan.plan_batches = boom\n"
-        "import mpibatch.job as job\n"
+        "import mpibatch.engine.job as job\n"
         "job.plan_batches = boom\n")
     job = run_cli(["run", *BASE], job_dir / "out", ranks=2, cwd=job_dir, timeout=60,
                   env={"PYTHONPATH": str(job_dir)})

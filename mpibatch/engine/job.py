@@ -2,7 +2,6 @@
 workers and either coordinate (rank 0) or serve (the others)."""
 from __future__ import annotations
 
-import ast
 import logging
 import os
 import shutil
@@ -14,24 +13,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .cluster.launch import launcher_rank, mislaunch_message
-from .cluster.placement import Placement, node_layout, place
-from .cluster.walltime import Walltime, job_end_time, stop_margin
-from .config import ConfigError, JobConfig, error_line, report_error
-from .config.azure_v2 import announce, make_output_dirs
-from .inputs import InputListing, list_inputs
-from .inputs.files import describe
-from .inputs.plan import BatchPlan, plan_batches
-from .output.commit import Fingerprint, Prepared, ResultStore, prepare_output
-from .output.integrity import describe_write_error, is_output_error
-from .output.logs import Layout, rank_logger
-from .output.perf import PerfLog
-from .output.remote import RemoteOutput
+from ..cluster.launch import launcher_rank, mislaunch_message
+from ..cluster.placement import Placement, node_layout, place
+from ..cluster.walltime import Walltime, job_end_time, stop_margin
+from ..config import ConfigError, JobConfig, error_line, report_error
+from ..config.azure_v2 import announce, make_output_dirs
+from ..inputs import InputListing, list_inputs
+from ..inputs.plan import BatchPlan, plan_batches
+from ..output.commit import Fingerprint, Prepared, ResultStore, prepare_output
+from ..output.integrity import describe_write_error, is_output_error
+from ..output.logs import Layout, rank_logger
+from ..output.perf import PerfLog
+from ..output.remote import RemoteOutput
+from ..records import InputInfo
+from ..script.checks import check_entry_script
+from ..script.entry import RuntimeSpec, WorkerInfo, error_summary
+from ..script.inline import InlineExecutor
+from ..script.process import ProcessExecutor
 from .polling import Backoff
-from .records import InputInfo
-from .script.entry import RuntimeSpec, WorkerInfo, error_summary
-from .script.inline import InlineExecutor
-from .script.process import ProcessExecutor
 from .signals import StopSignals
 from .worker import TAG, Worker, serve
 
@@ -39,36 +38,10 @@ from .worker import TAG, Worker, serve
 EXIT_INTERNAL = 1  # mpibatch itself failed: the job failed (SPEC §5)
 
 
-def check_entry_script(config: JobConfig) -> None:
-    """The script exists, parses, and defines run() at top level (checked without importing it)."""
-    path = config.script_path
-    if not path.is_file():  # (a stat: a FIFO is never opened)
-        raise ConfigError(f"entry_script: {describe(str(path), 'a Python file')}")
-    if config.source_directory and not config.script_home.is_dir():
-        raise ConfigError(f"source_directory: {describe(str(config.script_home), 'a folder')}")
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except SyntaxError as exc:
-        raise ConfigError(f"entry_script: '{path}' has a syntax error at line {exc.lineno}: {exc.msg}") from None
-    except ValueError as exc:
-        raise ConfigError(f"entry_script: '{path}' cannot be read as Python: {exc}") from None
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
-    if "run" not in names and "*" not in names:
-        raise ConfigError(f"entry_script: '{path}' defines no run() function")
-
-
 def check_script_environment(config: JobConfig, listings: list[InputListing]) -> None:
-    """python: / command_prefix: run once as the executor will run them (script_env.py), asked to import
+    """python: / command_prefix: run once as the executor will run them (script/script_env.py), asked to import
     what reading these inputs needs (a format known from a suffix or an MLTable included)."""
-    from .script.script_env import ScriptEnvError, check_script_env
+    from ..script.script_env import ScriptEnvError, check_script_env
 
     if config.python is None and not config.command_prefix:
         return
@@ -110,7 +83,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     if n_ranks == 1 and not config.coordinator_works:
         raise ConfigError("coordinator_works: false needs at least 2 ranks")
     if config.compat == "azureml":
-        from .script import compat  # noqa: F401 - fails clearly if the shims are missing
+        from ..script import compat  # noqa: F401 - fails clearly if the shims are missing
     check_entry_script(config)
     notes = _PlanNotes()
     plan_log = logging.getLogger("mpibatch.plan")
@@ -345,7 +318,7 @@ def abort_after_line(comm: Any, line: str) -> None:
 def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker], signals: StopSignals,
                 log: Any, size: int, worker_ranks: list[int], walltime: Optional[Walltime] = None,
                 hosts: Optional[dict[int, str]] = None) -> int:
-    from .engine.coordinator import Coordinator
+    from .coordinator import Coordinator
 
     for note in plan.prepared.notes:  # what the resume repaired in the output
         log.warning("%s", note)

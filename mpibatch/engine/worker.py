@@ -9,12 +9,12 @@ import logging
 from collections import deque
 from typing import Any, Callable, Optional
 
-from .output.logs import Layout, log_lines
-from .output.perf import PerfLog
+from ..output.logs import Layout, log_lines
+from ..output.perf import PerfLog
+from ..records import Outcome, Task
+from ..script.executor import Executor, InitDone, InitFailed, Restarting
+from ..script.inline import InlineExecutor
 from .polling import QUIET_MAX_SLEEP_S, Backoff
-from .records import Outcome, Task
-from .script.executor import Executor, InitDone, InitFailed, Restarting
-from .script.inline import InlineExecutor
 from .signals import StopSignals
 
 TAG = 7

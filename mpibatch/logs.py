@@ -1,6 +1,0 @@
-"""Temporary alias (issue 20): engine/ imports this name until it follows the move to output/."""
-import sys
-
-from .output import logs as _moved
-
-sys.modules[__name__] = _moved
