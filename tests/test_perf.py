@@ -20,7 +20,7 @@ def test_tree_cpu_counts_a_spinning_grandchild(tmp_path: Path) -> None:
         cpu.sample(parent.pid)
         time.sleep(0.5)
         percent, rss = cpu.sample(parent.pid)
-        assert percent > 40 and rss > 5 * 2**20
+        assert percent > 10 and rss > 5 * 2**20  # the parent only waits: ~0% unless the grandchild counts (a loaded machine gave 35%)
     finally:
         import psutil
 
