@@ -2,7 +2,7 @@
 
 - every `mpibatch/...` path the document names exists, and every `path::Name.attr` it names is defined there;
 - every package folder has an __init__.py whose docstring says what lives there;
-- layers: a module never imports one of a higher layer (LAYERS, lowest first), save the few deliberate,
+- layers: a module imports only its own layer and those MAY_IMPORT allows (all below it), save the few deliberate,
   lazy (in-function) imports listed in UPWARD, each with why;
 - no import cycle among the modules at import time (module-level imports only).
 
@@ -20,25 +20,30 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "mpibatch"
 DOC = ROOT / "docs" / "architecture.md"
 
-# The layers, lowest first: a module may import its own layer and those below, never one above. A module's
-# layer is named by its first step under mpibatch/ (its folder, or its own name for a top-level module).
-LAYERS: list[tuple[str, ...]] = [
-    ("records", "text"),  # the vocabulary every layer shares: records crossing processes, escaping
-    ("config",),  # one validated JobConfig
-    ("inputs",),  # listing, MLTable, planning mini-batches, reading slices
-    ("output",),  # result file and journal, logs, progress, status, remote output
-    ("cluster",),  # placement, cpus, walltime, launch checks, Slurm submit, doctor
-    ("script",),  # where the entry script lives: executors, the child, the runtime, compat shims
-    ("engine",),  # run_job, the coordinator and its policies, the worker, polling, signals
-    ("api", "azureml"),  # the Python API (Job, Run, results) and its Azure ML v1 face
-    ("report",),  # the HTML report
-    ("cli", "__main__", "demo"),  # the commands
-]
+# The layers, lowest first, each with the layers below it that it may import (its own is always allowed),
+# as each folder's __init__.py says. A module's layer is named by its first step under mpibatch/: its
+# folder, or its own name for a top-level module (MEMBERS). Layers that are not ordered against each other
+# stay apart: the script's side never imports output/ or cluster/, the report never the engine.
+MAY_IMPORT: dict[str, tuple[str, ...]] = {
+    "vocabulary": (),  # records.py, text.py: the records that cross processes, escaping
+    "config": ("vocabulary",),  # one validated JobConfig
+    "inputs": ("vocabulary", "config"),  # listing, MLTable, planning, reading slices
+    "output": ("vocabulary", "config"),  # result file and journal, logs, progress, status, remote
+    "script": ("vocabulary", "config", "inputs"),  # executors, the child, the runtime: never output, cluster
+    "cluster": ("vocabulary", "config", "output", "script"),  # placement, walltime, launch, submit, doctor
+    "engine": ("vocabulary", "config", "inputs", "output", "script", "cluster"),  # run_job, coordinator, worker
+    "report": ("vocabulary", "config", "output"),  # the HTML report, from the output folder alone
+    "api": ("vocabulary", "config", "inputs", "output", "script", "cluster", "engine", "report"),  # Job, Run
+    "cli": ("vocabulary", "config", "inputs", "output", "script", "cluster", "engine", "report", "api"),
+}
+MEMBERS = {"vocabulary": ("records", "text"), "api": ("api", "azureml"), "cli": ("cli", "__main__", "demo")}
 
-# Imports that go up a layer on purpose. Each must stay lazy (inside a function): a check or a command
-# of a lower layer that needs a higher one only when it runs. The key is (importer, imported) as dotted
-# names below mpibatch; the value says why.
+# Imports that go up on purpose. Each must stay lazy (inside a function): a check of a lower layer that
+# needs a higher one only when it runs. The key is (importer, imported), dotted below mpibatch; the value why.
 UPWARD: dict[tuple[str, str], str] = {
+    ("config.keys", "script.script_env"): "command_prefix: is split into words as the child's launch will",
+    ("config.checks", "script.entry"): "append_row_options are tried on a frame as the script's results will be",
+    ("config.azure_v2", "inputs.mltable"): "an Azure ML v2 job's MLTable input: does it read a table",
 }
 
 # Folders holding .py files that are sys.path roots for the entry script (its `azureml` and
@@ -123,10 +128,10 @@ def imports() -> list[Import]:
     return found
 
 
-def layer_of(name: str) -> int:
-    """The index of a module's layer in LAYERS; -1 where it has none (test_every_module_has_a_layer says so)."""
+def layer_of(name: str) -> str:
+    """A module's layer; "" where it has none (test_every_module_has_a_layer says so)."""
     first = name.split(".")[0]
-    return next((index for index, names in enumerate(LAYERS) if first in names), -1)
+    return next((layer for layer in MAY_IMPORT if first in MEMBERS.get(layer, (layer,))), "")
 
 
 def _under_path_root(module: Module) -> bool:
@@ -202,22 +207,43 @@ def test_every_package_folder_says_what_lives_there():
     assert not silent, f"packages whose __init__.py has no docstring: {silent}"
 
 
+def test_the_layers_are_in_order():
+    """A layer may import only layers listed before it: the table is one order, lowest first."""
+    seen: set[str] = set()
+    for layer, below in MAY_IMPORT.items():
+        assert set(below) <= seen, f"{layer} may import {sorted(set(below) - seen)}, listed after it"
+        seen.add(layer)
+
+
+def test_the_document_lists_the_layers_in_this_order():
+    rows = [line for line in DOC.read_text(encoding="utf-8").splitlines() if line.startswith("| `mpibatch/")]
+    layers = [layer_of(PATH.search(row).group(0).removeprefix("mpibatch/").split("/")[0].removesuffix(".py"))
+              for row in rows]
+    assert layers == list(MAY_IMPORT), "docs/architecture.md's table of folders and MAY_IMPORT disagree"
+
+
 def test_every_module_has_a_layer():
-    unplaced = sorted({m.name.split(".")[0] for m in modules().values() if m.name}
-                      - {n for names in LAYERS for n in names})
-    assert not unplaced, f"add these to LAYERS in tests/test_architecture.py: {unplaced}"
+    unplaced = sorted({m.name.split(".")[0] for m in modules().values() if m.name and not layer_of(m.name)})
+    assert not unplaced, f"add these to MAY_IMPORT or MEMBERS in tests/test_architecture.py: {unplaced}"
 
 
 def _upward() -> list[Import]:
-    """Imports of a module of a higher layer (the package itself is everyone's: importing any module ran it)."""
-    return [i for i in imports() if i.imported and i.importer
-            and layer_of(i.imported) > layer_of(i.importer) >= 0]
+    """Imports of a layer the importer may not import (the package itself is everyone's: importing any
+    module of it ran its __init__ first)."""
+    wrong = []
+    for i in imports():
+        if not (i.importer and i.imported):
+            continue
+        mine, theirs = layer_of(i.importer), layer_of(i.imported)
+        if mine and theirs and theirs != mine and theirs not in MAY_IMPORT[mine]:
+            wrong.append(i)
+    return wrong
 
 
 def test_lower_layers_never_import_higher_ones():
-    wrong = sorted(f"mpibatch/{modules()[i.importer].path.relative_to(PACKAGE)}:{i.line} imports "
-                   f"mpibatch.{i.imported}{' (lazily: list it in UPWARD with why)' if i.lazy else ''}"
-                   for i in _upward() if (i.importer, i.imported) not in UPWARD or not i.lazy)
+    wrong = sorted({f"mpibatch/{modules()[i.importer].path.relative_to(PACKAGE)}:{i.line} imports "
+                    f"mpibatch.{i.imported}{' (lazily: list it in UPWARD with why)' if i.lazy else ''}"
+                    for i in _upward() if (i.importer, i.imported) not in UPWARD or not i.lazy})
     assert not wrong, "a lower layer imports a higher one:\n" + "\n".join(wrong)
 
 
