@@ -11,9 +11,8 @@ from typing import Any, Iterator
 from ..config import ConfigError, JobConfig
 from ..records import MiniBatch, TableSlice
 from ..config.sizes import BatchSize
-from ..text import escape
 from .mltable import MLTableListing
-from .tabular import UNPLANNED, FileOpener, _has_header, _record_ends, file_slices
+from .tabular import UNPLANNED, FileOpener, _has_header, _record_ends, slices_or_one_failing
 
 log = logging.getLogger("mpibatch.plan")
 WHOLE = BatchSize("bytes", 1 << 62)
@@ -58,25 +57,18 @@ def table_slices(listing: MLTableListing, size: BatchSize, opener: FileOpener) -
         if left is not None and left <= 0:
             return
         columns = listing.columns_of.get(path, ())
-        try:
-            pieces = list(file_slices(path, listing.format, size, opener, _plan_options(listing, path)))
-        except ConfigError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a corrupt file fails its own mini-batch, not the job
-            log.warning("%s: cannot read its %s metadata (%s); it becomes one mini-batch that will fail "
-                        "with this error", escape(path), listing.format, escape(str(exc)))
-            pieces = [TableSlice(path, "rows", 0, UNPLANNED, 1)]
-            left = None if left is None else left - 1
-        else:
-            if left is not None:
-                if listing.format == "parquet" or not pieces:
-                    rows = sum(p.rows for p in pieces)
-                    pieces = _cut(pieces, pieces[0].start + left) if pieces and rows > left else pieces
-                    left -= min(rows, left)
-                else:
-                    stop, found = _first_records_end(path, listing, left, opener)
-                    pieces = _cut(pieces, stop)
-                    left -= found
+        pieces = slices_or_one_failing(path, listing.format, size, opener, _plan_options(listing, path))
+        if left is not None:
+            if pieces and pieces[0].stop == UNPLANNED:  # an unreadable file: one mini-batch that fails
+                left -= 1
+            elif listing.format == "parquet" or not pieces:
+                rows = sum(p.rows for p in pieces)
+                pieces = _cut(pieces, pieces[0].start + left) if pieces and rows > left else pieces
+                left -= min(rows, left)
+            else:
+                stop, found = _first_records_end(path, listing, left, opener)
+                pieces = _cut(pieces, stop)
+                left -= found
         for piece in pieces:
             yield dataclasses.replace(piece, columns=columns) if columns else piece
 

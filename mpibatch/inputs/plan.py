@@ -9,12 +9,11 @@ from typing import Iterator, Optional
 
 from ..config import ConfigError, JobConfig
 from ..config.sizes import BatchSize, files_per_batch, parse_mini_batch_size
-from ..records import MiniBatch, TableSlice
-from ..text import escape
+from ..records import MiniBatch
 from .files import InputListing
 from .mltable import MLTableListing
 from .mltable_plan import mltable_batches
-from .tabular import DEFAULT_SIZE, UNPLANNED, FileOpener, TableListing, file_partitions, file_slices, partition_batches
+from .tabular import DEFAULT_SIZE, FileOpener, TableListing, file_partitions, partition_batches, slices_or_one_failing
 
 
 log = logging.getLogger("mpibatch.plan")
@@ -121,15 +120,7 @@ def _table_batches(listing: TableListing, config: JobConfig, first_id: int) -> I
         return
     size = _size(config)
     for path in listing.items:
-        try:
-            pieces = list(file_slices(path, listing.format, size, opener, listing.options))
-        except ConfigError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a corrupt file fails its own mini-batch, not the job
-            log.warning("%s: cannot read its %s metadata (%s); it becomes one mini-batch that will fail "
-                        "with this error", escape(path), listing.format, escape(str(exc)))
-            pieces = [TableSlice(path, "rows", 0, UNPLANNED, 1)]
-        for piece in pieces:
+        for piece in slices_or_one_failing(path, listing.format, size, opener, listing.options):
             yield MiniBatch(next(ids), listing.index, (piece,), {}, piece.rows)
 
 

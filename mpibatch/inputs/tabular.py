@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import ConfigError, InputSpec
 from ..records import TableSlice
+from ..text import escape
 from ..config.sizes import BatchSize
 from .files import InputListing, ListedFiles, list_file_input
 from .read import FileOpener, _has_header  # noqa: F401 - the entry-script side's, stdlib-only at import
@@ -225,6 +226,20 @@ def file_slices(path: str, fmt: str, size: BatchSize, opener: Opener, options: d
     if fmt == "hdf5":
         return hdf5_slices(path, size, opener, options)
     return text_slices(path, fmt, size, opener, options)
+
+
+def slices_or_one_failing(path: str, fmt: str, size: BatchSize, opener: Opener,
+                          options: dict[str, Any]) -> list[TableSlice]:
+    """A file's slices; a file whose metadata cannot be read becomes one mini-batch that fails with the
+    reader's error when a worker reads it (a corrupt file fails its own mini-batch, not the job)."""
+    try:
+        return list(file_slices(path, fmt, size, opener, options))
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the reader raises, the file is what is wrong
+        log.warning("%s: cannot read its %s metadata (%s); it becomes one mini-batch that will fail "
+                    "with this error", escape(path), fmt, escape(str(exc)))
+        return [TableSlice(path, "rows", 0, UNPLANNED, 1)]
 
 
 # ---- partition_keys ----------------------------------------------------------------------------------
