@@ -55,6 +55,14 @@ RANGES = {
 }
 
 
+def _checked(value: Any, problem_of: Callable[[str], Optional[str]]) -> Any:
+    """`value` unchanged, or the ValueError (pydantic's way to refuse) that says what is wrong with it."""
+    problem = None if value is None else problem_of(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class InputSpec(BaseModel):
     """One item of `inputs:` in its mapping form."""
 
@@ -70,10 +78,7 @@ class InputSpec(BaseModel):
     @field_validator("path")
     @classmethod
     def _usable_path(cls, value: str) -> str:
-        problem = path_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _checked(value, path_problem)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -165,21 +170,10 @@ class JobConfig(BaseModel):
         return {k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, (int, float)) else v
                 for k, v in value.items()}
 
-    @field_validator("entry_script", "output", "source_directory")
+    @field_validator("entry_script", "output", "source_directory", "python")
     @classmethod
     def _usable_path(cls, value: Optional[str]) -> Optional[str]:
-        problem = None if value is None else path_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
-
-    @field_validator("python")
-    @classmethod
-    def _interpreter(cls, value: Optional[str]) -> Optional[str]:
-        problem = None if value is None else path_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _checked(value, path_problem)
 
     @field_validator("command_prefix", mode="before")
     @classmethod
@@ -232,10 +226,7 @@ class JobConfig(BaseModel):
     @field_validator("append_row_file_name")
     @classmethod
     def _result_file_name(cls, value: str) -> str:
-        problem = result_name_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value
+        return _checked(value, result_name_problem)
 
     @field_validator("mini_batch_size", mode="before")
     @classmethod
