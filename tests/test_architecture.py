@@ -33,7 +33,7 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "cluster": ("vocabulary", "config", "output", "script"),  # placement, walltime, launch, submit, doctor
     "engine": ("vocabulary", "config", "inputs", "output", "script", "cluster"),  # run_job, coordinator, worker
     "report": ("vocabulary", "config", "output"),  # the HTML report, from the output folder alone
-    "api": ("vocabulary", "config", "inputs", "output", "script", "cluster", "engine", "report"),  # Job, Run
+    "api": ("vocabulary", "config", "inputs", "output", "script", "cluster", "report"),  # Job, Run: never engine
     "cli": ("vocabulary", "config", "inputs", "output", "script", "cluster", "engine", "report", "api"),
 }
 MEMBERS = {"vocabulary": ("records", "text"), "api": ("api", "azureml"), "cli": ("cli", "__main__", "demo")}

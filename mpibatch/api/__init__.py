@@ -3,7 +3,8 @@ built from keys or a job file, run here under mpiexec or submitted to Slurm), `r
 one run, its status, waiting, stopping, and JobFailed), `results` (reading a finished run's results,
 errors and logs back) and `notebook_view` (a run's live view in Jupyter). mpibatch.Job, Run, JobFailed
 load lazily from here; mpibatch.azureml (ParallelRunConfig, ParallelRunStep) is Azure ML v1's face over
-Job. These modules import the layers below them (config, output, cluster, and engine lazily, to check a
-job before launching it) and the report lazily for Run.report(); never cli. Nothing is imported here, so
+Job. These modules import the layers below them (config, output; cluster and script.checks lazily, to
+check and launch a job) and the report lazily for Run.report(); never engine (a job runs in its own
+processes) and never cli. Nothing is imported here, so
 `import mpibatch` stays cheap.
 """

@@ -4,6 +4,6 @@ installed), `cpus` (the cores a node lets the job use), `placement` (each worker
 caps), `walltime` (the job's end time and whether one more mini-batch fits), `slurm` with `templates/`
 (`mpibatch submit`: sbatch scripts rendered from package data) and `doctor` (`mpibatch doctor`: every
 rank's view of the site, checked). These modules import the standard library, the shared vocabulary
-(records, text), config and output (submit writes the run's first state); a submit's checks of the job
-call engine lazily, at run time only. Nothing is imported here: each command loads what it uses.
+(records, text), config and output (submit writes the run's first state); a submit checks the entry
+script through script.checks, lazily. Nothing is imported here: each command loads what it uses.
 """
