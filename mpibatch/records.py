@@ -77,12 +77,18 @@ class Outcome:
     seconds: float = 0.0
     label: str = ""  # the rows of a bisected tabular half, for failed_items.txt
     extra_lines: int = 0  # result lines beyond one per element (elements that hold newlines)
+    # Phases, measured in the entry-script process (0 where it was killed): making the data ready (staging,
+    # reading, converting, building the list), the run() call alone, and the part of data_seconds spent while
+    # another mini-batch's run() ran (a prefetch's; what run() waited for is data_seconds - overlap_seconds).
+    data_seconds: float = 0.0
+    run_seconds: float = 0.0
+    overlap_seconds: float = 0.0
 
     def __reduce__(self) -> tuple:
         """Pickled as the constructor's arguments: a quarter of the time of a dataclass pickle to load."""
         return Outcome, (self.batch_id, self.attempt, self.rank, self.n_items, self.ok, self.payload, self.header,
                          self.n_returned, self.error_class, self.error, self.traceback, self.seconds, self.label,
-                         self.extra_lines)
+                         self.extra_lines, self.data_seconds, self.run_seconds, self.overlap_seconds)
 
     @property
     def succeeded(self) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .. import installed_version
@@ -14,7 +14,7 @@ from ..cluster.walltime import Walltime
 from ..config import JobConfig
 from ..output.logs import FirstError, Layout
 from ..output.progress import Progress
-from ..records import ERROR_CLASSES, BatchId, Task
+from ..records import ERROR_CLASSES, BatchId, Outcome, Task
 from .bisection import Bisection
 from .speculation import Speculation
 from .tally import Tally
@@ -38,13 +38,42 @@ PROCESS_STARTED = _process_started()
 
 
 @dataclass
+class Phases:
+    """Where the entry scripts' time went, summed over this run's rows of mini_batches.csv (each mini-batch's
+    last attempt), so the csv's data_s and run_s columns add up to job_result's totals."""
+
+    mini_batches: int = 0
+    data_s: float = 0.0
+    run_s: float = 0.0
+    overlap_s: float = 0.0
+
+    def add(self, outcome: Outcome) -> tuple[str, str]:
+        """Count one attempt's phases; its data_s and run_s as the csv writes them."""
+        data_s, run_s = f"{outcome.data_seconds:.3f}", f"{outcome.run_seconds:.3f}"
+        self.mini_batches += 1
+        self.data_s += float(data_s)
+        self.run_s += float(run_s)
+        self.overlap_s += outcome.overlap_seconds
+        return data_s, run_s
+
+    def to_json(self) -> dict[str, Any]:
+        """data_share: the part of the time spent on data that run() waited for (data not hidden behind
+        another run()), of that plus the time in run(): near 1 read-bound, near 0 compute-bound."""
+        waited = max(self.data_s - self.overlap_s, 0.0)
+        busy = waited + self.run_s
+        return {"mini_batches": self.mini_batches, "data_s": round(self.data_s, 3), "run_s": round(self.run_s, 3),
+                "overlap_s": round(self.overlap_s, 3), "data_share": round(waited / busy, 3) if busy else None}
+
+
+@dataclass
 class Timing:
     """Monotonic times the loop sets: the first task handed out, the first worker done with init(),
-    the last mini-batch made final."""
+    the last mini-batch made final; and the phases of the mini-batches made final (Settle adds them)."""
 
     first_dispatch: Optional[float] = None
     first_ready: float = 0.0
     last_final: float = 0.0
+    phases: Phases = field(default_factory=Phases)
 
     def to_json(self) -> dict[str, Optional[float]]:
         """When work started and how long dispatching took: what a benchmark compares with a peer.
@@ -95,6 +124,7 @@ class Report:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "elapsed_s": round(time.monotonic() - self.started, 3),
             "timing": self.timing.to_json(),
+            "phases": self.timing.phases.to_json(),
             "ranks": self.n_ranks,
             "workers": self.worker_count,
             "mini_batches": {"total": tally.batches_total, "succeeded": tally.batches_ok,

@@ -15,8 +15,8 @@ from .bisection import Bisection, failed_item_line, halves, is_half
 from .report import Timing
 from .tally import Tally
 
-# (task, items ok, items failed, seconds, errors of its attempts, error): one mini-batch made final
-Final = tuple[Task, int, int, float, Optional[Counter], str]
+# (task, items ok, items failed, its last attempt's outcome, errors of its attempts, error): one mini-batch made final
+Final = tuple[Task, int, int, Outcome, Optional[Counter], str]
 
 
 class Settle:
@@ -60,7 +60,7 @@ class Settle:
                 tally.extra_lines += outcome.extra_lines
                 tally.extra_elements += outcome.extra_elements
             commits.append((outcome, task.attempt, dict(errors) if errors else {}))
-            done.append((task, ok, outcome.n_items - ok, outcome.seconds, errors, ""))
+            done.append((task, ok, outcome.n_items - ok, outcome, errors, ""))
         self.store.commit_many(commits)
         if self.bisection.watching:
             for task, _ in succeeded:
@@ -89,14 +89,14 @@ class Settle:
         if is_half(task.batch.id):
             self._half_final(task.batch.id, False, outcome.error)
         verdict = self.bisection.after_last_try(task.batch, errors, outcome.n_items)
-        rank, seconds, error = outcome.rank, outcome.seconds, outcome.error
+        rank, error = outcome.rank, outcome.error
         if verdict == "split":  # journaled first: a resume re-creates the halves
             self.store.record_split(task.batch.id, task.attempt, dict(errors))
             self.bisection.split(task.batch.id, error)
             first, second = halves(task.batch)
             self.log.warning("mini-batch %s failed its last try: split into %s (%d items) and %s (%d items) to "
                              "isolate the failing items", task.batch.id, first.id, first.size, second.id, second.size)
-            self._final("split", rank, [(task, 0, 0, seconds, errors, error)])
+            self._final("split", rank, [(task, 0, 0, outcome, errors, error)])
             return [Task(first, 1), Task(second, 1)]
         if verdict == "isolate":  # a single item that fails alone: a failed item, not a failed mini-batch
             cls = outcome.error_class or "exception"
@@ -104,10 +104,10 @@ class Settle:
             self.store.record_isolated(task.batch.id, item, dict(errors), cls, error)
             with open(self.layout.failed_items_txt, "a", encoding="utf-8") as fh:
                 fh.write(failed_item_line(item, cls, error))
-            self._final("isolated", rank, [(task, 0, 1, seconds, errors, error)])
+            self._final("isolated", rank, [(task, 0, 1, outcome, errors, error)])
             return []
         self.store.record_failed(task.batch.id, task.batch.size, task.attempt, dict(errors))
-        self._final("failed", rank, [(task, 0, task.batch.size, seconds, errors, error)])
+        self._final("failed", rank, [(task, 0, task.batch.size, outcome, errors, error)])
         return []
 
     def copy_failed(self, task: Task, outcome: Outcome) -> None:
@@ -141,10 +141,10 @@ class Settle:
 
     def _final(self, status: str, rank: int, done: list[Final]) -> None:
         """Make mini-batches of one worker final: count them in the tallies and write their rows of
-        mini_batches.csv."""
-        tally, names, rows = self.tally, self.input_names, []
+        mini_batches.csv (its last attempt's seconds and phases, which the job's phase totals add up)."""
+        tally, names, rows, phases = self.tally, self.input_names, [], self.timing.phases
         items_ok = 0
-        for task, ok, failed, seconds, errors, error in done:
+        for task, ok, failed, outcome, errors, error in done:
             batch = task.batch
             size = batch.size
             if status != "split":  # a split's items are counted by its halves
@@ -155,8 +155,10 @@ class Settle:
             tally.items_failed += failed
             if errors:
                 self.batch_errors.pop(batch.id, None)
-            rows.append([batch.id, names[batch.input_index], size, task.attempt, status, ok, failed, f"{seconds:.3f}",
-                         rank, next(reversed(errors), "") if errors else "", error])
+            data_s, run_s = phases.add(outcome)
+            rows.append([batch.id, names[batch.input_index], size, task.attempt, status, ok, failed,
+                         f"{outcome.seconds:.3f}", rank, next(reversed(errors), "") if errors else "", error,
+                         data_s, run_s])
         tally.items_ok += items_ok
         tally.items_isolated += len(done) if status == "isolated" else 0
         activity = self.activity[rank]

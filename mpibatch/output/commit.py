@@ -32,7 +32,7 @@ FLUSH_EVERY_S = 1.0
 FLUSH_EVERY_N = 4096  # and at least every FLUSH_EVERY_S: fsyncs must not pace a fast job
 LOCK_TRIES, LOCK_RETRY_S = 5, 0.05  # `mpibatch status` takes the free lock for an instant to see if a job holds it
 CSV_COLUMNS = ["id", "input", "items", "attempts", "status", "succeeded", "failed", "seconds", "rank",
-               "error_class", "error"]
+               "error_class", "error", "data_s", "run_s"]  # data_s, run_s: the last attempt's phases (records.Outcome)
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,32 @@ def _result_lines_warning(counts: dict[str, int]) -> list[str]:
             f"holds a newline), extra_elements: {elements} (returned beyond one per item)"]
 
 
+READ_BOUND_SHARE = 0.5  # data_share from which the entry scripts wait on data more than they compute
+SHORT_CALL_S = 0.01  # a mini-batch's data and run() below this: the per-call overhead weighs
+
+
+def phases_line(phases: Optional[dict[str, Any]]) -> Optional[str]:
+    """One line from job_result's phases: read-bound or compute-bound, and what to change; None before
+    a mini-batch has finished (or for an older job_result)."""
+    if not phases or phases.get("data_share") is None:
+        return None
+    data_s, run_s, overlap_s = phases["data_s"], phases["run_s"], phases.get("overlap_s", 0.0)
+    share = phases["data_share"]
+    hidden = f", {overlap_s:.1f} s of it hidden behind run()" if overlap_s else ""
+    times = f"data {data_s:.1f} s{hidden}, run() {run_s:.1f} s"
+    if share >= READ_BOUND_SHARE:
+        line = (f"read-bound: {100 * share:.0f}% of the entry scripts' time waits for data ({times}): add ranks to "
+                "read in parallel, or make mini-batches larger if opening each file or slice costs more than its rows")
+    else:
+        line = (f"compute-bound: run() takes {100 * (1 - share):.0f}% of the entry scripts' time ({times}): add "
+                "ranks (or GPUs) to go faster; reading is not the limit")
+    count = phases.get("mini_batches") or 0
+    if count and (data_s + run_s) / count < SHORT_CALL_S:
+        line += (f"; mini-batches are short ({1000 * (data_s + run_s) / count:.1f} ms each): larger ones cut "
+                 "the per-call overhead")
+    return line
+
+
 def write_job_result(layout: Layout, result: dict[str, Any], first_error: Optional[FirstError]) -> None:
     """Write logs/job_result.json and the human-readable logs/job_result.txt, each whole or not at all
     (a full disk must not leave half a file, or an earlier run's, to be read as this run's end)."""
@@ -182,6 +208,7 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
         "errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()),
         f"output: {result['output_file'] or '(summary_only: no result file)'}",
         *_result_lines_warning(result.get("result_lines") or {}),
+        *[f"phases: {line}" for line in [phases_line(result.get("phases"))] if line],
         *([f"bisection stopped: {bisection['stopped']}"] if bisection.get("stopped") else []),
         "",
     ]

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from ..config import ConfigError
 from .integrity import check_entries
 from .journal import JOURNAL, read_journal
+from .logs import phases_line
 from .perf import latest as latest_resources, render_lines as resource_lines
 from .progress import format_seconds
 
@@ -76,6 +77,7 @@ def read_status(output: Path, now: Optional[float] = None) -> dict[str, Any]:
                 data.setdefault(key, progress.get(key))
         data["stale"] = False
     data["output"] = str(output)
+    data["phases_line"] = phases_line(data.get("phases"))
     if data["status"] not in LIVE and state is not None:
         data["output_problem"] = output_problem(output, state, data)
     data["resources"] = {str(r): v for r, v in latest_resources(output / "logs").items()}
@@ -180,6 +182,8 @@ def render(data: dict[str, Any], now: Optional[float] = None) -> str:
             eta = data.get("eta_s")
             timing.append(f"ETA: {format_seconds(eta) if eta is not None else '?'}")
         lines.append("   ".join(timing))
+    if data.get("phases_line"):
+        lines.append(f"phases: {data['phases_line']}")
     if data.get("errors_by_class"):
         lines.append("errors by class: " + ", ".join(f"{k} {v}" for k, v in data["errors_by_class"].items()))
     first = data.get("first_error")

@@ -59,6 +59,11 @@ def _timing(status: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append((names.get(key, key), f"{value:.2f}"))
     if isinstance(status.get("elapsed_s"), (int, float)):
         rows.append(("elapsed (the whole run)", f"{status['elapsed_s']:.2f}"))
+    phases = status.get("phases") or {}
+    for key, name in (("data_s", "data made ready (all entry scripts)"), ("run_s", "in run() (all entry scripts)"),
+                      ("overlap_s", "data made ready while another run() ran")):
+        if isinstance(phases.get(key), (int, float)):
+            rows.append((name, f"{phases[key]:.2f}"))
     return rows
 
 

@@ -285,7 +285,8 @@ class EntryRuntime:
         """Call run() on one mini-batch; every failure becomes an Outcome, never an exception."""
         batch = task.batch
         rank = self.spec.worker.rank
-        started = time.perf_counter()
+        started = begun = time.perf_counter()
+        called = returned = 0.0  # when run() was called (the data phase ends there) and returned
         scratch = None
         n_items = batch.size
         label = ""
@@ -311,17 +312,23 @@ class EntryRuntime:
                 args.append(MiniBatchContext(keys, batch.id, batch.id, task.attempt, info.name,
                                              MiniBatchDataset(info.name, keys, items)))
             assert self._run is not None
+            called = time.perf_counter()
             result = self._run(*args)
+            returned = time.perf_counter()
             payload, header, count = format_result(result, self.spec.output_action, self.spec.append_row_options)
             return Outcome(batch.id, task.attempt, rank, n_items, True, payload, header, count,
                            seconds=time.perf_counter() - started, label=label,
-                           extra_lines=lines_beyond_elements(result, payload, count))
+                           extra_lines=lines_beyond_elements(result, payload, count),
+                           data_seconds=called - begun, run_seconds=returned - called)
         except BaseException as exc:  # noqa: BLE001 - the user's script may raise anything, SystemExit too
             if isinstance(exc, KeyboardInterrupt):
                 raise
+            ended = time.perf_counter()
             return Outcome(batch.id, task.attempt, rank, n_items, False, error_class="exception",
                            error=error_summary(exc), traceback=escape_lines(traceback.format_exc()),
-                           seconds=time.perf_counter() - started, label=label)
+                           seconds=ended - started, label=label,
+                           data_seconds=(called or ended) - begun,
+                           run_seconds=(returned or ended) - called if called else 0.0)
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
