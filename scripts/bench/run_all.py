@@ -20,6 +20,8 @@ Sections, one module each in scripts/bench/, each with its baselines in the same
                of 200k files, vs the listing floor (wc -l, find, os.scandir)
   demo         `mpibatch demo` images/s at 1, 2, 4 ranks vs plain Keras (its backend) in one process
   tabular      reading parquet/csv through mpibatch vs pyarrow; rank 0's memory over many files
+  datapath     ~1 MB parquet slices read while run() holds the GIL released for X ms, X/Y in 0.25, 1, 4:
+               mpibatch (prefetch on/off where it exists) vs Ray Data map_batches and multiprocessing.Pool
   before_after the optimisations of issue 8: the same jobs with mpibatch before them (git archive) and now
   layout       issue 20's restructure: dispatch and efficiency with mpibatch before it (git archive) and now
   gpu          what needs a GPU node (8 and 16 ranks, the demo on GPUs) and how to measure it there
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import before_after
 import coordinator
+import datapath
 import demo
 import dispatch
 import efficiency
@@ -60,7 +63,8 @@ from harness import BIN, REPO, Context, Noise, Snapshot, log
 from machine import freeze_mpibatch, load_average, machine
 from report import QUICK_NOTE, TARGETS_HEADER, Target, command_line, compose, markers, verdict, write_section
 
-SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, before_after, layout, gpu)}
+SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, datapath, before_after,
+                                layout, gpu)}
 SUITE = "suite"
 ORDER = [SUITE, *SECTIONS]
 DOC = REPO / "docs" / "benchmarks.md"

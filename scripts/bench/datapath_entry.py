@@ -1,0 +1,26 @@
+"""The datapath section's work, shared by every contender: run() gets a DataFrame (one ~1 MB parquet
+slice) and holds it for X ms with the GIL released (time.sleep), as a GPU-bound model call does.
+
+As an mpibatch entry script: `-- --sleep-ms X`; Ray Data and multiprocessing.Pool call `work` itself."""
+import sys
+import time
+
+SLEEP_S = 0.0
+
+
+def work(frame, sleep_s: float) -> int:
+    """X seconds with the GIL released; the rows seen, so every contender can be checked."""
+    time.sleep(sleep_s)
+    return len(frame)
+
+
+def init() -> None:
+    global SLEEP_S
+    import pandas  # noqa: F401 - a real script imports its libraries at start, not during the first mini-batch
+    import pyarrow.parquet  # noqa: F401
+
+    SLEEP_S = float(sys.argv[sys.argv.index("--sleep-ms") + 1]) / 1e3
+
+
+def run(mini_batch):
+    return range(work(mini_batch, SLEEP_S))

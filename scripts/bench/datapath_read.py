@@ -1,0 +1,63 @@
+"""What the datapath section needs to know from the mpibatch it measures (the frozen copy), asked in a
+fresh process: the time mpibatch's tabular reader takes for one slice (Y), and whether JobConfig has
+`prefetch`.
+
+    python datapath_read.py FILE.parquet --rows ROWS [--repeats 7]
+
+Reads the file's first slices through mpibatch.inputs (parquet_slices + read_slice, as the entry-script
+process does); falls back to pyarrow's read_row_group().to_pandas() if those names moved. Prints one
+JSON line: {"read_s": median seconds, "reader": "mpibatch"|"pyarrow", "prefetch": bool}."""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+from baseline_io import print_result
+
+
+def mpibatch_reader(path: str, rows: int) -> Callable[[int], object]:
+    from mpibatch.inputs.plan import table_batch_size
+    from mpibatch.inputs.read import FileOpener, read_slice
+    from mpibatch.inputs.tabular import parquet_slices
+
+    opener = FileOpener()
+    pieces = list(parquet_slices(path, table_batch_size(f"{rows}rows"), opener))
+    return lambda i: read_slice(pieces[i % len(pieces)], "parquet", {}, opener)
+
+
+def pyarrow_reader(path: str) -> Callable[[int], object]:
+    import pyarrow.parquet as pq
+
+    groups = pq.ParquetFile(path).metadata.num_row_groups
+    return lambda i: pq.ParquetFile(path).read_row_group(i % groups).to_pandas()
+
+
+def has_prefetch() -> bool:
+    from mpibatch.config import JobConfig
+
+    return "prefetch" in JobConfig.model_fields
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("file")
+    parser.add_argument("--rows", type=int, required=True)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    try:
+        read, reader = mpibatch_reader(args.file, args.rows), "mpibatch"
+    except (ImportError, AttributeError, TypeError):
+        read, reader = pyarrow_reader(args.file), "pyarrow"
+    read(0)  # imports and the page cache
+    times = []
+    for i in range(args.repeats):
+        started = time.perf_counter()
+        read(i)
+        times.append(time.perf_counter() - started)
+    print_result(read_s=statistics.median(times), reader=reader, prefetch=has_prefetch())
+
+
+if __name__ == "__main__":
+    main()
