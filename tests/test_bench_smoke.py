@@ -35,13 +35,15 @@ CONTENDERS = {
     "demo": ["| mpibatch demo | 1 | 1 |", "| mpibatch demo | 2 | 2 |", "| plain Keras on TensorFlow, one process, batches of 5 |"],
     "tabular": ["| parquet | pyarrow | 40,000 |", "| parquet | mpibatch (default 1MB) | 40,000 |",
                 "| csv | pyarrow | 40,000 |", "| csv | mpibatch (default 1MB) | 40,000 |", "| 100 | 10 | 100 |"],
+    "datapath": ["| mpibatch, process executor, `mpiexec -n ", "| Ray Data, map_batches concurrency=",
+                 "| multiprocessing.Pool(", "rank 0's entry-script process ", "driver ", "object store in use "],
     "before_after": ["| no-op, inline executor, 4 ranks: mini-batches per command second |",
                      "| no-op, process executor, 4 ranks: mini-batches per command second |",
                      "| 5,000-path filelist, one rank: seconds from launch to the dispatch loop |",
                      "| 5,000-path filelist, one rank: rank 0's peak memory |"],
     "gpu": ["--only dispatch,efficiency,demo --ranks 8,16"],
 }
-PLOTS = ["dispatch", "efficiency", "coordinator", "planning", "demo"]
+PLOTS = ["dispatch", "efficiency", "coordinator", "planning", "demo", "datapath"]
 
 
 def run_all(*args: str, timeout: float = 280, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -55,6 +57,7 @@ def section(doc: str, name: str) -> str:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(420)  # every section once; datapath starts Ray (~15 s)
 def test_quick_suite_writes_every_section_contender_and_plot(tmp_path, request):
     require(importlib.util.find_spec("matplotlib") is not None, "matplotlib (the bench extra draws the plots)")
     env = dict(os.environ)
@@ -66,7 +69,8 @@ def test_quick_suite_writes_every_section_contender_and_plot(tmp_path, request):
     repo_plots = {p: p.stat().st_mtime for p in (REPO / "docs" / "bench").glob("*.png")}
     doc = tmp_path / "benchmarks.md"
     started = time.time()
-    proc = run_all("--quick", "--doc", str(doc), *([] if HAS_TENSORFLOW else ["--only", ",".join(names)]), env=env)
+    proc = run_all("--quick", "--doc", str(doc), *([] if HAS_TENSORFLOW else ["--only", ",".join(names)]), env=env,
+                   timeout=400)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n")
