@@ -243,11 +243,11 @@ COMPUTE_BOUND = {"mini_batches": 8, "data_s": 0.2, "run_s": 1.8, "overlap_s": 0.
 
 def test_phases_line_says_the_bound_and_what_to_change() -> None:
     assert phases_line(READ_BOUND) == (
-        "read-bound: 90% of the entry scripts' time waits for data (data 3.6 s, run() 0.4 s): add ranks to read in "
-        "parallel, or make mini-batches larger if opening each file or slice costs more than its rows")
+        "read-bound: 90% of the entry scripts' busy time waits for data (data 3.6 s, run() 0.400 s): add ranks to "
+        "read in parallel, or make mini-batches larger if opening each file or slice costs more than its rows")
     assert phases_line(COMPUTE_BOUND) == (
-        "compute-bound: run() takes 90% of the entry scripts' time (data 0.2 s, run() 1.8 s): add ranks (or GPUs) to "
-        "go faster; reading is not the limit")
+        "compute-bound: run() takes 90% of the entry scripts' busy time (data 0.200 s, run() 1.8 s): add ranks (or "
+        "GPUs) to go faster; reading is not the limit")
     hidden = phases_line({**COMPUTE_BOUND, "data_s": 2.0, "overlap_s": 1.8})
     assert hidden is not None and "(data 2.0 s, 1.8 s of it hidden behind run(), run() 1.8 s)" in hidden
     short = phases_line({"mini_batches": 1000, "data_s": 1.0, "run_s": 2.0, "overlap_s": 0.0, "data_share": 0.333})
@@ -288,3 +288,13 @@ def test_an_older_job_result_has_no_phases_line(tmp_path: Path) -> None:
     data = read_status(out)
     assert data["phases_line"] is None
     assert not any(line.startswith("phases:") for line in render(data).splitlines())
+
+
+def test_the_reports_time_per_phase_table_holds_the_phases() -> None:
+    from mpibatch.report.page import _timing
+
+    rows = _timing({"timing": {"dispatch_s": 2.5}, "elapsed_s": 9.0, "phases": READ_BOUND})
+    assert rows == [("dispatching (first sent to last settled)", "2.50"), ("elapsed (the whole run)", "9.00"),
+                    ("data made ready (all entry scripts)", "3.60"), ("in run() (all entry scripts)", "0.40"),
+                    ("data made ready while another run() ran", "0.00")]
+    assert _timing({"elapsed_s": 9.0}) == [("elapsed (the whole run)", "9.00")]  # an older job_result

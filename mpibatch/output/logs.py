@@ -165,6 +165,10 @@ READ_BOUND_SHARE = 0.5  # data_share from which the entry scripts wait on data m
 SHORT_CALL_S = 0.01  # a mini-batch's data and run() below this: the per-call overhead weighs
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.3f} s" if value < 1 else f"{value:.1f} s"
+
+
 def phases_line(phases: Optional[dict[str, Any]]) -> Optional[str]:
     """One line from job_result's phases: read-bound or compute-bound, and what to change; None before
     a mini-batch has finished (or for an older job_result)."""
@@ -172,13 +176,14 @@ def phases_line(phases: Optional[dict[str, Any]]) -> Optional[str]:
         return None
     data_s, run_s, overlap_s = phases["data_s"], phases["run_s"], phases.get("overlap_s", 0.0)
     share = phases["data_share"]
-    hidden = f", {overlap_s:.1f} s of it hidden behind run()" if overlap_s else ""
-    times = f"data {data_s:.1f} s{hidden}, run() {run_s:.1f} s"
+    hidden = f", {_seconds(overlap_s)} of it hidden behind run()" if overlap_s else ""
+    times = f"data {_seconds(data_s)}{hidden}, run() {_seconds(run_s)}"
     if share >= READ_BOUND_SHARE:
-        line = (f"read-bound: {100 * share:.0f}% of the entry scripts' time waits for data ({times}): add ranks to "
-                "read in parallel, or make mini-batches larger if opening each file or slice costs more than its rows")
+        line = (f"read-bound: {100 * share:.0f}% of the entry scripts' busy time waits for data ({times}): add ranks "
+                "to read in parallel, or make mini-batches larger if opening each file or slice costs more than its "
+                "rows")
     else:
-        line = (f"compute-bound: run() takes {100 * (1 - share):.0f}% of the entry scripts' time ({times}): add "
+        line = (f"compute-bound: run() takes {100 * (1 - share):.0f}% of the entry scripts' busy time ({times}): add "
                 "ranks (or GPUs) to go faster; reading is not the limit")
     count = phases.get("mini_batches") or 0
     if count and (data_s + run_s) / count < SHORT_CALL_S:
