@@ -141,7 +141,7 @@ class Settle:
 
     def _final(self, status: str, rank: int, done: list[Final]) -> None:
         """Make mini-batches of one worker final: count them in the tallies and write their rows of
-        mini_batches.csv (its last attempt's seconds and phases, which the job's phase totals add up)."""
+        mini_batches.csv (each with its last attempt's seconds and phases; the job's phase totals are their sums)."""
         tally, names, rows, phases = self.tally, self.input_names, [], self.timing.phases
         items_ok = 0
         for task, ok, failed, outcome, errors, error in done:
