@@ -72,7 +72,8 @@ class Status:
 _KNOWN = frozenset({"status", "reason", "exit_code", "started", "finished", "elapsed_s", "ranks", "workers",
                     "mini_batches", "items", "errors_by_class", "first_error", "warnings", "rate", "eta_s",
                     "per_rank", "hosts", "slurm_job_id", "slurm_state", "slurm_restart_count", "output_file",
-                    "error", "stale", "output", "resources", "output_problem", "last_status", "updated"})
+                    "error", "stale", "output", "resources", "output_problem", "last_status", "updated", "phases",
+                    "phases_line"})
 
 
 class Run:
