@@ -18,6 +18,7 @@ entry-script process; Ray's driver, its largest other process and its object sto
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ class Sizes:
     timeout_s: float
 
 
-FULL = Sizes(rows=28_000, slices_per_file=4, files=150, ratios=RATIOS, rounds=3, timeout_s=300)
+FULL = Sizes(rows=28_000, slices_per_file=4, files=75, ratios=RATIOS, rounds=3, timeout_s=300)
 QUICK = Sizes(rows=2_000, slices_per_file=2, files=4, ratios=(1.0,), rounds=1, timeout_s=120)
 
 
@@ -169,11 +170,20 @@ def run_mpibatch(k: Contender, folder: Path, sizes: Sizes, sleep_ms: float, c: i
 def run_script(command: list[str], sizes: Sizes) -> tuple[dict[str, Any], Timed, Peaks]:
     peaks = Peaks()
     done, noise = watched(command, sizes.timeout_s, lambda proc: peaks(proc, children=True), 0.05)
-    printed = printed_json(done)
+    printed = last_json(done)
     slices = sizes.files * sizes.slices_per_file
     if printed["rows"] != slices * sizes.rows:
         raise RuntimeError(f"{' '.join(command)} saw {printed['rows']} rows, expected {slices * sizes.rows}")
     return printed, Timed(float(printed["seconds"]), noise.wall_s, noise.others_percent), peaks
+
+
+def last_json(done: subprocess.CompletedProcess) -> dict[str, Any]:
+    """The JSON line a script printed last; Ray may print its own lines to stdout after it."""
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"exit status {done.returncode}: {' '.join(done.args)}\n{done.stderr[-1500:]}\n"
+                           f"{done.stdout[-500:]}")
+    return json.loads(lines[-1])
 
 
 def run_ray(folder: Path, sizes: Sizes, sleep_ms: float, c: int) -> Run:

@@ -71,9 +71,9 @@ def main() -> None:
     sampler.stop.set()
     sampler.join()
     counts = done.to_pandas()["rows"]
+    ray.shutdown()
     print_result(items=len(counts), rows=int(counts.sum()), seconds=seconds, object_store_peak=sampler.peak,
                  sampler_error=sampler.error)
-    ray.shutdown()
 
 
 if __name__ == "__main__":
