@@ -1,7 +1,8 @@
-"""Ray Data on the datapath section's work: read_parquet(FOLDER).map_batches(work, batch_size=ROWS,
-concurrency=C) on `ray.init(num_cpus=C)`, the peer a user would pick for overlapping reads with compute.
+"""Ray Data on the datapath section's work: read_parquet(FOLDER) (read_csv for csv).map_batches(work,
+batch_size=ROWS, concurrency=C) on `ray.init(num_cpus=C)`, the peer a user would pick for overlapping
+reads with compute.
 
-    python datapath_ray.py FOLDER --cpus C --rows ROWS --sleep-ms X
+    python datapath_ray.py FOLDER --cpus C --rows ROWS --sleep-ms X [--format parquet|csv]
 
 Ray is started and its worker processes have read one file through the same pipeline before the clock starts; the
 clock covers the whole pipeline, materialised. A thread samples the object store's bytes in use.
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, required=True)
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--sleep-ms", type=float, required=True)
+    parser.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     args = parser.parse_args()
     import pandas as pd
     import ray
@@ -58,14 +60,15 @@ def main() -> None:
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    first = str(sorted(args.folder.glob("*.parquet"))[0])
+    read = ray.data.read_csv if args.format == "csv" else ray.data.read_parquet
+    first = str(sorted(args.folder.glob(f"*.{args.format}"))[0])
     for _ in range(2):  # every worker process started and has imported pyarrow and pandas
-        ray.data.read_parquet(first).map_batches(lambda b: b, batch_size=args.rows, concurrency=args.cpus,
+        read(first).map_batches(lambda b: b, batch_size=args.rows, concurrency=args.cpus,
                                                  batch_format="pandas").materialize()
     sampler = StoreSampler()
     sampler.start()
     started = time.perf_counter()
-    done = ray.data.read_parquet(str(args.folder)).map_batches(
+    done = read(str(args.folder)).map_batches(
         fn, batch_size=args.rows, concurrency=args.cpus, batch_format="pandas").materialize()
     seconds = time.perf_counter() - started
     sampler.stop.set()

@@ -2,10 +2,11 @@
 fresh process: the time mpibatch's tabular reader takes for one slice (Y), and whether JobConfig has
 `prefetch`.
 
-    python datapath_read.py FILE.parquet --rows ROWS [--repeats 7]
+    python datapath_read.py FILE --format parquet|csv --rows ROWS [--repeats 7]
 
-Reads the file's first slices through mpibatch.inputs (parquet_slices + read_slice, as the entry-script
-process does); falls back to pyarrow's read_row_group().to_pandas() if those names moved. Prints one
+Reads the file's slices of ROWS rows through mpibatch.inputs (parquet_slices or text_slices, then
+read_slice, as the entry-script process does); falls back to pyarrow's read_row_group().to_pandas() or
+pandas.read_csv if those names moved. Prints one
 JSON line: {"read_s": median seconds, "reader": "mpibatch"|"pyarrow", "prefetch": bool}."""
 from __future__ import annotations
 
@@ -17,19 +18,23 @@ from collections.abc import Callable
 from baseline_io import print_result
 
 
-def mpibatch_reader(path: str, rows: int) -> Callable[[int], object]:
+def mpibatch_reader(path: str, fmt: str, rows: int) -> Callable[[int], object]:
     from mpibatch.inputs.plan import table_batch_size
     from mpibatch.inputs.read import FileOpener, read_slice
-    from mpibatch.inputs.tabular import parquet_slices
+    from mpibatch.inputs.tabular import parquet_slices, text_slices
 
     opener = FileOpener()
-    pieces = list(parquet_slices(path, table_batch_size(f"{rows}rows"), opener))
-    return lambda i: read_slice(pieces[i % len(pieces)], "parquet", {}, opener)
+    size = table_batch_size(f"{rows}rows")
+    pieces = list(parquet_slices(path, size, opener) if fmt == "parquet" else text_slices(path, fmt, size, opener, {}))
+    return lambda i: read_slice(pieces[i % len(pieces)], fmt, {}, opener)
 
 
-def pyarrow_reader(path: str) -> Callable[[int], object]:
+def plain_reader(path: str, fmt: str) -> Callable[[int], object]:
+    import pandas as pd
     import pyarrow.parquet as pq
 
+    if fmt == "csv":
+        return lambda i: pd.read_csv(path)
     groups = pq.ParquetFile(path).metadata.num_row_groups
     return lambda i: pq.ParquetFile(path).read_row_group(i % groups).to_pandas()
 
@@ -43,13 +48,14 @@ def has_prefetch() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("file")
+    parser.add_argument("--format", choices=("parquet", "csv"), default="parquet")
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     try:
-        read, reader = mpibatch_reader(args.file, args.rows), "mpibatch"
+        read, reader = mpibatch_reader(args.file, args.format, args.rows), "mpibatch"
     except (ImportError, AttributeError, TypeError):
-        read, reader = pyarrow_reader(args.file), "pyarrow"
+        read, reader = plain_reader(args.file, args.format), "pyarrow/pandas"
     read(0)  # imports and the page cache
     times = []
     for i in range(args.repeats):
