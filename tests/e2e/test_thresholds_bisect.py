@@ -29,9 +29,11 @@ def test_every_item_failing_stops_at_the_threshold_despite_bisection(tmp_path, f
     assert 3 <= len(out_of_tries) <= 3 + 4, rows  # + the attempts in flight when the job stopped (2 x 2 credits)
     calls = job.log("logs/user/error.txt").splitlines()  # one line per failed run() call; none succeeded
     assert r["items"]["succeeded"] == 0 and r["errors_by_class"]["exception"] == len(calls)
-    # 3 mini-batches x 2 tries, the halves of the first splits and what was in flight when the job stopped
-    # (2 workers x 2 credits x 2 tries); bisecting all 25 mini-batches down to single items would take ~1,000
-    assert 6 <= len(calls) <= 30, len(calls)
+    # At least 3 mini-batches x 2 tries. At most: first tries of planned mini-batches dispatched while the first
+    # retries wait for another worker (their order depends on timing: a loaded machine gave 45), every planned
+    # mini-batch's 2 tries (25 x 2) and the halves in flight (2 workers x 2 credits x 2 tries). Bisecting all 25
+    # mini-batches down to single items would take ~1,000 (the bug: 2,964 calls in 600 s).
+    assert 6 <= len(calls) <= 25 * 2 + 8, len(calls)
     first = calls[0].split(": ", 1)[1]
     assert r["error"] == first == "ValueError: bad item " + first.rsplit(" ", 1)[1]
     assert f"reason: {r['reason']}\n" in job.result_txt
