@@ -110,7 +110,7 @@ def test_a_slow_download_is_data_time_not_run_time(tmp_path: Path, slow_store: s
     runtime = EntryRuntime(spec(tmp_path, [InputInfo("remote", True, {}, url=f"slowmem://{slow_store}")]))
     runtime.init()
     fetched: list[float] = []
-    outcome = runtime.run(task(0, *(f"{slow_store}/{n}" for n in "abcd")), on_fetched=lambda: fetched.append(1))
+    outcome = runtime.run(task(0, *(f"{slow_store}/{n}" for n in "abcd")), on_started=lambda: fetched.append(1))
     assert outcome.ok, outcome.traceback and fetched == [1]
     assert 4 * SLOW_GET_S <= outcome.data_seconds < 4 * SLOW_GET_S + 1.0
     assert outcome.run_seconds < 0.05 and outcome.overlap_seconds == 0.0

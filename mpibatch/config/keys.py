@@ -52,6 +52,7 @@ RANGES = {
     "credits_per_worker": Range(1, MAX_CREDITS_PER_WORKER, f"must be 'auto' or 1 to {MAX_CREDITS_PER_WORKER}"),
     "gpus_per_node": Range(0, 256, "must be 'auto' or a count from 0 to 256"),
     "threads_per_worker": Range(1, 4096, "must be 'auto' or 1 to 4096"),
+    "prefetch": Range(0, 16, "must be a count of mini-batches from 0 (off) to 16"),
 }
 
 
@@ -137,6 +138,7 @@ class JobConfig(BaseModel):
     max_worker_memory: Optional[Union[int, str]] = None
     bisect_failures: Optional[bool] = None  # None: on for file inputs (engine/bisection.py)
     retry_failed: bool = False
+    prefetch: int = 1  # mini-batches whose data the entry-script process prepares while run() runs (script/prefetch.py)
     python: Optional[str] = None  # the entry-script process's interpreter (script/script_env.py)
     command_prefix: Optional[Union[str, list[str]]] = None  # words put before it: a container launcher
 
@@ -302,6 +304,7 @@ RESUME_NEUTRAL_KEYS = frozenset(
         "resume", "allow_reuse", "logging_level", "progress", "coordinator_works", "executor",
         "threads_per_worker", "gpus_per_node", "init_timeout", "run_invocation_timeout",
         "credits_per_worker", "stop_grace", "speculative", "speculation_factor", "output_storage_options", "max_worker_memory", "retry_failed",
+        "prefetch",  # when data is read, never what is written
         "python", "command_prefix",  # where the script runs: a resume may bring a fixed environment
     }
 )

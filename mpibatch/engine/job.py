@@ -159,7 +159,7 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     spec = RuntimeSpec(str(config.script_path), str(config.script_home), [*config.arguments, *extra_args],
                        {**placement.environment(), **config.environment_variables}, info, inputs,
                        config.output_action, dict(config.append_row_options or {}), dict(config.models),
-                       config.compat)
+                       config.compat, config.prefetch if config.executor == "process" else 0)
     stdout = open(layout.stdout_log(rank), "ab")
     stderr = open(layout.stderr_log(rank), "ab")
     if config.executor == "process":
@@ -171,6 +171,12 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     log.info("worker: node %d (%s), local worker %d of %d, gpu %s, cpus %s, %d threads, executor %s",
              placement.node_rank, placement.host, placement.local_worker_index, placement.workers_on_node,
              placement.gpu, placement.cpus, placement.threads, config.executor)
+    if spec.prefetch:
+        log.info("prefetch: the next %d mini-batch(es) read while run() runs; at most %d prepared mini-batches "
+                 "(of mini_batch_size %s each) held besides the running one", spec.prefetch, spec.prefetch,
+                 config.mini_batch_size if config.mini_batch_size is not None else "default")
+    elif config.prefetch:
+        log.info("prefetch: off with the inline executor (the script runs in a thread of the rank)")
     if placement.shares_gpu:
         log.warning("%d workers share %d GPUs on this node: GPUs are handed out round robin",
                     placement.workers_on_node, placement.gpus_on_node)

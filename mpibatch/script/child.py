@@ -16,13 +16,14 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Callable
+from typing import Callable, Optional
 from multiprocessing.connection import Connection
 
 from ..records import Task
 from ..text import escape_lines
-from .entry import EntryRuntime, RuntimeSpec, error_summary
+from .entry import EntryRuntime, RuntimeSpec, error_summary, has_data_phase
 from .outbox import readable_now
+from .prefetch import Prefetcher
 from .proctree import TOKEN_VARIABLE, become_subreaper, kill_tree
 
 
@@ -112,6 +113,16 @@ def _serve(inbox: Connection, outbox: Connection, inbox_ready: Callable[[], bool
         outbox.send(("init_failed", error_summary(exc), escape_lines(traceback.format_exc())))
         return 3
     outbox.send(("init_ok", time.perf_counter() - started))
+    prefetcher = Prefetcher(runtime.prepare_data, spec.prefetch) if spec.prefetch > 0 else None
+    try:
+        return _loop(runtime, inbox, outbox, inbox_ready, prefetcher)
+    finally:
+        if prefetcher is not None:
+            prefetcher.close()
+
+
+def _loop(runtime: EntryRuntime, inbox: Connection, outbox: Connection, inbox_ready: Callable[[], bool],
+          prefetcher: Optional[Prefetcher]) -> int:
     queued: deque[Task] = deque()
     while True:
         try:
@@ -121,13 +132,30 @@ def _serve(inbox: Connection, outbox: Connection, inbox_ready: Callable[[], bool
                     queued.extend(message[1])
                 elif message[0] == "drop":
                     queued = deque(t for t in queued if t.batch.id not in message[1])
+                    if prefetcher is not None:
+                        prefetcher.discard(message[1])
                 elif message[0] == "shutdown":
+                    if prefetcher is not None:
+                        prefetcher.close()
                     _shutdown(runtime)
                     outbox.send(("bye",))
                     return 0
         except EOFError:
             return 0
-        outcome = runtime.run(queued.popleft(), on_fetched=lambda: outbox.send(("fetched",)))
+        task = queued.popleft()
+        prepared = prefetcher.take(task, queued) if prefetcher is not None else None
+
+        timed = has_data_phase(runtime.spec.inputs[task.batch.input_index])
+
+        def started(batch_id: object = task.batch.id) -> None:
+            if timed:
+                outbox.send(("started", batch_id))  # the worker's run_invocation_timeout counts from here
+            if prefetcher is not None:
+                prefetcher.running()
+
+        outcome = runtime.run(task, on_started=started, prepared=prepared)
+        if prefetcher is not None:
+            prefetcher.ran()
         outbox.send(("outcome", outcome))
         closed = _stdio_closed()
         if closed:  # a fresh process, not a crippled one, runs what comes next

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class RuntimeSpec:
     append_row_options: dict[str, Any]
     models: dict[str, str] = field(default_factory=dict)
     compat: Optional[str] = None
+    prefetch: int = 0  # mini-batches prepared ahead on a background thread (child.py; 0 with the inline executor)
 
 
 _WORKER: Optional[WorkerInfo] = None
@@ -137,6 +139,53 @@ class MiniBatchContext:
     attempt: int
     input_name: str
     dataset: Optional[MiniBatchDataset] = None
+
+
+@dataclass
+class Prepared:
+    """One attempt's data made ready for run(), or the error that reading it raised."""
+
+    batch_id: BatchId
+    attempt: int
+    items: Any
+    n_items: int
+    label: str = ""
+    scratch: Optional[str] = None  # staged remote files, removed once run() is over or the data discarded
+    error: Optional[BaseException] = None
+    traceback: str = ""
+    began: float = 0.0
+    ended: float = 0.0
+    overlap: float = 0.0  # of began..ended, the seconds another mini-batch's run() ran (prefetch.py)
+
+    def discard(self) -> None:
+        self.items = None
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+
+
+def has_data_phase(info: InputInfo) -> bool:
+    """Whether a mini-batch of this input takes time to make ready (staged, or read into a DataFrame): then
+    the entry-script process says when run() starts (local files: run() gets their paths at once)."""
+    return info.remote or bool(info.format)
+
+
+def _read_ahead(paths: list[Any]) -> None:
+    """Ask the kernel (and a parallel file system behind it) to start reading the next files now."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (OSError, TypeError, ValueError):
+            continue  # a folder, a vanished file: run() finds out itself
+        try:
+            advise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 class EntryScriptError(Exception):
@@ -281,57 +330,86 @@ class EntryRuntime:
         if callable(init):
             init()
 
-    def run(self, task: Task, on_fetched: Optional[Callable[[], None]] = None) -> Outcome:
-        """Call run() on one mini-batch; every failure becomes an Outcome, never an exception."""
-        batch = task.batch
-        rank = self.spec.worker.rank
-        started = begun = time.perf_counter()
-        called = returned = 0.0  # when run() was called (the data phase ends there) and returned
-        scratch = None
-        n_items = batch.size
-        label = ""
+    def run(self, task: Task, on_started: Optional[Callable[[], None]] = None,
+            prepared: Optional[Prepared] = None) -> Outcome:
+        """Call run() on one mini-batch; every failure becomes an Outcome, never an exception.
+        `prepared`: its data made ready ahead (prefetch.py), else read here; `on_started` is told
+        just before run() is called (the worker's run_invocation_timeout starts there)."""
+        begun = time.perf_counter()
+        data = prepared if prepared is not None else self.prepare_data(task)
         try:
-            items: Any = list(batch.items)
+            return self._call(task, data, begun, on_started)
+        finally:
+            data.discard()
+
+    def prepare_data(self, task: Task) -> Prepared:
+        """A mini-batch's data as run() gets it: remote files staged, table slices read; a failure is
+        kept for the attempt (it fails when its turn comes), never raised."""
+        batch = task.batch
+        began = time.perf_counter()
+        data = Prepared(task.batch.id, task.attempt, list(batch.items), batch.size, began=began)
+        try:
             info = self.spec.inputs[batch.input_index]
             if info.format:
                 from ..inputs.read import read_slices
 
-                n_items = 0  # until the rows are read: a failed read is no row's fault (no bisection)
+                data.n_items = 0  # until the rows are read: a failed read is no row's fault (no bisection)
                 items = read_slices(batch.items, info.format, info.options, self._opener(info))
                 if batch.rows_part:
-                    items, label = _rows_part(items, batch)
-                n_items = len(items)
+                    items, data.label = _rows_part(items, batch)
+                data.items, data.n_items = items, len(items)
             elif info.remote:
-                scratch, items = self._fetch(batch.id, batch.items, info)
-            if info.remote and on_fetched:
-                on_fetched()
-                started = time.perf_counter()
+                data.scratch, data.items = self._fetch(batch.id, batch.items, info)
+            elif self.spec.prefetch:
+                _read_ahead(data.items)
+        except BaseException as exc:  # noqa: BLE001 - a reader may raise anything
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            data.error, data.traceback = exc, escape_lines(traceback.format_exc())
+        data.ended = time.perf_counter()
+        return data
+
+    def _call(self, task: Task, data: Prepared, begun: float, on_started: Optional[Callable[[], None]]) -> Outcome:
+        batch = task.batch
+        rank = self.spec.worker.rank
+        info = self.spec.inputs[batch.input_index]
+        started = begun if not info.remote else data.ended  # remote: run()'s clock starts once staged
+        data_s, overlap_s = data.ended - data.began, data.overlap
+        if data.error is not None:
+            ended = time.perf_counter()
+            return Outcome(batch.id, task.attempt, rank, data.n_items, False, error_class="exception",
+                           error=error_summary(data.error), traceback=data.traceback, seconds=ended - started,
+                           label=data.label, data_seconds=data_s, overlap_seconds=overlap_s)
+        called = returned = 0.0
+        try:
+            items = data.items
             args: list[Any] = [items]
             if self._with_context:
                 keys = dict(batch.partition_key_value)
                 args.append(MiniBatchContext(keys, batch.id, batch.id, task.attempt, info.name,
                                              MiniBatchDataset(info.name, keys, items)))
             assert self._run is not None
+            if on_started:
+                on_started()
+            if info.remote:
+                started = time.perf_counter()
             called = time.perf_counter()
+            data_s += called - data.ended if data.began >= begun else 0.0  # building the call, read inline
             result = self._run(*args)
             returned = time.perf_counter()
             payload, header, count = format_result(result, self.spec.output_action, self.spec.append_row_options)
-            return Outcome(batch.id, task.attempt, rank, n_items, True, payload, header, count,
-                           seconds=time.perf_counter() - started, label=label,
+            return Outcome(batch.id, task.attempt, rank, data.n_items, True, payload, header, count,
+                           seconds=time.perf_counter() - started, label=data.label,
                            extra_lines=lines_beyond_elements(result, payload, count),
-                           data_seconds=called - begun, run_seconds=returned - called)
+                           data_seconds=data_s, run_seconds=returned - called, overlap_seconds=overlap_s)
         except BaseException as exc:  # noqa: BLE001 - the user's script may raise anything, SystemExit too
             if isinstance(exc, KeyboardInterrupt):
                 raise
             ended = time.perf_counter()
-            return Outcome(batch.id, task.attempt, rank, n_items, False, error_class="exception",
+            return Outcome(batch.id, task.attempt, rank, data.n_items, False, error_class="exception",
                            error=error_summary(exc), traceback=escape_lines(traceback.format_exc()),
-                           seconds=ended - started, label=label,
-                           data_seconds=(called or ended) - begun,
-                           run_seconds=(returned or ended) - called if called else 0.0)
-        finally:
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
+                           seconds=ended - started, label=data.label, data_seconds=data_s,
+                           run_seconds=(returned or ended) - called if called else 0.0, overlap_seconds=overlap_s)
 
     def _opener(self, info: InputInfo) -> Any:
         """One opener per input, so a remote filesystem is connected once per process."""
@@ -354,8 +432,9 @@ class EntryRuntime:
 
     def _fetch(self, batch_id: int, items: tuple[str, ...], info: InputInfo) -> tuple[str, list[str]]:
         """Copy remote files to this worker's scratch folder; run() gets local paths."""
-        scratch = os.path.join(self.spec.worker.working_dir, f"mini-batch-{batch_id}")
-        os.makedirs(scratch, exist_ok=True)
+        os.makedirs(self.spec.worker.working_dir, exist_ok=True)
+        # a folder of its own per attempt: a discarded prefetch of the same mini-batch may still be cleaned up
+        scratch = tempfile.mkdtemp(prefix=f"mini-batch-{batch_id}-", dir=self.spec.worker.working_dir)
         local = []
         for item in items:
             fs, path = self._filesystem(info, item)

@@ -14,12 +14,13 @@ from typing import IO, Any, Callable, Optional, Sequence
 from ..config.sizes import format_bytes
 from ..records import Outcome, Task
 from .child import EXIT_PIPE_LOST
-from .entry import RuntimeSpec
+from .entry import RuntimeSpec, has_data_phase
 from .executor import PIPELINE_DEPTH, Event, InitDone, InitFailed, Restarting
 from .outbox import Outbox, readable_now
 from .proctree import TOKEN_VARIABLE, kill_tree
 from .script_env import child_command, child_environment
 
+DATA_TIMEOUT_S = 600.0  # the longest a mini-batch's data may take to get ready, when run_invocation_timeout is shorter
 MEMORY_SAMPLE_EVERY_S = 0.2  # reading a process tree's RSS costs ~0.1 ms per process: not every poll
 
 # Variables of the MPI launcher that must not reach the entry-script process: a script that
@@ -83,7 +84,8 @@ class ProcessExecutor:
 
     Tasks are pipelined: up to PIPELINE_DEPTH wait in the child's pipe behind the running one, so
     a short run() never waits for a round trip. The head of `inflight` is the running task; its
-    clock starts when the outcome before it arrives.
+    clock starts when the outcome before it arrives, and run_invocation_timeout's when the child says run()
+    was called (its data, read ahead or not, is ready).
     """
 
     def __init__(self, spec: RuntimeSpec, stdout: IO[bytes], stderr: IO[bytes], env: dict[str, str],
@@ -165,9 +167,10 @@ class ProcessExecutor:
         if not self.inflight:
             return
         self.started = time.monotonic()
-        # while remote files download, the run() clock has not started yet
-        remote = self.spec.inputs[self.inflight[0].batch.input_index].remote
-        self.deadline = self.started + (max(self.run_timeout, 600.0) if remote else self.run_timeout)
+        # while remote files are staged or table slices read (or a prefetch of them ends), the run() clock has
+        # not started: the child says ("started", id) when it calls run(); meanwhile this bounds a read that hangs
+        info = self.spec.inputs[self.inflight[0].batch.input_index]
+        self.deadline = self.started + (max(self.run_timeout, DATA_TIMEOUT_S) if has_data_phase(info) else self.run_timeout)
 
     def poll(self) -> Optional[Event]:
         """One event if something happened, else None; never blocks."""
@@ -222,8 +225,9 @@ class ProcessExecutor:
             self._kill()
             self.state = "failed"
             return InitFailed(message[1], message[2])
-        if kind == "fetched":
-            self.deadline = time.monotonic() + self.run_timeout
+        if kind == "started":
+            if self.inflight and self.inflight[0].batch.id == message[1]:
+                self.deadline = time.monotonic() + self.run_timeout
             return None
         if kind == "restart":
             return self._restart(message[1])
