@@ -241,3 +241,64 @@ def test_prefetch_is_resume_neutral() -> None:
 
     on, off = (JobConfig(entry_script="s.py", inputs=["x"], output="out", prefetch=n) for n in (4, 0))
     assert fingerprint_fields(on) == fingerprint_fields(off)
+
+
+# ---- the worker's clock: run_invocation_timeout counts run() alone -------------------------------
+
+SLOW_READ_SCRIPT = """
+    import time
+    import pandas as pd
+
+    def init():
+        import mpibatch.inputs.read as read  # this entry-script process's reader, made slow: 1 s a slice
+
+        def slow(pieces, *args):
+            time.sleep(1.0)
+            return pd.DataFrame({"id": [p.start for p in pieces]})
+
+        read.read_slices = slow
+
+    def run(mini_batch, context):
+        time.sleep(2.0 if context.mini_batch_id == 9 else 0.0)
+        return [str(i) for i in mini_batch["id"]]
+"""
+
+
+@pytest.mark.parametrize("prefetch", [0, 1])
+def test_the_run_timeout_starts_when_run_is_called(tmp_path: Path, prefetch: int) -> None:
+    from mpibatch.records import TableSlice
+    from mpibatch.script.executor import InitDone
+    from mpibatch.script.process import ProcessExecutor
+
+    home = tmp_path / "src"
+    home.mkdir()
+    (home / "slow_read.py").write_text(textwrap.dedent(SLOW_READ_SCRIPT))
+    info = WorkerInfo(rank=1, node_rank=0, local_worker_index=0, gpu=None, agent_name="rank0001@test",
+                      output_dir=str(tmp_path / "out"), working_dir=str(tmp_path / "work"),
+                      log_dir=str(tmp_path / "out" / "logs"), entry_log_path=str(tmp_path / "out" / "entry.txt"))
+    spec = RuntimeSpec(str(home / "slow_read.py"), str(home), [], {}, info, [InputInfo("t", False, format="csv")],
+                       "append_row", {"sep": " ", "header": False, "index": False}, prefetch=prefetch)
+    repo = str(Path(__file__).parent.parent)
+    work = [Task(MiniBatch(k, 0, (TableSlice("t.csv", "bytes", k, k + 1, 1),)), 1) for k in (0, 1, 9)]
+    outcomes: list[Any] = []
+    with open(tmp_path / "stdout.txt", "ab") as out, open(tmp_path / "stderr.txt", "ab") as err:
+        executor = ProcessExecutor(spec, out, err, {**os.environ, "PYTHONPATH": repo}, 30, 0.5)
+        executor.start()
+        try:
+            deadline = time.monotonic() + 60
+            while len(outcomes) < 3:
+                assert time.monotonic() < deadline, outcomes
+                event = executor.poll()
+                if isinstance(event, InitDone):
+                    executor.submit(*work)
+                elif isinstance(event, Outcome):
+                    outcomes.append(event)
+                time.sleep(0.005)
+        finally:
+            executor.close(2.0)
+    # a 1 s read under a 0.5 s timeout is no timeout; a 2 s run() is
+    assert [(o.batch_id, o.ok) for o in outcomes] == [(0, True), (1, True), (9, False)], outcomes
+    assert [o.payload for o in outcomes[:2]] == [b"0\n", b"1\n"]
+    assert all(o.data_seconds >= 1.0 for o in outcomes[:2])
+    assert outcomes[2].error_class == "timeout"
+    assert outcomes[2].error == "run() did not finish within run_invocation_timeout=0.5s and was killed"

@@ -226,9 +226,12 @@ class Coordinator:
         setting = self.config.credits_per_worker
         if setting != "auto":
             return int(setting)
+        # and `prefetch` more queued behind the running one: right after a run() ends, the next ones must
+        # already be in the entry-script process for their data to be read during the next run()
+        least = MIN_CREDITS + (self.config.prefetch if self.config.executor == "process" else 0)
         if self._mean_seconds is None:
-            return MIN_CREDITS
-        return max(MIN_CREDITS, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
+            return least
+        return max(least, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
     def _dispatch(self) -> None:
         """Top up every worker's queue to its credits (runs after each message: workers whose queue

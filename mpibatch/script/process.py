@@ -106,6 +106,7 @@ class ProcessExecutor:
         self._dropped: set[Any] = set()  # ids taken back while maybe already read by the child
         self.deadline = 0.0
         self.started = 0.0
+        self._in_run = True  # the head task's run() was called (its data phase is over)
         self.proc: Optional[subprocess.Popen[bytes]] = None
         self._token = ""  # in the environment of every process the current child starts (proctree)
         self._inbox: Optional[Connection] = None
@@ -170,7 +171,8 @@ class ProcessExecutor:
         # while remote files are staged or table slices read (or a prefetch of them ends), the run() clock has
         # not started: the child says ("started", id) when it calls run(); meanwhile this bounds a read that hangs
         info = self.spec.inputs[self.inflight[0].batch.input_index]
-        self.deadline = self.started + (max(self.run_timeout, DATA_TIMEOUT_S) if has_data_phase(info) else self.run_timeout)
+        self._in_run = not has_data_phase(info)
+        self.deadline = self.started + (self.run_timeout if self._in_run else max(self.run_timeout, DATA_TIMEOUT_S))
 
     def poll(self) -> Optional[Event]:
         """One event if something happened, else None; never blocks."""
@@ -227,7 +229,7 @@ class ProcessExecutor:
             return InitFailed(message[1], message[2])
         if kind == "started":
             if self.inflight and self.inflight[0].batch.id == message[1]:
-                self.deadline = time.monotonic() + self.run_timeout
+                self.deadline, self._in_run = time.monotonic() + self.run_timeout, True
             return None
         if kind == "restart":
             return self._restart(message[1])
@@ -279,8 +281,10 @@ class ProcessExecutor:
 
     def _on_timeout(self) -> Event:
         self._kill()
-        return self._lost("timeout", f"init() did not finish within init_timeout={self.init_timeout:g}s",
-                          f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s and was killed")
+        late = (f"run() did not finish within run_invocation_timeout={self.run_timeout:g}s and was killed" if self._in_run
+                else f"its data was not ready (staged or read) within {max(self.run_timeout, DATA_TIMEOUT_S):g}s: "
+                     "the entry-script process was killed")
+        return self._lost("timeout", f"init() did not finish within init_timeout={self.init_timeout:g}s", late)
 
     def _kill(self) -> None:
         """The entry-script process and everything it started (proctree), then the pipes."""

@@ -92,4 +92,6 @@ def test_a_lost_attempt_drops_prefetched_data_and_the_retry_reads_again(tmp_path
     assert (1, 3) not in calls and all(attempt == 1 for batch, attempt in calls if batch != 1)
     assert job.result["items"]["succeeded"] == ROWS
     assert fault in job.log("logs/sys/mini_batches.csv")  # the error class of attempt 1
+    if fault == "timeout":  # the clock started at the call: the read before it is not run() time
+        assert "run() did not finish within run_invocation_timeout=4s" in job.log("logs/sys/mini_batches.csv")
     assert job.result["mini_batches"]["total"] == len({batch for batch, _ in calls})
