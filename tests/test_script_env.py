@@ -17,7 +17,7 @@ from mpibatch.script.script_env import (BOOT, FLOOR, PACKAGE_DIR, ScriptEnvError
 
 # The modules the entry-script process imports (script/child.py and what it reaches; inputs/read.py for tables).
 CHILD_SIDE = ["__init__", "records", "text", "script/__init__", "script/child", "script/entry", "script/heap",
-              "script/outbox", "script/proctree", "inputs/__init__", "inputs/read", "inputs/mltable_read"]
+              "script/outbox", "script/prefetch", "script/proctree", "inputs/__init__", "inputs/read", "inputs/mltable_read"]
 _BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type", "deque"}
 
 

@@ -120,7 +120,12 @@ class Prefetcher:
                 if self._closed:
                     return
                 entry = self._work.popleft()
-            prepared = self._prepare(entry.task)
+            try:
+                prepared = self._prepare(entry.task)  # keeps a reader's error for its attempt
+            except BaseException as exc:  # noqa: BLE001 - whatever escapes still ends this entry, never a hang
+                now = time.perf_counter()
+                prepared = Prepared(entry.task.batch.id, entry.task.attempt, None, 0, error=exc,
+                                    traceback=f"{type(exc).__name__}: {exc}", began=now, ended=now)
             with self._cond:
                 prepared.overlap = self._overlap(prepared.began, prepared.ended)
                 entry.prepared = prepared
