@@ -93,5 +93,6 @@ def test_a_lost_attempt_drops_prefetched_data_and_the_retry_reads_again(tmp_path
     assert job.result["items"]["succeeded"] == ROWS
     assert fault in job.log("logs/sys/mini_batches.csv")  # the error class of attempt 1
     if fault == "timeout":  # the clock started at the call: the read before it is not run() time
-        assert "run() did not finish within run_invocation_timeout=4s" in job.log("logs/sys/mini_batches.csv")
+        assert "(timeout): run() did not finish within run_invocation_timeout=4s and was killed" in job.log(
+            "logs/user/error.txt")
     assert job.result["mini_batches"]["total"] == len({batch for batch, _ in calls})
