@@ -28,7 +28,7 @@ from mpibatch.script.entry import EntryRuntime, RuntimeSpec, WorkerInfo
 from mpibatch.script.prefetch import Prefetcher
 
 GET_S = 0.1  # one download
-RUN_S = 0.3  # one run(): longer than a mini-batch's two downloads, so a prefetch hides behind it
+RUN_S = 0.5  # one run(): well beyond a mini-batch's two downloads (0.2 s), so a prefetch hides behind it
 
 probe = types.ModuleType("prefetch_probe")  # what the store and the script saw, in order
 probe.events = []  # type: ignore[attr-defined]
