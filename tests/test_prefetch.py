@@ -302,3 +302,30 @@ def test_the_run_timeout_starts_when_run_is_called(tmp_path: Path, prefetch: int
     assert all(o.data_seconds >= 1.0 for o in outcomes[:2])
     assert outcomes[2].error_class == "timeout"
     assert outcomes[2].error == "run() did not finish within run_invocation_timeout=0.5s and was killed"
+
+
+def test_a_fork_from_run_waits_for_the_read_under_way() -> None:
+    """A run() that forks (multiprocessing, a DataLoader) must not copy a lock the prefetch thread holds
+    mid-read into its child: the fork waits until that read has ended."""
+    from mpibatch.script.entry import Prepared
+
+    reading, ended = threading.Event(), []
+
+    def prepare(task: Task) -> Prepared:
+        if task.batch.id == 1:
+            reading.set()
+            time.sleep(0.5)
+            ended.append(time.perf_counter())
+        return Prepared(task.batch.id, task.attempt, [], 0)
+
+    prefetcher = Prefetcher(prepare, 1)
+    work = [Task(MiniBatch(k, 0, ()), 1) for k in range(2)]
+    prefetcher.take(work[0], work[1:])
+    assert reading.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    forked_at = time.perf_counter()
+    os.waitpid(pid, 0)
+    assert ended and forked_at >= ended[0]
+    prefetcher.close()

@@ -8,6 +8,7 @@ Prefetch changes only when data is read, never what is run or committed.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -45,6 +46,15 @@ class Prefetcher:
         self.peak = 0  # the most mini-batches held ahead of the running one at once
         self._closed = False
         self._thread: Optional[threading.Thread] = None
+        # A run() that forks (multiprocessing, a DataLoader) waits for a read under way to end, so its
+        # child never inherits a lock the prefetch thread held mid-read (a reader's, malloc's, logging's).
+        self._reading = threading.RLock()
+        os.register_at_fork(before=self._reading.acquire, after_in_parent=self._reading.release,
+                            after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a process forked from run(): no prefetch thread came along; its lock starts free."""
+        self._reading = threading.RLock()
 
     def take(self, task: Task, queued: Sequence[Task]) -> Prepared:
         """The task's data (read now if it was not read ahead); the tasks queued behind it start."""
@@ -121,7 +131,8 @@ class Prefetcher:
                     return
                 entry = self._work.popleft()
             try:
-                prepared = self._prepare(entry.task)  # keeps a reader's error for its attempt
+                with self._reading:
+                    prepared = self._prepare(entry.task)  # keeps a reader's error for its attempt
             except BaseException as exc:  # noqa: BLE001 - whatever escapes still ends this entry, never a hang
                 now = time.perf_counter()
                 prepared = Prepared(entry.task.batch.id, entry.task.attempt, None, 0, error=exc,
