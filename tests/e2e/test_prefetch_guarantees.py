@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from conftest import faulty_args, launcher_stop_status, make_files, run_cli, start_cli, wait_for_job
+from conftest import faulty_args, kill_tree, launcher_stop_status, make_files, run_cli, start_cli, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -118,11 +118,16 @@ def init():
     prepare = entry.EntryRuntime.prepare_data
 
     def slow(self, task):
-        if threading.current_thread().name == "mpibatch-prefetch" and RUNNING:
-            name = f"prefetch-{{task.batch.id}}-{{task.attempt}}-{{os.getpid()}}"
-            open(os.path.join(MARKS, name), "w").close()
-        time.sleep(1.0)
-        return prepare(self, task)
+        name = f"{{task.batch.id}}-{{task.attempt}}-{{os.getpid()}}"
+        time.sleep(0.5)  # the run() this read hides behind has begun by now
+        ahead = threading.current_thread().name == "mpibatch-prefetch" and RUNNING
+        if ahead:
+            open(os.path.join(MARKS, "prefetch-" + name), "w").close()
+        time.sleep(2.0)
+        prepared = prepare(self, task)
+        if ahead:
+            open(os.path.join(MARKS, "prefetched-" + name), "w").close()
+        return prepared
 
     entry.EntryRuntime.prepare_data = slow
 
@@ -141,15 +146,15 @@ def test_sigkill_of_the_entry_script_process_mid_prefetch_reads_the_batch_again(
     args, out = table_args(tmp_path, table, SLOW_READER.format(marks=str(marks)), "--run-invocation-timeout", "60")
     proc = start_cli(args, ranks=2)
     try:
-        wait_until(lambda: any(m.name.startswith("prefetch-") for m in marks.iterdir()), 120, "a prefetch read")
+        wait_until(lambda: any(m.name.startswith("prefetch-") for m in marks.iterdir()), 60, "a prefetch read")
     except AssertionError:
-        proc.kill()
+        kill_tree(proc.pid)
         raise
     mark = next(m for m in sorted(marks.iterdir()) if m.name.startswith("prefetch-"))
     _, batch, attempt, pid = mark.name.split("-")
     victim = psutil.Process(int(pid))
     assert "mpibatch.script.child" in " ".join(victim.cmdline())
-    victim.kill()  # the read sleeps 1 s: it is still under way
+    victim.kill()  # the read sleeps 2 s more: it is still under way
     job = wait_for_job(proc, out, 180, "the job after the kill")
     assert job.rc == 0, job.stderr
     assert sorted(job.lines, key=int) == [str(i) for i in range(ROWS)]  # each row once
@@ -159,7 +164,7 @@ def test_sigkill_of_the_entry_script_process_mid_prefetch_reads_the_batch_again(
     # the mini-batch whose read was cut short ran once, in another process, reading its slice again
     runs = [m.name.split("-") for m in marks.iterdir() if m.name.startswith(f"read-{batch}-")]
     assert len(runs) == 1 and runs[0][3] != pid, runs
-    assert not any(m.name.startswith(f"read-{batch}-{attempt}-{pid}") for m in marks.iterdir())
+    assert not (marks / f"prefetched-{batch}-{attempt}-{pid}").exists(), "killed after the read ended"
     assert re.search(r"killed by SIGKILL", job.log("logs/user/error.txt"))
 
 
