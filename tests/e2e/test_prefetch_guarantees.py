@@ -208,7 +208,8 @@ def peak_growth(tmp_path: Path, table: Path, prefetch: int) -> tuple[int, int]:
     folder = tmp_path / f"p{prefetch}"
     folder.mkdir()
     args, out = table_args(folder, table, MEASURE, "--prefetch", str(prefetch), "--output-action", "append_row",
-                           "--mini-batch-size", "4MB", "--run-invocation-timeout", "60", "--no-speculative")
+                           "--mini-batch-size", "4MB", "--run-invocation-timeout", "60", "--no-speculative",
+                           "--credits-per-worker", str(SLICES))  # every slice in the child: prefetch alone bounds
     job = run_cli(args, out, ranks=1, timeout=120)
     assert job.rc == 0, job.stderr
     rows = [tuple(map(int, line.split())) for line in job.lines]
