@@ -285,6 +285,12 @@ class JobConfig(BaseModel):
         return Path(self.source_directory) if self.source_directory else self.script_path.parent
 
     @property
+    def prefetch_depth(self) -> int:
+        """Mini-batches read ahead in the entry-script process: `prefetch`, or 0 under the inline executor
+        (its script runs in a thread of the rank, which has no queue of its own to read ahead from)."""
+        return self.prefetch if self.executor == "process" else 0
+
+    @property
     def memory_limit(self) -> Optional[int]:
         """max_worker_memory in bytes, or None for no limit."""
         return None if self.max_worker_memory is None else parse_bytes(self.max_worker_memory)

@@ -71,6 +71,9 @@ class Coordinator:
                                  layout.progress_overview)
         self._dirty = True
         self._mean_seconds: Optional[float] = None  # of run() calls, for the credits
+        # auto credits: 2 (one running, one queued) and the prefetch depth more, so that right after a run()
+        # ends the next ones are already in the entry-script process for their data to be read meanwhile
+        self._least_credits = MIN_CREDITS + config.prefetch_depth
         self.speculation = Speculation(config.speculative and config.executor == "process",
                                        config.speculation_factor, config.run_invocation_timeout)
         self.walltime = walltime or Walltime(None)
@@ -226,12 +229,9 @@ class Coordinator:
         setting = self.config.credits_per_worker
         if setting != "auto":
             return int(setting)
-        # and `prefetch` more queued behind the running one: right after a run() ends, the next ones must
-        # already be in the entry-script process for their data to be read during the next run()
-        least = MIN_CREDITS + (self.config.prefetch if self.config.executor == "process" else 0)
         if self._mean_seconds is None:
-            return least
-        return max(least, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
+            return self._least_credits
+        return max(self._least_credits, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
     def _dispatch(self) -> None:
         """Top up every worker's queue to its credits (runs after each message: workers whose queue

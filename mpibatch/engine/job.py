@@ -159,7 +159,7 @@ def _make_worker(comm: Any, config: JobConfig, layout: Layout, inputs: list[Inpu
     spec = RuntimeSpec(str(config.script_path), str(config.script_home), [*config.arguments, *extra_args],
                        {**placement.environment(), **config.environment_variables}, info, inputs,
                        config.output_action, dict(config.append_row_options or {}), dict(config.models),
-                       config.compat, config.prefetch if config.executor == "process" else 0)
+                       config.compat, config.prefetch_depth)
     stdout = open(layout.stdout_log(rank), "ab")
     stderr = open(layout.stderr_log(rank), "ab")
     if config.executor == "process":
