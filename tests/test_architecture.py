@@ -31,10 +31,11 @@ MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "output": ("vocabulary", "config"),  # result file and journal, logs, progress, status, remote
     "script": ("vocabulary", "config", "inputs"),  # executors, the child, the runtime: never output, cluster
     "cluster": ("vocabulary", "config", "output", "script"),  # placement, walltime, launch, submit, doctor
-    "engine": ("vocabulary", "config", "inputs", "output", "script", "cluster"),  # run_job, coordinator, worker
+    "groups": ("vocabulary", "config"),  # worker groups' transport (pyzmq): the hub, the link, signed framing
+    "engine": ("vocabulary", "config", "inputs", "output", "script", "cluster", "groups"),  # run_job, coordinator, worker
     "report": ("vocabulary", "config", "output"),  # the HTML report, from the output folder alone
     "api": ("vocabulary", "config", "inputs", "output", "script", "cluster", "report"),  # Job, Run: never engine
-    "cli": ("vocabulary", "config", "inputs", "output", "script", "cluster", "engine", "report", "api"),
+    "cli": ("vocabulary", "config", "inputs", "output", "script", "cluster", "groups", "engine", "report", "api"),
 }
 MEMBERS = {"vocabulary": ("records", "text"), "api": ("api", "azureml"), "cli": ("cli", "__main__", "demo")}
 
