@@ -250,9 +250,9 @@ def test_mail_to_rank_0s_own_worker_is_a_call_and_to_others_an_isend() -> None:
     mail.send(0, ("cancel", None))
     mail.send(0, ("abort", 5))
     mail.send(2, ("tasks", ["u"]))
-    mail.send(1, ("stop", 0))
+    mail.send(1, ("stop", (0, 10.0)))
     assert local.calls == [("take", ["t"]), ("cancel",), ("abort", 5)]
-    assert comm.sent == [(2, TAG, ("tasks", ["u"])), (1, TAG, ("stop", 0))]
+    assert comm.sent == [(2, TAG, ("tasks", ["u"])), (1, TAG, ("stop", (0, 10.0)))]
     mail.reap()
     assert len(mail.requests) == 1  # the completed send is forgotten
     mail.wait()

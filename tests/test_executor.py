@@ -103,6 +103,7 @@ SCRIPT = """
     def shutdown():
         with open(os.environ["SHUTDOWN_MARKER"], "w") as fh:
             fh.write("shutdown called")
+        time.sleep(float(os.environ.get("SHUTDOWN_SLEEP", "0")))
 """
 
 
@@ -318,10 +319,22 @@ def test_process_crash_in_init(process_executor) -> None:
 def test_process_close_calls_shutdown(process_executor, tmp_path: Path) -> None:
     executor = started(process_executor())
     run_ok(executor, task(0, "a"))
-    executor.close(5.0)
+    assert executor.close(5.0) == "shutdown() returned"
     assert (tmp_path / "shutdown.marker").read_text() == "shutdown called"
     assert executor.proc.poll() is not None
     assert executor.poll() is None
+
+
+def test_process_close_keeps_to_its_timeout_in_all_when_shutdown_hangs(process_executor, tmp_path: Path) -> None:
+    """One deadline for the whole close (it was one per step: 3x the timeout, the time-limit stop's margin)."""
+    executor = started(process_executor(environment={"SHUTDOWN_SLEEP": "60"}))
+    run_ok(executor, task(0, "a"))  # idle: close() asks for shutdown() (a busy child is killed at once)
+    began = time.monotonic()
+    how = executor.close(2.0)
+    assert time.monotonic() - began < 3.5, "killed once its 2 s were up"
+    assert how == "killed: shutdown() did not return within 2 s"
+    assert (tmp_path / "shutdown.marker").read_text() == "shutdown called"
+    assert executor.proc.poll() is not None
 
 
 def outcomes_until(executor: Any, count: int, within: float = 20.0) -> list[Any]:

@@ -68,3 +68,11 @@ def test_stop_deadline_leaves_half_the_margin_to_finish():
     assert walltime.stop_deadline(10.0, now=900.0) == 10.0
     assert walltime.stop_deadline(10.0, now=965.0) == 5.0
     assert walltime.stop_deadline(10.0, now=990.0) == 0.0
+
+
+def test_the_workers_close_within_the_grace_and_before_the_end_with_time_to_exit():
+    walltime = Walltime(end=1000.0, margin_s=30.0)
+    assert walltime.close_deadline(10.0, now=970.0) == 10.0
+    assert walltime.close_deadline(10.0, now=990.0) == 5.0, "5 s left for the ranks to exit and the script to requeue"
+    assert walltime.close_deadline(10.0, now=999.0) == 0.0
+    assert Walltime(None).close_deadline(10.0) == 10.0

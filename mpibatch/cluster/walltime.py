@@ -20,6 +20,7 @@ END_TIME_ENV = "MPIBATCH_END_TIME"
 MARGIN_ENV = "MPIBATCH_WALLTIME_MARGIN"
 DEFAULT_MARGIN_S = 60.0
 EXIT_TIME_LIMIT = 124  # as timeout(1): stopped for the time limit, resumable
+EXIT_RESERVE_S = 5.0  # left between the workers' end and the allocation's: the ranks exit, the script requeues
 QUANTILE_FROM = 20  # below this many durations the estimate is their maximum
 KEEP = 512
 
@@ -102,6 +103,14 @@ class Walltime:
             return grace
         now = time.time() if now is None else now
         return max(0.0, min(grace, self.end - self.margin / 2 - now))
+
+    def close_deadline(self, grace: float, now: Optional[float] = None) -> float:
+        """How long (seconds from now) the workers may take to end their scripts: `grace`, cut so that
+        the ranks exit EXIT_RESERVE_S before the end (after it, Slurm kills them and no requeue runs)."""
+        if self.end is None:
+            return grace
+        now = time.time() if now is None else now
+        return max(0.0, min(grace, self.end - EXIT_RESERVE_S - now))
 
     def describe(self) -> str:
         if self.end is None:

@@ -390,10 +390,12 @@ class Coordinator:
         was_stopping, self.stops.stopping = self.stops.stopping, True  # a write error from here on only sets the status
         if was_stopping:
             self.files.guarded(self.settle.preempted, self.stops.cut_short(self.outstanding), self.reason)
+        # each worker ends its script within stop_grace, and before the allocation's end on a time-limit stop
+        close_s = self.walltime.close_deadline(self.config.stop_grace)
         for rank in range(1, self.n_ranks):
-            self.to_worker(rank, ("stop", self.exit_code))
+            self.to_worker(rank, ("stop", (self.exit_code, close_s)))
         if self.local is not None:
-            self.local.close(self.config.stop_grace)
+            self.local.close(close_s)
         self.files.guarded(self._check_result_file)
         self.files.close(self.status)
         self._ended = True

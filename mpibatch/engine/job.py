@@ -286,7 +286,7 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
     try:
         if rank != 0:
             assert worker is not None
-            code = serve(comm, worker, signals, config.stop_grace)
+            code = serve(comm, worker, signals)
             if remote is not None:
                 remote.push(layout.rank_files(rank))
             return code

@@ -6,6 +6,7 @@ on the other ranks serve() drives it from MPI messages.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from typing import Any, Callable, Optional
 
@@ -128,11 +129,15 @@ class Worker:
             fh.write(f"=== {what}: {error}\n{traceback.rstrip() if traceback else '(no traceback)'}\n\n")
 
     def close(self, timeout: float) -> None:
+        """Send what is left, then end the script within `timeout`; said in the rank's log, so a rank
+        that outlived its job's stop shows where it spent the time."""
+        started = time.monotonic()
         self._flush_outcomes()
         self.queue.clear()
         if self.perf is not None:
             self.perf.stop()
-        self.executor.close(timeout)
+        how = self.executor.close(timeout)
+        self.log.info("worker stopped in %.2f s: %s", time.monotonic() - started, how)
 
 
 def idle_policy(worker: Worker) -> Backoff:
@@ -145,7 +150,7 @@ def idle_policy(worker: Worker) -> Backoff:
     return Backoff(min_sleep=QUIET_MAX_SLEEP_S, max_sleep=QUIET_MAX_SLEEP_S, sleep=worker.executor.wait)
 
 
-def serve(comm: Any, worker: Worker, signals: StopSignals, shutdown_timeout: float) -> int:
+def serve(comm: Any, worker: Worker, signals: StopSignals) -> int:
     """The loop of a rank other than 0: run what rank 0 sends until it says stop; the exit code."""
     backoff = idle_policy(worker)
     told_signal = False
@@ -162,8 +167,9 @@ def serve(comm: Any, worker: Worker, signals: StopSignals, shutdown_timeout: flo
             elif kind == "abort":
                 worker.abort(body)
             elif kind == "stop":
-                worker.close(shutdown_timeout)
-                return int(body)
+                code, close_s = body
+                worker.close(close_s)
+                return int(code)
         busy = worker.step() or busy
         if signals.received and not told_signal:
             worker.send(("signal", worker.rank, signals.received))

@@ -214,15 +214,17 @@ class InlineExecutor:
                 self._queued = deque(t for t in self._queued if t is None or t.batch.id != batch_id)
                 self.inflight = deque(t for t in self.inflight if t.batch.id != batch_id)
 
-    def close(self, timeout: float) -> None:
+    def close(self, timeout: float) -> str:
         """Ask the thread to call shutdown() and end: at once if idle (waiting up to timeout), else
-        once its call returns (a stalled thread is not waited for)."""
+        once its call returns (a stalled thread is not waited for); how it went."""
         waits = self.state == "ready" and self._late is None
         with self._cond:
             self._queued.clear()
             self._queued.append(None)
             self._late = None
             self._cond.notify()
-        if waits and self._thread is not None:
-            self._thread.join(timeout)
         self.state = "closed"
+        if not (waits and self._thread is not None):
+            return "left to end when its call returns"
+        self._thread.join(timeout)
+        return "shutdown() returned" if not self._thread.is_alive() else f"shutdown() still running after {timeout:g} s"

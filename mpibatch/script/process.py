@@ -340,16 +340,27 @@ class ProcessExecutor:
         else:
             self._drop([t for t in self.inflight if t.batch.id == batch_id])
 
-    def close(self, timeout: float) -> None:
-        """Call shutdown() in an idle child (within timeout), then make sure it is gone."""
+    def close(self, timeout: float) -> str:
+        """Call shutdown() in the child, all of it within `timeout` seconds (a time-limit stop leaves
+        only so much before the allocation ends), then make sure the child is gone; how it went."""
+        deadline = time.monotonic() + timeout
+        how = "killed"
         if self.ready and self._outbox is not None and self._inbox is not None:
             try:
                 self._outbox.send(("shutdown",))
-                if self._outbox.drain(timeout) and self._inbox.poll(timeout):
-                    self._inbox.recv()
-                    assert self.proc is not None
-                    self.proc.wait(timeout=timeout)
-            except (EOFError, OSError, subprocess.TimeoutExpired):
-                pass
+                if self._outbox.drain(timeout):
+                    while self._inbox.poll(max(0.0, deadline - time.monotonic())):
+                        if self._inbox.recv()[0] == "bye":  # an outcome of the running call may come first
+                            assert self.proc is not None
+                            self.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                            how = "shutdown() returned"
+                            break
+                if how == "killed":
+                    how = f"killed: shutdown() did not return within {timeout:g} s"
+            except (EOFError, OSError):
+                how = "killed: the process had gone"
+            except subprocess.TimeoutExpired:
+                how = f"killed: it did not exit within {timeout:g} s of shutdown()"
         self._kill()
         self.state = "closed"
+        return how

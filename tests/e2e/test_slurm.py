@@ -239,7 +239,9 @@ def test_a_short_time_limit_stops_the_job_before_it_and_the_requeued_job_complet
                     "--template", str(LOCAL_TEMPLATE))
     record = slurm.wait(job_id, output, timeout=180)
     log = slurm_log(output, job_id)
-    assert record["JobState"] == "COMPLETED" and record["Restarts"] == "1", log
+    stops = [line for path in sorted((output / "logs/sys").glob("rank-*.txt"))
+             for line in path.read_text().splitlines() if "worker stopped in" in line or "stopping (" in line]
+    assert record["JobState"] == "COMPLETED" and record["Restarts"] == "1", log + "\n".join(stops)
     assert "stopped cleanly before its end (exit 124): requeueing it to continue" in log
     rank0 = (output / "logs/sys/rank-0000.txt").read_text().splitlines()
     began = _log_time(next(line for line in rank0 if "coordinating" in line))
