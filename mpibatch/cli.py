@@ -153,6 +153,25 @@ def _add_doctor(commands: Any) -> None:
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _add_join(commands: Any) -> None:
+    join = commands.add_parser(
+        "join", allow_abbrev=False, help="add this MPI world as a worker group to the job running in OUTPUT",
+        description="Run under mpiexec or srun in another allocation (mpiexec -n N mpibatch join OUTPUT): every "
+                    "rank runs a worker of the job in OUTPUT, with its entry script and settings, until the job "
+                    "ends, releases the group, or this allocation nears its end. Only the owner of OUTPUT can "
+                    "join (the job's join key is readable by its owner alone).")
+    join.add_argument("output", type=_path, help="the running job's output folder")
+    join.add_argument("--wait", type=_seconds, default=600.0, metavar="S",
+                      help="seconds to wait for the job's coordinator to be up (default 600)")
+
+
+def _join(own: list[str]) -> int:
+    from .engine.join import join_job
+
+    args = _parse_on_every_rank(own)
+    return 2 if args is None else join_job(args.output, args.wait)
+
+
 def _add_report(commands: Any) -> None:
     report = commands.add_parser(
         "report", allow_abbrev=False, help="write one HTML page about a job: timeline, throughput, errors",
@@ -239,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(commands)
     _add_doctor(commands)
     _add_report(commands)
+    _add_join(commands)
     return parser
 
 
@@ -298,19 +318,26 @@ def _alone(own: list[str], script_args: list[str]) -> int:
     return submit(submit_request(args.job, _flags(args), run_flag_argv(args), script_args, options), args.dry_run)
 
 
-def _doctor(own: list[str]) -> int:
-    """doctor: every rank parses its command line (there is no job file to read once); the launcher's
-    rank 0 alone prints a usage error or --help."""
-    from .cluster.doctor import Settings, doctor
+def _parse_on_every_rank(own: list[str]) -> Optional[argparse.Namespace]:
+    """doctor and join: every rank parses its command line (there is no job file to read once); the
+    launcher's rank 0 alone prints a usage error or --help. None after a usage error."""
     from .cluster.launch import launcher_rank
 
     speaks = launcher_rank() == 0
     try:
         with contextlib.nullcontext() if speaks else contextlib.redirect_stdout(io.StringIO()):
-            args = build_parser().parse_args(own)
+            return build_parser().parse_args(own)
     except ConfigError as exc:
         if speaks:
             report_error(exc)
+        return None
+
+
+def _doctor(own: list[str]) -> int:
+    from .cluster.doctor import Settings, doctor
+
+    args = _parse_on_every_rank(own)
+    if args is None:
         return 2
     return doctor(Settings(args.output, args.gpus_per_node, args.threads_per_worker, args.coordinator_works),
                   args.json)
@@ -320,6 +347,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     own, script_args = split_script_args(sys.argv[1:] if argv is None else argv)
     if _command(own) == "doctor":
         return _doctor(own)
+    if _command(own) == "join":
+        return _join(own)
     if _command(own) in MPI_COMMANDS:
         return _on_ranks(own, script_args)
     try:

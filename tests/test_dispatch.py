@@ -60,7 +60,7 @@ def coordinator(tmp_path: Path) -> tuple[Coordinator, Sent]:
 
 
 def fail(coord: Coordinator, rank: int, batch_id: int) -> None:
-    coord._handle(("outcomes", [Outcome(batch_id, 1, rank, 1, False, error_class="exception", error="boom")]))
+    coord.handle(("outcomes", [Outcome(batch_id, 1, rank, 1, False, error_class="exception", error="boom")]))
 
 
 def test_each_worker_gets_its_credits_in_one_message(coordinator: tuple[Coordinator, Sent]) -> None:
@@ -76,7 +76,7 @@ def test_a_retry_goes_to_another_worker_first(coordinator: tuple[Coordinator, Se
     fail(coord, 1, 0)  # rank 1 has room for one: new work, not its own failure
     coord._dispatch()
     assert [(t.batch.id, t.attempt) for t in comm.by_rank[1][-1]] == [(4, 1)]
-    coord._handle(("outcomes", [Outcome(2, 1, 2, 1, True, b"/d/2\n", n_returned=1)]))
+    coord.handle(("outcomes", [Outcome(2, 1, 2, 1, True, b"/d/2\n", n_returned=1)]))
     coord._dispatch()  # rank 2 takes the retry ahead of new work
     assert [(t.batch.id, t.attempt) for t in comm.by_rank[2][-1]] == [(0, 2)]
 

@@ -90,12 +90,14 @@ class Walltime:
                 self._estimate = statistics.quantiles(self.durations, n=20, method="inclusive")[-1]
         return self._estimate
 
-    def fits(self, queued: int = 0, now: Optional[float] = None) -> bool:
-        """Would a mini-batch handed to a worker with `queued` ahead of it finish in time?"""
-        if self.end is None:
+    def fits(self, queued: int = 0, now: Optional[float] = None, end: Optional[float] = None) -> bool:
+        """Would a mini-batch handed to a worker with `queued` ahead of it finish in time (before this
+        job's end, or `end`: a joined group's allocation's)?"""
+        end = self.end if end is None else end
+        if end is None:
             return True
         now = time.time() if now is None else now
-        return now + (queued + 1) * self.estimate() <= self.end - self.margin
+        return now + (queued + 1) * self.estimate() <= end - self.margin
 
     def stop_deadline(self, grace: float, now: Optional[float] = None) -> float:
         """How long (seconds from now) running mini-batches may take once the job stops for time."""

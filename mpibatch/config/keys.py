@@ -141,6 +141,7 @@ class JobConfig(BaseModel):
     prefetch: int = 1  # mini-batches whose data the entry-script process prepares while run() runs (script/prefetch.py)
     python: Optional[str] = None  # the entry-script process's interpreter (script/script_env.py)
     command_prefix: Optional[Union[str, list[str]]] = None  # words put before it: a container launcher
+    join_address: str = "auto"  # where rank 0 listens for `mpibatch join` (cluster/listen.py); "none": nowhere
 
     @field_validator("inputs", mode="before")
     @classmethod
@@ -183,6 +184,13 @@ class JobConfig(BaseModel):
         from ..script.script_env import prefix_words
 
         return None if value is None else prefix_words(value)
+
+    @field_validator("join_address")
+    @classmethod
+    def _join_address(cls, value: str) -> str:
+        from .listen_syntax import join_address_problem
+
+        return _checked(value, join_address_problem)
 
     @field_validator("models")
     @classmethod
@@ -312,6 +320,7 @@ RESUME_NEUTRAL_KEYS = frozenset(
         "credits_per_worker", "stop_grace", "speculative", "speculation_factor", "output_storage_options", "max_worker_memory", "retry_failed",
         "prefetch",  # when data is read, never what is written
         "python", "command_prefix",  # where the script runs: a resume may bring a fixed environment
+        "join_address",  # who may help, never what is written
     }
 )
 

@@ -17,6 +17,8 @@ from ..records import BatchId, Outcome, Task
 from ..script.inline import InlineExecutor
 from .bisection import Bisection, halves_to_redo, rewrite_failed_items
 from .files import JobFiles
+from .group_work import GroupWork
+from .groups import Groups
 from .mail import SHARED_GIL_SWITCH_S, Mail, switch_interval
 from .pending import Pending
 from .polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
@@ -43,14 +45,15 @@ class Coordinator:
                  store: ResultStore, earlier: list[JournalEntry], worker_ranks: list[int],
                  local: Optional[Worker], signals: StopSignals, log: logging.Logger, n_ranks: int,
                  input_names: list[str], walltime: Optional[Walltime] = None,
-                 hosts: Optional[dict[int, str]] = None) -> None:
+                 hosts: Optional[dict[int, str]] = None, groups: Optional[Groups] = None) -> None:
         self.config = config
         self.layout = layout
         self.local = local
         self.signals = signals
         self.log = log
         self.n_ranks = n_ranks
-        self.mail = Mail(comm, local, n_ranks)
+        self.group_work = GroupWork(self, groups) if groups is not None else None
+        self.mail = Mail(comm, local, n_ranks, groups.send if groups is not None else None)
         self.to_worker = self.mail.send
         self.inbox = self.mail.inbox  # rank 0's own worker sends here
         self.workers = Workers(worker_ranks, config.run_invocation_timeout)
@@ -87,13 +90,20 @@ class Coordinator:
         remote = RemoteOutput(layout.remote_url, dict(config.output_storage_options)) if layout.remote_url else None
         self.files = JobFiles(store, layout, remote, self.progress, self.tally, self.on_output_error)
         self._ended = False
+        self.groups_closed = False
+        if groups is not None:
+            groups.accepting = self.group_work.accepting
+            self.report.groups = self.group_work.to_json
 
     # ---- messages ----------------------------------------------------------------------------
 
-    def _handle(self, message: tuple) -> None:
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def handle(self, message: tuple) -> None:
         kind = message[0]
         if kind == "outcomes":
-            self._on_outcomes(message[1])
+            self.on_outcomes(message[1])
         elif kind == "ready":
             self.timing.first_ready = self.timing.first_ready or time.monotonic()
             self.log.info("worker on rank %d ready (init %.3f s)", message[1], message[2])
@@ -130,7 +140,7 @@ class Coordinator:
         self.workers.init_failed(rank, self.settle.init_failed(rank, error, traceback))
         self._on_returned(rank, list(self.outstanding[rank]))
 
-    def _on_outcomes(self, outcomes: list[Outcome]) -> None:
+    def on_outcomes(self, outcomes: list[Outcome]) -> None:
         """A worker's outcomes, in order. Attempts that returned every item are committed together
         (one write, one group of journal lines and CSV rows); any other outcome commits those
         before it first, so the result file keeps the order of the worker's events."""
@@ -245,8 +255,10 @@ class Coordinator:
             credits = min(remote_credits, LOCAL_MAX_CREDITS) if rank == 0 and len(self.live) > 1 else remote_credits
             queue = self.outstanding[rank]
             room = credits - len(queue)
-            if room > 0 and self.walltime.limited:  # only as many as would finish in time, each behind the others
-                room = next((i for i in range(room) if not self.walltime.fits(len(queue) + i)), room)
+            # only as many as would finish in time (a group's: in its own allocation), each behind the others
+            end = self.walltime.end if rank < self.n_ranks or self.group_work is None else self.group_work.end_of(rank)
+            if room > 0 and end is not None:
+                room = next((i for i in range(room) if not self.walltime.fits(len(queue) + i, end=end)), room)
             if room <= 0:
                 continue
             tasks = self._next_tasks(rank, room)
@@ -323,10 +335,12 @@ class Coordinator:
         # covers the wait, and an idle coordinator wakes half as often (a third less CPU, A/B)
         backoff = idle_policy(self.local) if self.local is not None else Backoff(max_sleep=QUIET_MAX_SLEEP_S)
         next_housekeeping = 0.0
-        receive, handle = self.mail.receive, self._handle
+        receive, handle, group_work = self.mail.receive, self.handle, self.group_work
         while True:
             try:
                 busy = receive(handle)
+                if group_work is not None:
+                    busy = group_work.poll(time.monotonic()) or busy
             except OSError as exc:
                 busy = True
                 self.on_output_error(exc)
@@ -353,6 +367,8 @@ class Coordinator:
         """What the loop does every HOUSEKEEPING_EVERY_S: flushes, progress, stops, speculation."""
         self.files.flush()
         self._check_walltime()
+        if self.group_work is not None:
+            self.group_work.housekeeping(now)
         self._speculate()
         self.files.snapshot(now, self.snapshot)
         self.mail.reap()
@@ -396,6 +412,9 @@ class Coordinator:
             self.to_worker(rank, ("stop", (self.exit_code, close_s)))
         if self.local is not None:
             self.local.close(close_s)
+        if self.group_work is not None:
+            self.group_work.close(self.exit_code)
+            self.groups_closed = True
         self.files.guarded(self._check_result_file)
         self.files.close(self.status)
         self._ended = True

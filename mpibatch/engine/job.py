@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..cluster.launch import launcher_rank, mislaunch_message
+from ..cluster.listen import listen_address
 from ..cluster.placement import Placement, node_layout, place
 from ..cluster.walltime import Walltime, job_end_time, stop_margin
 from ..config import ConfigError, JobConfig, error_line, report_error
@@ -63,6 +64,7 @@ class Plan:
     fingerprint: Fingerprint
     prepared: Prepared
     notes: list[logging.LogRecord]
+    listen: Optional[tuple[str, int]] = None  # where groups may join (cluster/listen.py)
 
 
 class _PlanNotes(logging.Handler):
@@ -96,6 +98,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     finally:
         plan_log.removeHandler(notes)
     check_script_environment(config, listings)
+    listen = listen_address(config.join_address)
     remote = remote_output(config)
     if remote is not None:
         remote.pull()
@@ -107,7 +110,7 @@ def prepare(config: JobConfig, n_ranks: int) -> Plan:
     prepared = prepare_output(config, layout, fingerprint)
     inputs = [InputInfo(listing.name, listing.remote, listing.storage_options, listing.url,
                          getattr(listing, "format", None), getattr(listing, "options", {})) for listing in listings]
-    return Plan(layout, inputs, batches, fingerprint, prepared, notes.records)
+    return Plan(layout, inputs, batches, fingerprint, prepared, notes.records, listen)
 
 
 def remote_output(config: JobConfig) -> Optional[RemoteOutput]:
@@ -134,11 +137,13 @@ def _check_aliases(aliases: dict[str, Any], n_nodes: int, per_node: int) -> Opti
     return None
 
 
-def _placements(comm: Any, config: JobConfig) -> tuple[dict[int, Placement], int, int, Optional[str]]:
+def _placements(comm: Any, config: JobConfig,
+                every_rank_works: bool = False) -> tuple[dict[int, Placement], int, int, Optional[str]]:
     """Every worker rank's placement; nodes come from MPI's shared-memory split of the world. The last
-    item is the rank-log line that says this node's workers were widened beyond the launcher's binding."""
+    item is the rank-log line that says this node's workers were widened beyond the launcher's binding.
+    In a joined group (every_rank_works) rank 0 only relays, so it works too, whatever coordinator_works says."""
     nodes = node_layout(comm, config.gpus_per_node)
-    workers = [r for r in range(comm.size) if r != 0 or config.coordinator_works]
+    workers = [r for r in range(comm.size) if r != 0 or config.coordinator_works or every_rank_works]
     placements = {}
     for rank in workers:  # each as its own node sees it: its GPU ids, its cores, its host
         node_workers = [r for r in workers if nodes.node_of[r] == nodes.node_of[rank]]
@@ -293,7 +298,8 @@ def run_job(config: JobConfig, extra_args: list[str], aliases: dict[str, Any]) -
         assert plan is not None
         try:
             hosts = {0: socket.gethostname(), **{r: p.host for r, p in placements.items()}}
-            return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime, hosts)
+            return _coordinate(comm, config, plan, worker, signals, log, size, sorted(placements), walltime, hosts,
+                               extra_args)
         except Exception as exc:  # noqa: BLE001 - a bug of ours must not leave the other ranks waiting forever
             log.exception("the coordinator failed")
             if isinstance(exc, OSError) and is_output_error(exc, layout.output):
@@ -323,20 +329,26 @@ def abort_after_line(comm: Any, line: str) -> None:
 
 def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker], signals: StopSignals,
                 log: Any, size: int, worker_ranks: list[int], walltime: Optional[Walltime] = None,
-                hosts: Optional[dict[int, str]] = None) -> int:
+                hosts: Optional[dict[int, str]] = None, extra_args: Optional[list[str]] = None) -> int:
     from .coordinator import Coordinator
+    from .groups import open_groups
 
     for note in plan.prepared.notes:  # what the resume repaired in the output
         log.warning("%s", note)
         print(f"mpibatch: warning: {note}", file=sys.stderr)
     store = ResultStore(config, plan.layout, plan.prepared, plan.fingerprint)
+    groups = open_groups(config, plan.layout, plan.inputs, extra_args or [], plan.listen, size, log)
     coordinator = Coordinator(comm, config, plan.layout, plan.batches, store, plan.prepared.entries, worker_ranks,
-                              local, signals, log, size, [i.name for i in plan.inputs], walltime, hosts)
+                              local, signals, log, size, [i.name for i in plan.inputs], walltime, hosts, groups)
     if local is not None:
         local.send = coordinator.inbox.append
         local.start()
     started = time.monotonic()
-    code = coordinator.run()
+    try:
+        code = coordinator.run()
+    finally:
+        if groups is not None and not coordinator.groups_closed:
+            groups.close(1)  # the coordinator failed: the groups exit now, not after a heartbeat timeout
     result = coordinator.result()
     items = result["items"]
     if coordinator.output_error:  # the job's files may not say it: the one line must

@@ -30,10 +30,12 @@ def switch_interval(seconds: Optional[float]) -> Iterator[None]:
 class Mail:
     """Sends never block (isend, reaped as they complete); receiving takes every waiting message."""
 
-    def __init__(self, comm: Any, local: Optional[Worker], n_ranks: int) -> None:
+    def __init__(self, comm: Any, local: Optional[Worker], n_ranks: int,
+                 to_group: Optional[Callable[[int, tuple], None]] = None) -> None:
         self.comm = comm
         self.local = local
         self.n_ranks = n_ranks
+        self.to_group = to_group  # a rank past the MPI world's is a joined group's (engine/groups.py)
         self.inbox: deque[tuple] = deque()  # rank 0's own worker's messages
         self.requests: list[Any] = []
 
@@ -46,6 +48,8 @@ class Mail:
                 self.local.cancel()
             elif kind == "abort":
                 self.local.abort(body)
+        elif rank >= self.n_ranks and self.to_group is not None:
+            self.to_group(rank, message)
         else:
             self.requests.append(self.comm.isend(message, dest=rank, tag=TAG))
 

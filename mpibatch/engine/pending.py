@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 from ..records import MiniBatch, Task
 
@@ -33,6 +33,14 @@ class Pending:
     def extendleft(self, tasks: Iterable[Task]) -> None:
         """Like deque.extendleft: the last of `tasks` ends up first."""
         self._front.extendleft(tasks)
+
+    def take_back(self, batch_id: object) -> Optional[Task]:
+        """The given-back task of this mini-batch, removed from the queue (None if none waits there)."""
+        for task in self._front:
+            if task.batch.id == batch_id:
+                self._front.remove(task)
+                return task
+        return None
 
     def clear(self) -> None:
         self._front.clear()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .. import installed_version
 from ..cluster.placement import ranks_by_host
@@ -109,6 +109,7 @@ class Report:
         self.hosts = hosts
         self.activity = activity
         self.timing = timing
+        self.groups: Optional[Callable[[], list[dict[str, Any]]]] = None  # joined groups (engine/group_work.py)
         self.started_wall = time.strftime("%Y-%m-%dT%H:%M:%S")
         self.started = time.monotonic()
 
@@ -140,6 +141,7 @@ class Report:
             "error": first_error.summary if first_error else None,
             "warnings": self.thresholds.warnings(tally, status == "Completed"),
             "first_error": first_error.to_json() if first_error else None,
+            "groups": self.groups() if self.groups is not None else [],
         }
 
     def snapshot(self, result: dict[str, Any], running: Optional[str],
