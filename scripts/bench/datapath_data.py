@@ -107,7 +107,7 @@ def local_workload(cache: Path, fmt: str, sizes: Sizes) -> tuple[Workload, bool]
     first = folder / f"part-00000.{fmt}"
     per_file = sizes.slices_per_file if fmt == "parquet" else 1
     rows = sizes.rows if fmt == "parquet" else sizes.csv_rows
-    found = read_time(first, "--format", fmt, "--rows", rows)
+    found = read_time(folder, "--format", fmt, "--rows", rows)
     files = sizes.files if fmt == "parquet" else sizes.csv_files
     return Workload(fmt, fmt, str(folder), {"path": str(folder), "type": "tabular"}, f"{rows}rows", rows,
                     files * per_file, first.stat().st_size / per_file / 1e6, found["read_s"] * 1e3,

@@ -1,54 +1,64 @@
 """What the datapath section needs to know from the mpibatch it measures (the frozen copy), asked in a
-fresh process: the time mpibatch's tabular reader takes for one slice (Y), or its stager for one remote
-file, and whether JobConfig has `prefetch`.
+fresh process: Y, the time mpibatch takes to make one mini-batch ready (a table slice read by its tabular
+reader, or a remote file staged), and whether JobConfig has `prefetch`.
 
-    python datapath_read.py FILE --format parquet|csv --rows ROWS [--repeats 7]
-    python datapath_read.py az://CONTAINER/FILE --format files --connection-string CS
+    python datapath_read.py FOLDER --format parquet|csv --rows ROWS [--slices 16] [--passes 3]
+    python datapath_read.py az://CONTAINER/FOLDER --format files --connection-string CS
 
-Reads the file's slices of ROWS rows through mpibatch.inputs (parquet_slices or text_slices, then
-read_slice, as the entry-script process does); falls back to pyarrow's read_row_group().to_pandas() or
-pandas.read_csv if those names moved. A remote file is copied to a temporary folder with the calls the
-entry-script process stages files with (fsspec.core.url_to_fs once, then get_file). Prints one
-JSON line: {"read_s": median seconds, "reader": "mpibatch"|"pyarrow", "prefetch": bool}."""
+A pass reads SLICES distinct slices (or files) in order, as a job does: each file opened once, each slice
+read once. Tables go through mpibatch.inputs (parquet_slices or text_slices, then read_slice, as the
+entry-script process does), falling back to pyarrow's read_row_group().to_pandas() or pandas.read_csv if
+those names moved; a remote file is copied to a temporary folder with the calls the entry-script process
+stages files with (fsspec.core.url_to_fs once, then get_file). One pass warms up; Y is the median over
+passes of a pass's mean. Prints one JSON line: {"read_s": Y in seconds, "reader": ..., "prefetch": bool}."""
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from baseline_io import print_result
 
+Reader = Callable[[int], object]  # slice number -> read it
 
-def mpibatch_reader(path: str, fmt: str, rows: int) -> Callable[[int], object]:
+
+def mpibatch_reader(folder: str, fmt: str, rows: int, slices: int) -> Reader:
     from mpibatch.inputs.plan import table_batch_size
     from mpibatch.inputs.read import FileOpener, read_slice
     from mpibatch.inputs.tabular import parquet_slices, text_slices
 
     opener = FileOpener()
     size = table_batch_size(f"{rows}rows")
-    pieces = list(parquet_slices(path, size, opener) if fmt == "parquet" else text_slices(path, fmt, size, opener, {}))
+    pieces = []
+    for path in sorted(Path(folder).glob(f"*.{fmt}")):
+        pieces += parquet_slices(str(path), size, opener) if fmt == "parquet" else text_slices(str(path), fmt, size,
+                                                                                                opener, {})
+        if len(pieces) >= slices:
+            break
     return lambda i: read_slice(pieces[i % len(pieces)], fmt, {}, opener)
 
 
-def plain_reader(path: str, fmt: str) -> Callable[[int], object]:
+def plain_reader(folder: str, fmt: str, slices: int) -> Reader:
     import pandas as pd
     import pyarrow.parquet as pq
 
+    paths = sorted(Path(folder).glob(f"*.{fmt}"))[:slices]
     if fmt == "csv":
-        return lambda i: pd.read_csv(path)
-    groups = pq.ParquetFile(path).metadata.num_row_groups
-    return lambda i: pq.ParquetFile(path).read_row_group(i % groups).to_pandas()
+        return lambda i: pd.read_csv(paths[i % len(paths)])
+    groups = pq.ParquetFile(paths[0]).metadata.num_row_groups
+    return lambda i: pq.ParquetFile(paths[i // groups % len(paths)]).read_row_group(i % groups).to_pandas()
 
 
-def remote_reader(url: str, connection_string: str) -> Callable[[int], object]:
-    import tempfile
-
+def remote_reader(url: str, connection_string: str, slices: int) -> Reader:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url, connection_string=connection_string)
+    names = sorted(fs.ls(path, detail=False))[:slices]
     folder = tempfile.mkdtemp(prefix="datapath-read-")
-    return lambda i: fs.get_file(path, f"{folder}/{i}")
+    return lambda i: fs.get_file(names[i % len(names)], f"{folder}/{i}")
 
 
 def has_prefetch() -> bool:
@@ -59,26 +69,27 @@ def has_prefetch() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("file")
+    parser.add_argument("folder")
     parser.add_argument("--format", choices=("parquet", "csv", "files"), default="parquet")
     parser.add_argument("--rows", type=int, default=0)
     parser.add_argument("--connection-string", default="")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--slices", type=int, default=16)
+    parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
     if args.format == "files":
-        read, reader = remote_reader(args.file, args.connection_string), "fsspec get_file"
+        read, reader = remote_reader(args.folder, args.connection_string, args.slices), "fsspec get_file"
     else:
         try:
-            read, reader = mpibatch_reader(args.file, args.format, args.rows), "mpibatch"
+            read, reader = mpibatch_reader(args.folder, args.format, args.rows, args.slices), "mpibatch"
         except (ImportError, AttributeError, TypeError):
-            read, reader = plain_reader(args.file, args.format), "pyarrow/pandas"
-    read(0)  # imports and the page cache
-    times = []
-    for i in range(args.repeats):
+            read, reader = plain_reader(args.folder, args.format, args.slices), "pyarrow/pandas"
+    means = []
+    for _ in range(args.passes + 1):  # the first warms imports, connections and the page cache
         started = time.perf_counter()
-        read(i)
-        times.append(time.perf_counter() - started)
-    print_result(read_s=statistics.median(times), reader=reader, prefetch=has_prefetch())
+        for i in range(args.slices):
+            read(i)
+        means.append((time.perf_counter() - started) / args.slices)
+    print_result(read_s=statistics.median(means[1:]), reader=reader, prefetch=has_prefetch())
 
 
 if __name__ == "__main__":

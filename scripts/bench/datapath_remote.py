@@ -54,8 +54,8 @@ def upload(store: Emulator, files: list[Path]) -> str:
 
 
 def workload(url: str, files: list[Path], name: str, connection_string: str) -> Workload:
-    """Remote files one per mini-batch, Y = one file staged by mpibatch's calls, in a fresh process."""
-    found = read_time(f"{url}/{files[0].name}", "--format", "files", "--connection-string", connection_string)
+    """Remote files one per mini-batch, Y = a file staged by mpibatch's calls, in a fresh process."""
+    found = read_time(url, "--format", "files", "--connection-string", connection_string)
     return Workload(name, "files", url, {"path": url, "storage_options": {"connection_string": connection_string}},
                     "1", 1, len(files), files[0].stat().st_size / 1e6, found["read_s"] * 1e3, found["reader"])
 

@@ -135,8 +135,9 @@ def render(ctx: Context, sizes: Sizes, rounds: int, c: int, prefetch: bool, why_
         f"### {c} cores, {rounds} round(s)", "",
         "; ".join(datasets) + ".", "",
         ("Y: one mini-batch made ready by mpibatch's own code (a slice read into a DataFrame by `read_slice`; a remote "
-         "file copied to scratch with `fsspec` `get_file`), measured once at the start in a fresh process (median of "
-         "7). X = the ratio × Y. "
+         "file copied to scratch with `fsspec` `get_file`), measured once at the start in a fresh process: passes over "
+         "16 distinct slices or files in order, each file opened once, as a job reads them; Y is the median of 3 "
+         "passes' means (after one to warm up). X = the ratio × Y. "
          + (f"mpibatch runs with `prefetch: 0` and `prefetch: {PREFETCH}`." if prefetch else
             f"mpibatch: **{NO_PREFETCH}**; its ceiling is the no-overlap rate workers / (X + Y).")
          + ("" if ray else f" Ray Data: **not measured**: {why_no_ray}.")
