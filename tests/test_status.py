@@ -203,3 +203,21 @@ def test_a_vanished_job_on_several_nodes_says_where_it_ran(tmp_path):
                           "     0             3         6        1  0:05 ago     nodeA",
                           "     1             4         8        1  0:10 ago     nodeA",
                           "     2             5        10        1  0:15 ago     nodeB"]
+
+
+def test_the_groups_that_joined_are_listed_with_their_state_and_why():
+    from mpibatch.output.group_lines import group_lines
+
+    groups = [
+        {"group": 1, "ranks": [1, 2], "hosts": ["n1"], "state": "active", "why": None, "joined_at": 1000.0,
+         "ended_at": None, "slurm_job_id": "77", "last_heartbeat": 1058.0, "mini_batches": 40, "items": 80},
+        {"group": 2, "ranks": [3], "hosts": ["n2"], "state": "lost", "why": "no heartbeat for 10.2 s",
+         "joined_at": 1010.0, "ended_at": 1050.0, "slurm_job_id": None, "last_heartbeat": 1040.0,
+         "mini_batches": 5, "items": 5},
+    ]
+    lines = group_lines(groups, now=1060.0)
+    assert lines[0] == "groups: 2 joined (1 active, 1 lost)"
+    assert lines[1].startswith("  group 1: ranks 1-2 on n1, Slurm job 77, joined ")
+    assert lines[1].endswith("40 mini-batches (80 items), active, heartbeat 0:02 ago")
+    assert lines[2].startswith("  group 2: rank 3 on n2, joined ") and "lost: no heartbeat for 10.2 s at " in lines[2]
+    assert group_lines([]) == []

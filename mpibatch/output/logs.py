@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..config.paths import LOGS_DIR, STATE_DIR
+from .group_lines import group_lines
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,7 @@ def write_job_result(layout: Layout, result: dict[str, Any], first_error: Option
         *_result_lines_warning(result.get("result_lines") or {}),
         *[f"phases: {line}" for line in [phases_line(result.get("phases"))] if line],
         *([f"bisection stopped: {bisection['stopped']}"] if bisection.get("stopped") else []),
+        *group_lines(result.get("groups") or []),
         "",
     ]
     if first_error is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..config import ConfigError
+from .group_lines import group_lines
 from .integrity import check_entries
 from .journal import JOURNAL, read_journal
 from .logs import phases_line
@@ -195,6 +196,7 @@ def render(data: dict[str, Any], now: Optional[float] = None) -> str:
     if data.get("ranks"):
         lines.append(f"ranks: {data['ranks']}   workers: {data.get('workers')}")
     lines += _rank_lines(data.get("per_rank") or {}, now)
+    lines += group_lines(data.get("groups") or [], now)
     lines += resource_lines(data.get("resources") or {})
     return "\n".join(lines) + "\n"
 
