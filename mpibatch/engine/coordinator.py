@@ -308,6 +308,8 @@ class Coordinator:
             self.retries.release_deferred()
             self._dirty = True
         if not self.live and self._work_left():
+            if self.worker_count == 0 and self.group_work is not None:
+                return False  # a coordinator-only job waits for groups to join
             failed = self.workers.none_left(time.monotonic())
             if failed is None:
                 return False

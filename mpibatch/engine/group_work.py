@@ -44,9 +44,11 @@ class GroupWork:
         if kind == "leaving":
             self.on_gone(group, False, message[1])
             return
+        if group.ranks[0] not in c.outstanding:  # its first message: its ranks become known workers
+            for rank in group.ranks:
+                self._add(group, rank)
         if kind == "ready" and group.state == ACTIVE:
             rank = message[1]
-            self._add(group, rank)
             if rank not in c.live and rank not in c.workers.stalled:
                 c.live.append(rank)
                 c.mark_dirty()
@@ -54,8 +56,6 @@ class GroupWork:
 
     def _add(self, group: Group, rank: int) -> None:
         c = self.c
-        if rank in c.outstanding:
-            return
         c.outstanding[rank] = {}
         host = group.hosts[group.ranks.index(rank)] if len(group.hosts) == len(group.ranks) else group.hosts[0]
         c.settle.activity[rank] = {"mini_batches": 0, "items": 0, "last": None, "host": host, "group": group.id}

@@ -82,8 +82,9 @@ class _PlanNotes(logging.Handler):
 
 def prepare(config: JobConfig, n_ranks: int) -> Plan:
     """Rank 0's validation and planning; raises ConfigError before anything is written."""
-    if n_ranks == 1 and not config.coordinator_works:
-        raise ConfigError("coordinator_works: false needs at least 2 ranks")
+    if n_ranks == 1 and not config.coordinator_works and config.join_address == "none":
+        raise ConfigError("coordinator_works: false needs at least 2 ranks, or worker groups to join "
+                          "(join_address other than none)")
     if config.compat == "azureml":
         from ..script import compat  # noqa: F401 - fails clearly if the shims are missing
     check_entry_script(config)
@@ -338,6 +339,9 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
         print(f"mpibatch: warning: {note}", file=sys.stderr)
     store = ResultStore(config, plan.layout, plan.prepared, plan.fingerprint)
     groups = open_groups(config, plan.layout, plan.inputs, extra_args or [], plan.listen, size, log)
+    if groups is not None and not worker_ranks:
+        print(f"mpibatch: no worker in this job's own ranks: waiting for worker groups "
+              f"(mpibatch join {plan.layout.output})", file=sys.stderr)
     coordinator = Coordinator(comm, config, plan.layout, plan.batches, store, plan.prepared.entries, worker_ranks,
                               local, signals, log, size, [i.name for i in plan.inputs], walltime, hosts, groups)
     if local is not None:

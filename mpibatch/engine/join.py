@@ -84,7 +84,9 @@ def _join(output: Path, hosts: list[str], wait_s: float, signals: StopSignals) -
         ended = _ended(output)
         if ended:
             raise JoinError(f"mpibatch: the job in {output} has ended ({ended}): nothing to join", 0)
-        if time.monotonic() >= deadline or signals.received:
+        if signals.received:
+            raise JoinError(f"stopped by signal {signals.received} while waiting for a job in {output} to start")
+        if time.monotonic() >= deadline:
             raise JoinError(f"no job is running in {output} (waited {wait_s:g} s for its coordinator): "
                             "start the job first, or give --wait more seconds")
         time.sleep(POLL_ADDRESS_S)
