@@ -24,7 +24,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from datapath_data import FULL, NAME, QUICK, Sizes, Workload, local_workload
-from datapath_points import Case, Contender, Point, mpibatch_field
+from datapath_points import MORE_DEPTHS, Case, Contender, Point, mpibatch_field
 from datapath_remote import remote_workloads
 from datapath_render import render, targets
 from datapath_runs import Run, matmul_ms, ray_missing, run_mpibatch, run_pool, run_ray
@@ -53,8 +53,11 @@ def cases(sizes: Sizes, works: dict[str, Workload], c: int, product_ms: float) -
 
 
 def contenders(case: Case, work: Workload, c: int, prefetch: bool, ray: bool) -> list[Contender]:
-    """Ray Data and the Pool race on local slices with run() sleeping and a worker per core; mpibatch everywhere."""
-    if not (work.local and case.kernel == "sleep" and case.workers >= c):
+    """Ray Data and the Pool race on local slices with run() sleeping and a worker per core; mpibatch everywhere,
+    at more prefetch depths where a worker has a spare core."""
+    if case.workers < c:
+        return mpibatch_field(prefetch, MORE_DEPTHS)
+    if not (work.local and case.kernel == "sleep"):
         return mpibatch_field(prefetch)
     return [*mpibatch_field(prefetch), *([Contender("ray")] if ray else []), Contender("pool")]
 
@@ -91,7 +94,7 @@ def measure(ctx: Context) -> Section:
 
         def say(key: tuple[Case, Contender], r: Run) -> str:
             case, k = key
-            return (f"{case.data:30s} {case.kernel:5s} {case.workers}w X/Y {case.ratio:<4g} {k.key:12s} "
+            return (f"{case.data:30s} {case.kernel:5s} {case.workers}w X/Y {case.ratio:<4g} {k.key:19s} "
                     f"{works[case.data].slices / r.seconds:8.1f} slices/s ({r.seconds:.2f} s, command {r.wall_s:.2f} s, "
                     f"others {r.others_percent:.0f}%)")
 

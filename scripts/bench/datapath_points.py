@@ -9,6 +9,7 @@ from datapath_runs import Run
 from report import median
 
 PREFETCH = 2
+MORE_DEPTHS = (1, 4)  # where the prefetch thread has a core of its own: the default depth 1, and a deeper one
 NO_PREFETCH = "prefetch not available in this version"
 
 
@@ -44,10 +45,16 @@ class Contender:
         return f"multiprocessing.Pool({c}), read + work per task (the floor)"
 
 
-def mpibatch_field(prefetch: bool) -> list[Contender]:
+def mpibatch_field(prefetch: bool, depths: tuple[int, ...] = ()) -> list[Contender]:
+    """prefetch 0 and PREFETCH ("on"); more depths where asked (keys mpibatch-prefetch-N)."""
     if prefetch:
-        return [Contender("mpibatch-off", 0), Contender("mpibatch-on", PREFETCH)]
+        more = [Contender(f"mpibatch-prefetch-{d}", d) for d in depths if d not in (0, PREFETCH)]
+        return [Contender("mpibatch-off", 0), *more, Contender("mpibatch-on", PREFETCH)]
     return [Contender("mpibatch")]
+
+
+def prefetching(field: list[Contender]) -> list[Contender]:
+    return [k for k in field if k.mpibatch and k.prefetch]
 
 
 def best_mpibatch(prefetch: bool) -> str:
@@ -69,6 +76,14 @@ class Point:
         kind = "" if self.case.kernel == "sleep" else ", numpy run()"
         workers = f", {self.case.workers} worker" if self.case.workers < self.c else ""
         return f"{self.work.name}, X/Y {self.case.ratio:g}{kind}{workers}"
+
+    @property
+    def raced(self) -> bool:
+        """The baselines ran here too (local slices, run() sleeping, a worker per core)."""
+        return any(k.key == "pool" for k in self.field)
+
+    def has(self, key: str) -> bool:
+        return any(k.key == key for k in self.field)
 
     @property
     def ideal(self) -> float:
