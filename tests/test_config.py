@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mpibatch.config import RANGES, ConfigError, build_config, config_digest, error_line, fingerprint_fields, load_job
+from mpibatch.config import RANGES, ConfigError, JobConfig, build_config, config_digest, error_line, fingerprint_fields, load_job
 from mpibatch.config.flags import typed_flags
 from mpibatch.config.jobfile import MAX_JOB_FILE_BYTES
 
@@ -540,3 +540,24 @@ def test_a_path_longer_than_the_os_allows_is_refused_by_its_key(job: Path, key: 
     """Found by the fuzz test: a 300-byte name made os.stat raise ENAMETOOLONG (a traceback)."""
     with pytest.raises(ConfigError, match=f"^{key}: is longer than a path can be"):
         build_config(None, {**minimal_flags(job), key: str(job / ("x" * 300))}, cwd=job)
+
+
+def test_every_job_key_has_a_row_in_the_readme_configuration_table():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):readme.index("## The entry script")]
+    missing = [key for key in JobConfig.model_fields if f"| `{key}` |" not in table]
+    assert not missing, f"README's configuration table lacks {missing}"
+
+
+@pytest.mark.parametrize("text", ["auto", "none", "ib0", "10.1.2.3:7000", "[fd00::5]:7000", "node-12.cluster"])
+def test_join_address_forms_accepted(text):
+    from mpibatch.config.listen_syntax import join_address_problem
+
+    assert join_address_problem(text) is None
+
+
+@pytest.mark.parametrize("text", ["", "a b", "host:port", "10.0.0.1:70000", "tcp://x:1"])
+def test_join_address_forms_refused(text):
+    from mpibatch.config.listen_syntax import join_address_problem
+
+    assert join_address_problem(text) is not None

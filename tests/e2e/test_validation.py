@@ -62,6 +62,9 @@ CASES = {
     "unknown to_csv key": (["--append-row-options", '{"sepp": ","}'],
                            "append_row_options: 'sepp' is not a pandas.DataFrame.to_csv keyword (did you mean 'sep'?)"),
     "to_csv refuses": (["--append-row-options", "sep=;;"], "append_row_options: pandas.DataFrame.to_csv refuses them"),
+    "join address form": (["--join-address", "tcp://x"], "join_address: must be auto, none, or an interface"),
+    "join address not here": (["--join-address", "nosuchif0"], "join_address: 'nosuchif0' is neither an interface of"),
+    "join address elsewhere": (["--join-address", "8.8.8.8"], "join_address: 8.8.8.8 (8.8.8.8) is not an address of"),
 }
 
 
