@@ -77,3 +77,16 @@ def test_whole_row_groups_and_parts_of_groups_in_one_slice(tmp_path: Path) -> No
 
     assert whole["id"].tolist() == list(range(200, 500))
     assert mixed["id"].tolist() == list(range(150, 420)) and mixed.index.equals(pd.RangeIndex(270))
+
+
+def test_the_readers_a_table_input_needs_are_imported_once_as_the_process_starts():
+    """So the first mini-batch's data_s is its reading, not pandas' import (~0.7 s)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from mpibatch.inputs.read import import_readers; import_readers({formats}); "
+             "print('pandas' in sys.modules, 'pyarrow.parquet' in sys.modules)")
+    for formats, expected in (([None], "False False"), (["parquet", None], "True True"), (["csv"], "True False")):
+        out = subprocess.run([sys.executable, "-c", probe.format(formats=formats)], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        assert out == expected, (formats, out)

@@ -301,6 +301,9 @@ class EntryRuntime:
             if folder and folder not in sys.path:
                 sys.path.insert(0, folder)
         os.environ["AZUREML_BI_OUTPUT_PATH"] = spec.worker.output_dir
+        from ..inputs.read import import_readers
+
+        import_readers([info.format for info in spec.inputs])  # counted in init(), not in the first read
         keep_freed_memory()
         if spec.compat:
             from .compat import activate
