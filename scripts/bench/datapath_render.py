@@ -69,10 +69,10 @@ def plot(ctx: Context, points: list[Point], c: int) -> str:
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
     raced = [p for p in points if p.raced]
     parquet = [p for p in raced if p.work.fmt == "parquet"]
+    csv = [p for p in raced if p.work.fmt == "csv"]
     xs = [p.case.ratio for p in parquet]
     for k in parquet[0].field:
         line, = left.plot(xs, [p.rate(k.key) for p in parquet], marker="o", label=k.label(c, c).replace("`", ""))
-        csv = [p for p in raced if p.work.fmt == "csv"]
         left.plot([p.case.ratio for p in csv], [p.rate(k.key) for p in csv], marker="s", linestyle="none",
                   fillstyle="none", color=line.get_color())
     left.plot(xs, [p.ideal for p in parquet], color="black", linestyle="--", label="ideal C / max(X, Y)")
@@ -93,7 +93,7 @@ def plot(ctx: Context, points: list[Point], c: int) -> str:
                                label=f"{label}: prefetch {k.prefetch}")
             color = line.get_color()
     for p in points:
-        if p.case.kernel == "numpy":
+        if p.case.kernel == "numpy" and prefetching(p.field):
             best = max(prefetching(p.field), key=lambda k: _share(p, k.key))
             right.plot([p.case.ratio], [_share(p, best.key)], marker="*", markersize=11, linestyle="none",
                        label=f"numpy run(), {p.case.workers} worker(s): prefetch {best.prefetch}")
