@@ -121,7 +121,18 @@ def _add_submit(commands: Any) -> None:
     submit.add_argument("--profile", dest="slurm_profile", metavar="NAME",
                         help="a built-in profile (cpu, gpu4, site-modules; default cpu)")
     submit.add_argument("--template", dest="slurm_template", metavar="PATH", help="your own sbatch template")
-    submit.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
+    submit.add_argument("--join-jobs", dest="slurm_join_jobs", type=_count(1), metavar="K",
+                        help="also submit K join jobs: worker groups that join the job once it has started")
+    submit.add_argument("--max-join-jobs", dest="slurm_max_join_jobs", type=_count(1), metavar="J",
+                        help="instead, the job submits join jobs itself while work waits, at most J at a time")
+    submit.add_argument("--backlog", dest="slurm_backlog", type=_count(1), metavar="B",
+                        help="with --max-join-jobs: at most B join jobs waiting in the queue (default 1)")
+    submit.add_argument("--join-nodes", dest="slurm_join_nodes", type=_count(1), metavar="M",
+                        help="nodes per join job (default: --nodes)")
+    submit.add_argument("--join-time", dest="slurm_join_time", metavar="T", help="a join job's time limit (default: --time)")
+    submit.add_argument("--join-wait", dest="slurm_join_wait", type=_seconds, metavar="S",
+                        help="seconds a join job waits for the job to be up (default 600)")
+    submit.add_argument("--dry-run", action="store_true", help="print the script(s), submit nothing")
     _add_run_flags(submit, skip=("gpus_per_node",))
     _add_v2_flags(submit)
 

@@ -4,6 +4,9 @@ and submit it.
 Values reach the script in two ways only: shell-quoted (the `q` filter) in commands, or checked
 against a strict pattern (the `slurm` filter) on #SBATCH lines, where no quoting helps (a newline
 would end the comment and start a command). So no user string can inject shell.
+
+Join jobs (`--join-jobs K`, or `--max-join-jobs J` for the allocator in join_alloc.py) are the same profile
+rendered through join.sbatch.j2, which extends it: its ranks run `mpibatch join OUTPUT`, never requeued.
 """
 from __future__ import annotations
 
@@ -22,12 +25,15 @@ import jinja2
 from ..config import ConfigError, suggest
 from ..output.progress import write_json_atomic
 from ..output.status import SUBMITTED
+from .join_alloc import JOIN_SCRIPT, record_join_jobs
 from .launch import MPI_NAMES, Flavour, mpi_flavour, srun_launch
 
 TEMPLATES_ENV = "MPIBATCH_SLURM_TEMPLATES"
 SUFFIX = ".sbatch.j2"
 BASE = "base"
 DEFAULT_PROFILE = "cpu"
+JOIN = "join" + SUFFIX  # a join job of any profile (extends it)
+JOIN_ALLOCATOR = "join-allocator" + SUFFIX  # the main job with the join allocator beside its launch
 _SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:@%+=/-]+")
 _NAME = re.compile(r"[A-Za-z0-9_.,+-]+")
 _TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
@@ -42,7 +48,57 @@ def templates_dir() -> Path:
 def profiles() -> list[str]:
     folder = templates_dir()
     names = [p.name[:-len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}")] if folder.is_dir() else []
-    return sorted(n for n in names if n != BASE)
+    return sorted(n for n in names if n != BASE and not n.startswith("join"))
+
+
+@dataclass
+class JoinRequest:
+    """Worker groups from other allocations: `jobs` join jobs now, or an allocator that keeps up to
+    `max_jobs` alive (at most `backlog` of them waiting in the queue) while work waits."""
+
+    jobs: Optional[int] = None
+    max_jobs: Optional[int] = None
+    backlog: Optional[int] = None
+    nodes: Optional[int] = None
+    time: Optional[str] = None
+    wait_s: Optional[float] = None
+
+    @property
+    def allocator(self) -> bool:
+        return self.max_jobs is not None
+
+    def check(self) -> None:
+        if self.jobs is not None and self.max_jobs is not None:
+            raise ConfigError("--join-jobs and --max-join-jobs: give one of them")
+        if self.backlog is not None and self.max_jobs is None:
+            raise ConfigError("--backlog: only with --max-join-jobs (how many join jobs may wait in the queue)")
+        if self.backlog is not None and self.max_jobs is not None and self.backlog > self.max_jobs:
+            raise ConfigError(f"--backlog: {self.backlog} is more than --max-join-jobs {self.max_jobs}")
+        if self.jobs is None and self.max_jobs is None:
+            given = [f for f, v in (("--join-nodes", self.nodes), ("--join-time", self.time),
+                                    ("--join-wait", self.wait_s)) if v is not None]
+            if given:
+                raise ConfigError(f"{given[0]}: only with --join-jobs or --max-join-jobs")
+        if self.time is not None and not _TIME.fullmatch(self.time):
+            raise ConfigError(f"--join-time: '{self.time}' is not a Slurm time (minutes, HH:MM:SS, D-HH:MM...)")
+
+    @property
+    def wait(self) -> float:
+        return self.wait_s if self.wait_s is not None else 600.0
+
+
+def join_request(options: dict[str, Any], join_address: str) -> Optional[JoinRequest]:
+    """The join jobs the flags ask for, None for none; refused when the job listens for no group."""
+    join = JoinRequest(options.get("join_jobs"), options.get("max_join_jobs"), options.get("backlog"),
+                       options.get("join_nodes"), options.get("join_time"), options.get("join_wait"))
+    join.check()
+    if join.jobs is None and join.max_jobs is None:
+        return None
+    if join_address.strip() == "none":
+        flag = "--join-jobs" if join.jobs is not None else "--max-join-jobs"
+        raise ConfigError(f"{flag}: the job's join_address is none, so no group could join it "
+                          "(leave join_address auto or name an interface)")
+    return join
 
 
 @dataclass
@@ -61,6 +117,7 @@ class SubmitRequest:
     profile: Optional[str] = None
     template: Optional[Path] = None
     workdir: Path = field(default_factory=Path.cwd)
+    join: Optional[JoinRequest] = None
 
     def check(self) -> None:
         """Every value that lands on an #SBATCH line, checked before anything is rendered."""
@@ -76,6 +133,8 @@ class SubmitRequest:
         if self.template is None and self.name not in profiles():
             raise ConfigError(f"--profile: no profile '{self.name}' in {templates_dir()} "
                               f"(profiles: {', '.join(profiles()) or 'none'}){suggest(self.name, profiles())}")
+        if self.join is not None:
+            self.join.check()
 
     @property
     def name(self) -> str:
@@ -86,6 +145,11 @@ class SubmitRequest:
         """Slurm's own log beside the job's logs, when the path can stand on an #SBATCH line."""
         path = str(self.output / "logs" / "slurm-%j.out")
         return path if _SBATCH_VALUE.fullmatch(path) else None
+
+    @property
+    def join_script(self) -> Path:
+        """Where the allocator finds the join job's script (written at submit)."""
+        return self.output / JOIN_SCRIPT
 
 
 def submit_request(job_file: Optional[str], flags: dict[str, Any], run_flags: list[str], script_args: list[str],
@@ -111,7 +175,8 @@ def submit_request(job_file: Optional[str], flags: dict[str, Any], run_flags: li
                          ntasks_per_node=per_node, gpus_per_node=options.get("gpus_per_node"),
                          time=options.get("time"), partition=options.get("partition"),
                          account=options.get("account"), profile=options.get("profile"),
-                         template=Path(template) if template else None)
+                         template=Path(template) if template else None,
+                         join=join_request(options, config.join_address))
 
 
 def _agree(flag: str, value: Optional[int], key: str, from_job: Any) -> Optional[int]:
@@ -156,14 +221,27 @@ def _sbatch_value(value: Any) -> str:
 
 
 def _environment(request: SubmitRequest) -> jinja2.Environment:
+    """Profiles from the user's folders; the join leaves always from the package (`mpibatch/NAME`)."""
     folders = [str(templates_dir())]
     if request.template is not None:
         folders.insert(0, str(request.template.resolve().parent))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(folders), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True, autoescape=False)
+    own = jinja2.PrefixLoader({"mpibatch": jinja2.FileSystemLoader(str(Path(__file__).parent / "templates/slurm"))})
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader([own, jinja2.FileSystemLoader(folders)]),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
     env.filters["q"] = _quote
     env.filters["slurm"] = _sbatch_value
+    env.filters["as_join"] = _as_join
     return env
+
+
+def _as_join(launch: str, join_args: list[str]) -> str:
+    """The profile's launch with `mpibatch run ARGS` made `mpibatch join ARGS` (the join job's run_args are
+    join's), so a profile's own launcher (srun, a site's mpiexec) starts the group too."""
+    words = _quote(join_args)
+    if launch.count(f"mpibatch run {words}") != 1:
+        raise jinja2.TemplateRuntimeError("its launch block does not run `mpibatch run {{ run_args | q }}` once, "
+                                          "so no join job can be made from it")
+    return launch.replace(f"mpibatch run {words}", f"mpibatch join {words}")
 
 
 def launch_context(flavour: Flavour) -> dict[str, Any]:
@@ -178,9 +256,29 @@ def launch_context(flavour: Flavour) -> dict[str, Any]:
 
 
 def render(request: SubmitRequest) -> str:
-    """The sbatch script for this request; ConfigError names what is wrong."""
+    """The sbatch script for this request (the main job's); ConfigError names what is wrong."""
     request.check()
-    file = request.template.name if request.template else request.name + SUFFIX
+    if request.join is not None and request.join.allocator:
+        join = request.join
+        allocator_args = [str(request.output), "--script", str(request.join_script), "--max-jobs", join.max_jobs,
+                          "--backlog", join.backlog or 1]
+        return _render(request, JOIN_ALLOCATOR, join_script=str(request.join_script), allocator_args=allocator_args)
+    return _render(request, None)
+
+
+def render_join(request: SubmitRequest) -> str:
+    """The sbatch script of one join job: the same profile, `mpibatch join OUTPUT --wait S` on its ranks."""
+    request.check()
+    join = request.join or JoinRequest()
+    time = join.time or request.time
+    return _render(request, JOIN, join=True, nodes=join.nodes or request.nodes, time=time,
+                   time_limit_s=time_limit_seconds(time), job_name=request.job_name + "-join",
+                   run_args=[str(request.output), "--wait", f"{join.wait:g}"])
+
+
+def _render(request: SubmitRequest, leaf: Optional[str], **overrides: Any) -> str:
+    """Render the profile, or `leaf` extending it (a join job, the main job with its allocator)."""
+    profile_file = request.template.name if request.template else request.name + SUFFIX
     context = {
         "job_name": request.job_name, "nodes": request.nodes, "ntasks_per_node": request.ntasks_per_node,
         "gpus_per_node": request.gpus_per_node, "time": request.time, "partition": request.partition,
@@ -188,20 +286,22 @@ def render(request: SubmitRequest) -> str:
         "python": sys.executable, "venv": sys.prefix, "run_args": request.run_args, "profile": request.name,
         "time_limit_s": time_limit_seconds(request.time),
         "job_result": str(request.output / "logs" / "job_result.json"),
-        "signal_lead": None, "walltime_margin": None, "max_requeues": None,
-        **launch_context(mpi_flavour()),
+        "signal_lead": None, "walltime_margin": None, "max_requeues": None, "join": False,
+        "profile_template": profile_file,
+        **launch_context(mpi_flavour()), **overrides,
     }
     try:
-        return _environment(request).get_template(file).render(context)
+        return _environment(request).get_template(f"mpibatch/{leaf}" if leaf else profile_file).render(context)
     except jinja2.TemplateError as exc:
         where = f"--template {request.template}" if request.template else f"--profile {request.name}"
         raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None
 
 
-def sbatch(script: str) -> str:
+def sbatch(script: str, args: tuple[str, ...] = (), env: Optional[dict[str, str]] = None) -> str:
     """Submit the script (on sbatch's stdin) and return the job id."""
     try:
-        proc = subprocess.run(["sbatch", "--parsable"], input=script, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(["sbatch", "--parsable", *args], input=script, capture_output=True, text=True,
+                              timeout=120, env=env)
     except FileNotFoundError:
         raise ConfigError("sbatch not found: submit from a Slurm login node (or use --dry-run)") from None
     if proc.returncode != 0:
@@ -211,12 +311,16 @@ def sbatch(script: str) -> str:
 
 
 def submit(request: SubmitRequest, dry_run: bool = False) -> int:
-    """Render, then print the script (dry run) or submit it and say how to watch it."""
+    """Render, then print the scripts (dry run) or submit them and say how to watch the job."""
     script = render(request)
+    join = request.join
+    join_script = render_join(request) if join is not None else None
     if dry_run:
-        sys.stdout.write(script)
+        sys.stdout.write(_dry_run(request, script, join_script))
         return 0
     (request.output / "logs").mkdir(parents=True, exist_ok=True)  # Slurm opens its log there
+    if join is not None and join.allocator:
+        request.join_script.write_text(join_script or "")
     try:
         job_id = sbatch(script)
     except RuntimeError as exc:
@@ -226,5 +330,47 @@ def submit(request: SubmitRequest, dry_run: bool = False) -> int:
     log = request.slurm_log.replace("%j", job_id) if request.slurm_log else f"slurm-{job_id}.out"
     print(f"mpibatch: submitted Slurm job {job_id} ({request.nodes} node(s), profile {request.name}); "
           f"Slurm's log: {log}")
+    code = _submit_joins(request, job_id, join_script) if join is not None else 0
     print(f"watch it with: mpibatch status {shlex.quote(str(request.output))} --watch")
-    return 0
+    return code
+
+
+def _submit_joins(request: SubmitRequest, job_id: str, script: Optional[str]) -> int:
+    """K join jobs that start once the main job has (after:), or word of the allocator that submits them."""
+    join = request.join
+    assert join is not None and script is not None
+    nodes = join.nodes or request.nodes
+    if join.allocator:
+        print(f"mpibatch: job {job_id} submits join jobs of {nodes} node(s) itself while mini-batches wait: at most "
+              f"{join.backlog or 1} waiting in the queue, {join.max_jobs} at a time (script: {request.join_script})")
+        return 0
+    ids: list[str] = []
+    try:
+        for _ in range(join.jobs or 0):
+            ids.append(sbatch(script, (f"--dependency=after:{job_id}",)))
+    except RuntimeError as exc:
+        print(f"mpibatch: error: join job {len(ids) + 1} of {join.jobs}: {exc}; job {job_id} runs without it",
+              file=sys.stderr)
+    finally:
+        record_join_jobs(request.output, ids, "submit")
+    if ids:
+        print(f"mpibatch: submitted {len(ids)} join job(s) of {nodes} node(s), starting once job {job_id} has: "
+              f"{' '.join(ids)}")
+    return 0 if len(ids) == join.jobs else 1
+
+
+def _dry_run(request: SubmitRequest, script: str, join_script: Optional[str]) -> str:
+    """The main script alone, or each script under a banner saying which job it is."""
+    join = request.join
+    if join is None or join_script is None:
+        return script
+    rule = "=" * 20
+    parts = [f"# {rule} the main job {rule}\n{script}"]
+    if join.allocator:
+        parts.append(f"# {rule} the join job: the main job's allocator submits this script ({request.join_script}), "
+                     f"at most {join.backlog or 1} waiting and {join.max_jobs} at a time {rule}\n{join_script}")
+    else:
+        for i in range(join.jobs or 0):
+            parts.append(f"# {rule} join job {i + 1} of {join.jobs}: sbatch --dependency=after:<main job id> "
+                         f"{rule}\n{join_script}")
+    return "\n".join(parts)
