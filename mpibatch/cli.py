@@ -129,7 +129,8 @@ def _add_submit(commands: Any) -> None:
                         help="with --max-join-jobs: at most B join jobs waiting in the queue (default 1)")
     submit.add_argument("--join-nodes", dest="slurm_join_nodes", type=_count(1), metavar="M",
                         help="nodes per join job (default: --nodes)")
-    submit.add_argument("--join-time", dest="slurm_join_time", metavar="T", help="a join job's time limit (default: --time)")
+    submit.add_argument("--join-time", dest="slurm_join_time", metavar="T",
+                        help="a join job's time limit (default: --time)")
     submit.add_argument("--join-wait", dest="slurm_join_wait", type=_seconds, metavar="S",
                         help="seconds a join job waits for the job to be up (default 600)")
     submit.add_argument("--dry-run", action="store_true", help="print the script(s), submit nothing")
