@@ -65,8 +65,14 @@ def slurm_log(output: Path, job_id: str) -> str:
     return path.read_text() if path.exists() else "(no Slurm log)"
 
 
+_RUNNING: list[Slurm] = []  # a module that imports this fixture gets its own copy: it borrows this cluster
+
+
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
+    if _RUNNING:
+        yield _RUNNING[0]
+        return
     can_install = shutil.which("slurmctld") is not None or shutil.which("apt-get") is not None
     require(os.geteuid() == 0 and can_install, "a local Slurm (its daemons need root and the Debian packages)")
     base = tmp_path_factory.mktemp("slurm")
@@ -79,8 +85,10 @@ def slurm(tmp_path_factory):
             require(False, f"a local Slurm (scripts/slurm/start.sh: {reason})")
         conf = proc.stdout.strip().splitlines()[-1].removeprefix("SLURM_CONF=")
         print(f"local Slurm up in {time.monotonic() - started:.1f} s", file=sys.stderr)
-        yield Slurm({**os.environ, "SLURM_CONF": conf, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        _RUNNING.append(Slurm({**os.environ, "SLURM_CONF": conf, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}))
+        yield _RUNNING[0]
     finally:
+        _RUNNING.clear()
         subprocess.run(["bash", str(REPO / "scripts/slurm/stop.sh"), str(base)], timeout=120)
 
 
