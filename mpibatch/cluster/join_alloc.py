@@ -28,6 +28,7 @@ JOIN_SCRIPT = Path("logs") / "join.sbatch"
 JOIN_JOBS = Path("logs") / "join_jobs.json"  # every join job submitted for this output, by submit or the allocator
 PROGRESS = Path("logs") / "job_progress.json"
 POLL_S = 3.0
+STOP_TIMEOUT_S = 10.0  # for each of squeue and scancel once the job's launch has ended
 ENDED = ("Completed", "Failed", "Interrupted")
 WAITING = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")
 LEAVING = ("COMPLETING", "STAGE_OUT", "SIGNALING")
@@ -75,11 +76,11 @@ def to_submit(queued: int, alive: int, work: int, max_jobs: int, backlog: int) -
     return max(0, min(backlog - queued, max_jobs - alive, work - queued))
 
 
-def queue_states() -> Optional[dict[str, str]]:
+def queue_states(timeout: float = 30.0) -> Optional[dict[str, str]]:
     """This user's jobs in the queue and their states; None when squeue cannot say."""
     try:
         proc = subprocess.run(["squeue", "-h", "-o", "%i %T", f"--user={os.getuid()}"], capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if proc.returncode != 0:
@@ -152,16 +153,17 @@ class Allocator:
 
     def cancel_waiting(self) -> None:
         """scancel the join jobs still waiting in the queue (Slurm checks the state, so a job that has
-        just started is left to leave the job by itself)."""
+        just started is left to leave the job by itself). Quick: the batch script waits for it before
+        it requeues a job that stopped for its time limit."""
         if not self.jobs:
             return
-        states = queue_states() or {}
+        states = queue_states(STOP_TIMEOUT_S) or {}
         waiting = [j for j in self.jobs if states.get(j) in WAITING]
         if not waiting:
             return
         try:
-            subprocess.run(["scancel", "--state=PENDING", *waiting], capture_output=True, text=True, timeout=60,
-                           env=submit_env())
+            subprocess.run(["scancel", "--state=PENDING", *waiting], capture_output=True, text=True,
+                           timeout=STOP_TIMEOUT_S, env=submit_env())
         except (OSError, subprocess.TimeoutExpired) as exc:
             say(f"could not cancel join jobs {' '.join(waiting)}: {exc}")
             return

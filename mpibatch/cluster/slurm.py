@@ -32,8 +32,7 @@ TEMPLATES_ENV = "MPIBATCH_SLURM_TEMPLATES"
 SUFFIX = ".sbatch.j2"
 BASE = "base"
 DEFAULT_PROFILE = "cpu"
-JOIN = "join" + SUFFIX  # a join job of any profile (extends it)
-JOIN_ALLOCATOR = "join-allocator" + SUFFIX  # the main job with the join allocator beside its launch
+JOIN, JOIN_ALLOCATOR = "join", "join-allocator"  # extend a profile: a join job; the main job with the allocator
 _SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:@%+=/-]+")
 _NAME = re.compile(r"[A-Za-z0-9_.,+-]+")
 _TIME = re.compile(r"\d+(:\d+){0,2}|\d+-\d+(:\d+){0,2}|UNLIMITED|INFINITE", re.IGNORECASE)
@@ -48,7 +47,7 @@ def templates_dir() -> Path:
 def profiles() -> list[str]:
     folder = templates_dir()
     names = [p.name[:-len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}")] if folder.is_dir() else []
-    return sorted(n for n in names if n != BASE and not n.startswith("join"))
+    return sorted(n for n in names if n not in (BASE, JOIN, JOIN_ALLOCATOR))
 
 
 @dataclass
@@ -85,6 +84,11 @@ class JoinRequest:
     @property
     def wait(self) -> float:
         return self.wait_s if self.wait_s is not None else 600.0
+
+    @property
+    def queued(self) -> int:
+        """The allocator's backlog: join jobs that may wait in the queue at once."""
+        return self.backlog or 1
 
 
 def join_request(options: dict[str, Any], join_address: str) -> Optional[JoinRequest]:
@@ -261,7 +265,7 @@ def render(request: SubmitRequest) -> str:
     if request.join is not None and request.join.allocator:
         join = request.join
         allocator_args = [str(request.output), "--script", str(request.join_script), "--max-jobs", join.max_jobs,
-                          "--backlog", join.backlog or 1]
+                          "--backlog", join.queued]
         return _render(request, JOIN_ALLOCATOR, join_script=str(request.join_script), allocator_args=allocator_args)
     return _render(request, None)
 
@@ -291,7 +295,7 @@ def _render(request: SubmitRequest, leaf: Optional[str], **overrides: Any) -> st
         **launch_context(mpi_flavour()), **overrides,
     }
     try:
-        return _environment(request).get_template(f"mpibatch/{leaf}" if leaf else profile_file).render(context)
+        return _environment(request).get_template(f"mpibatch/{leaf}{SUFFIX}" if leaf else profile_file).render(context)
     except jinja2.TemplateError as exc:
         where = f"--template {request.template}" if request.template else f"--profile {request.name}"
         raise ConfigError(f"{where}: {type(exc).__name__}: {exc}") from None
@@ -342,7 +346,7 @@ def _submit_joins(request: SubmitRequest, job_id: str, script: Optional[str]) ->
     nodes = join.nodes or request.nodes
     if join.allocator:
         print(f"mpibatch: job {job_id} submits join jobs of {nodes} node(s) itself while mini-batches wait: at most "
-              f"{join.backlog or 1} waiting in the queue, {join.max_jobs} at a time (script: {request.join_script})")
+              f"{join.queued} waiting in the queue, {join.max_jobs} at a time (script: {request.join_script})")
         return 0
     ids: list[str] = []
     try:
@@ -368,7 +372,7 @@ def _dry_run(request: SubmitRequest, script: str, join_script: Optional[str]) ->
     parts = [f"# {rule} the main job {rule}\n{script}"]
     if join.allocator:
         parts.append(f"# {rule} the join job: the main job's allocator submits this script ({request.join_script}), "
-                     f"at most {join.backlog or 1} waiting and {join.max_jobs} at a time {rule}\n{join_script}")
+                     f"at most {join.queued} waiting and {join.max_jobs} at a time {rule}\n{join_script}")
     else:
         for i in range(join.jobs or 0):
             parts.append(f"# {rule} join job {i + 1} of {join.jobs}: sbatch --dependency=after:<main job id> "
