@@ -387,3 +387,13 @@ def test_submit_for_open_mpi(job_dir, capsys, monkeypatch):
     assert code == 0, err
     assert [line for line in out.splitlines() if line.startswith("srun")] == [
         f"srun --mpi=pmix {sys.executable} -m mpibatch run {job_dir}/job.yaml --progress lines --resume"]
+
+
+def test_a_template_file_name_with_a_newline_stays_inside_the_scripts_comment(tmp_path, fake_bin):
+    template = tmp_path / "mine\ntouch PWNED\n.sbatch.j2"
+    template.write_text('{% extends "base.sbatch.j2" %}')
+    script = render(request(tmp_path, template=template))
+    assert "(profile mine\\ntouch PWNED\\n.sbatch.j2)" in script
+    assert not any(line.strip() == "touch PWNED" for line in script.splitlines())
+    rc, _ = execute(script, tmp_path, fake_bin)
+    assert rc == 0 and not list(tmp_path.rglob("PWNED"))

@@ -224,6 +224,12 @@ def _sbatch_value(value: Any) -> str:
     return text
 
 
+def _comment(value: Any) -> str:
+    """A value shown in a `#` comment line: control characters (a newline would end the comment and
+    start a command) written as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(value))
+
+
 def _environment(request: SubmitRequest) -> jinja2.Environment:
     """Profiles from the user's folders; the join leaves always from the package (`mpibatch/NAME`)."""
     folders = [str(templates_dir())]
@@ -235,6 +241,7 @@ def _environment(request: SubmitRequest) -> jinja2.Environment:
     env.filters["q"] = _quote
     env.filters["slurm"] = _sbatch_value
     env.filters["as_join"] = _as_join
+    env.filters["comment"] = _comment
     return env
 
 
