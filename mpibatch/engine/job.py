@@ -361,7 +361,10 @@ def _coordinate(comm: Any, config: JobConfig, plan: Plan, local: Optional[Worker
         print(line.replace("error:", "warning:", 1) if code == 0 else line, file=sys.stderr)
         return code
     warnings = "".join(f" WARNING: {w}." for w in result["warnings"])
+    joined = result["groups"]
+    helped = (f" and {sum(len(g['ranks']) for g in joined)} in {len(joined)} joined group{'s' * (len(joined) > 1)}"
+              if joined else "")
     print(f"mpibatch: {result['status']}: {items['succeeded']} of {items['total']} items succeeded, "
-          f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks;{warnings} "
+          f"{items['failed']} failed, in {time.monotonic() - started:.1f} s on {size} ranks{helped};{warnings} "
           f"see {plan.layout.shown(plan.layout.job_result_txt)}", file=sys.stderr)
     return code
