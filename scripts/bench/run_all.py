@@ -24,6 +24,8 @@ Sections, one module each in scripts/bench/, each with its baselines in the same
                mpibatch (prefetch on/off where it exists) vs Ray Data map_batches and multiprocessing.Pool
   before_after the optimisations of issue 8: the same jobs with mpibatch before them (git archive) and now
   layout       issue 20's restructure: dispatch and efficiency with mpibatch before it (git archive) and now
+  groups       worker groups (`mpibatch join`) vs the same ranks in the main job: no-op rate, efficiency,
+               the time from join to the first result, rank 0's CPU with 3 groups
   gpu          what needs a GPU node (8 and 16 ranks, the demo on GPUs) and how to measure it there
 
 Contenders run side by side: once per round, in an order that rotates round by round; the report
@@ -56,6 +58,7 @@ import demo
 import dispatch
 import efficiency
 import gpu
+import groups
 import layout
 import planning
 import tabular
@@ -64,7 +67,7 @@ from machine import freeze_mpibatch, load_average, machine
 from report import QUICK_NOTE, TARGETS_HEADER, Target, command_line, compose, markers, verdict, write_section
 
 SECTIONS = {m.NAME: m for m in (dispatch, efficiency, coordinator, planning, demo, tabular, datapath, before_after,
-                                layout, gpu)}
+                                layout, groups, gpu)}
 SUITE = "suite"
 ORDER = [SUITE, *SECTIONS]
 DOC = REPO / "docs" / "benchmarks.md"
