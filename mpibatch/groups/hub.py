@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import zmq
 
 from . import wire
-from .wire import PROTOCOL, WRONG_KEY, BadMessage, direction_keys, pack, unpack
+from .wire import PROTOCOL, WRONG_KEY, BadMessage, direction_keys, pack, shut, unpack
 
 WARN_EVERY_S = 10.0  # refused peers are logged at most this often (an attacker cannot flood the log)
 
@@ -107,9 +108,10 @@ class Hub:
         self._up, self._down = direction_keys(key)
         self._sessions: dict[str, _Session] = {}
         self._warnings = _Warnings(log)
-        self._now = time.monotonic()
+        self._now = self._read_at = time.monotonic()
         self._context = zmq.Context()
         self.socket = self._context.socket(zmq.ROUTER)
+        self._finalizer = weakref.finalize(self, shut, self._context, self.socket)
         for option, value in ((zmq.ROUTER_MANDATORY, 1), (zmq.ROUTER_HANDOVER, 1), (zmq.SNDHWM, wire.HWM),
                               (zmq.RCVHWM, wire.HWM), (zmq.LINGER, 0), (zmq.IPV6, int(":" in host))):
             self.socket.setsockopt(option, value)
@@ -117,7 +119,7 @@ class Hub:
         try:
             self.socket.bind(f"{endpoint}:{port or '*'}")
         except zmq.ZMQError as error:
-            self._context.destroy(linger=0)
+            self._finalizer()
             raise OSError(f"cannot listen on {endpoint}:{port}: {error}") from None
         self.address: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -125,7 +127,10 @@ class Hub:
 
     def receive(self, now: float) -> list[Event]:
         """Everything that waits, decoded only where signed with the job's key; never blocks."""
-        self._now = now
+        if now - self._read_at > self.lost_after_s / 2:  # the coordinator did not read (stopped, blocked): not the
+            for info in self.groups.values():  # groups' silence, and what they sent may not be in yet
+                info.last_seen += now - self._read_at
+        self._now = self._read_at = now
         events: list[Event] = []
         while True:
             try:
@@ -239,7 +244,7 @@ class Hub:
             if info.state == "active":
                 self._send(info, "ended", code)
         self.socket.close(linger=500)
-        self._context.term()
+        self._finalizer()
 
     def _send(self, info: GroupInfo, kind: str, body: Any) -> None:
         info.seq += 1

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import secrets
 import time
+import weakref
 from typing import Any
 
 import zmq
 
 from . import wire
-from .wire import PROTOCOL, WRONG_KEY, BadMessage, JoinError, direction_keys, pack, unpack
+from .wire import PROTOCOL, WRONG_KEY, BadMessage, JoinError, direction_keys, pack, shut, unpack
 
 LINGER_MS = 500  # a bye or the last results still get out when the link closes
 
@@ -28,8 +29,9 @@ class Link:
         self.heartbeat_s, self.lost_after_s = heartbeat_s, lost_after_s
         self._seq_out = 0
         self._seq_in = 1  # the welcome's
-        self._sent_at = self._heard_at = time.monotonic()
+        self._sent_at = self._heard_at = self._read_at = time.monotonic()
         self.dropped = 0  # messages not sent: the coordinator has not read HWM of ours
+        self._finalizer = weakref.finalize(self, shut, context, socket)
 
     @classmethod
     def join(cls, address: str, key: bytes, request: dict[str, Any],
@@ -65,6 +67,10 @@ class Link:
     def receive(self) -> list[tuple]:
         """What waits, in order: ("to", rank, message) | ("release", code, reason) | ("ended", code) |
         ("written_off", reason). Beats and anything unsigned or replayed are consumed silently."""
+        now = time.monotonic()
+        if now - self._read_at > self.lost_after_s / 2:  # this side did not read (stopped, starved): not the
+            self._heard_at += now - self._read_at  # coordinator's silence, and what it sent may not be in yet
+        self._read_at = now
         out: list[tuple] = []
         while True:
             try:
@@ -103,7 +109,7 @@ class Link:
 
     def close(self) -> None:
         self.socket.close(linger=LINGER_MS)
-        self._context.term()
+        self._finalizer()
 
     def _send(self, kind: str, body: Any) -> None:
         self._seq_out += 1

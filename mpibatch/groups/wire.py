@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import zmq
+
 KEY_FILE, ADDRESS_FILE = "join.key", "coordinator.json"
 PROTOCOL = 1  # a join from another mpibatch speaking another protocol is refused, never misread
 WRONG_KEY = b"refused: wrong key"  # the one unsigned frame the hub answers a bad signature with
@@ -140,3 +142,11 @@ def unpack(key: bytes, frames: Sequence[Buffer]) -> tuple[dict[str, Any], Any]:
     except Exception as error:  # signed by our key, yet unreadable here: another version's classes
         raise BadMessage(f"payload does not unpickle: {type(error).__name__}: {error}") from None
     return header, body
+
+
+def shut(context: zmq.Context, socket: zmq.Socket, linger_ms: int = 0) -> None:
+    """Close the socket, then its context. Run by weakref.finalize when a hub or link is dropped unclosed: its
+    references keep the socket alive until here, where zmq's own cleanup in the garbage collector can find the
+    context's socket list already emptied and wait on the socket forever."""
+    socket.close(linger=linger_ms)
+    context.term()
