@@ -217,16 +217,16 @@ class Hub:
 
     def housekeeping(self, now: float) -> list[GroupGone]:
         """Beat to every active group; declare lost (once) a group silent for lost_after_s or that missed a
-        message. Call after receive()."""
+        message. Call right after receive(), which took in every beat that waited (whether input waits is no
+        sign of life: a peer without the key could send it)."""
         self._now = now
-        waiting = bool(self.socket.poll(0, zmq.POLLIN))  # unread input is not silence
         gone = []
         for group, info in self.groups.items():
             if info.state != "active":
                 continue
             if info.dropped:
                 why = f"it stopped reading: {info.dropped} message(s) to it dropped"
-            elif not waiting and now - info.last_seen > self.lost_after_s:
+            elif now - info.last_seen > self.lost_after_s:
                 why = f"no heartbeat for {now - info.last_seen:.1f} s"
             else:
                 why = ""
