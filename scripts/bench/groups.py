@@ -12,13 +12,14 @@ main job, in one run.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import groups_render
-from efficiency import calibrate, call_seconds
+from entry_cpu import spin
 from groups_jobs import JOINED, MAIN, NO_GROUPS, THREE_GROUPS, Layout, Measured, efficiency, read_out, run_job
 from harness import Context, contest, cores, log, per_round_ratio, write_filelist
-from report import Section, Target
+from report import Section, Target, median
 
 NAME = "groups"
 TITLE = "Worker groups: joined groups against the same ranks in the main job"
@@ -66,14 +67,32 @@ def measure(ctx: Context) -> Section:
         log(f"[{NAME}] warm-up run done (2,000 no-op items through a joined group, not counted)")
     noop = job_contest(ctx, "no-op", (MAIN, JOINED), items, ["--loops", "0"], sizes)
     loops = calibrate(sizes.call_s)
-    log(f"[{NAME}] {loops:,} loops per call, {call_seconds(loops, 10) * 1e3:.1f} ms here; {cores()} cores")
-    calls: list[float] = []  # each round re-times a call, for that round's machine speed
+    log(f"[{NAME}] {loops:,} loops per call, {cpu_seconds(loops) * 1e3:.1f} CPU ms here; {cores()} cores")
+    calls: list[float] = []  # each round re-times a call
     busy = job_contest(ctx, "cpu", (MAIN, JOINED), sizes.cpu_items, ["--loops", str(loops)], sizes,
-                       lambda _: calls.append(call_seconds(loops, 10)))
+                       lambda _: calls.append(cpu_seconds(loops)))
     idle = job_contest(ctx, "rank0", (NO_GROUPS, THREE_GROUPS), sizes.sleep_items, ["--sleep", str(sizes.sleep_s)],
                        sizes)
     goals = targets(noop, busy, calls)
     return Section(groups_render.render(ctx, sizes, items, loops, noop, busy, calls, idle, goals), goals)
+
+
+def cpu_seconds(loops: int, repeats: int = 10) -> float:
+    """Median CPU time (not wall: the machine is shared) of one spin(loops) in this process."""
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        spin(loops)
+        times.append(time.process_time() - started)
+    return median(times)
+
+
+def calibrate(call_s: float) -> int:
+    """Loop iterations that take call_s CPU seconds here."""
+    loops = 20_000
+    for _ in range(4):
+        loops = max(1000, int(loops * call_s / cpu_seconds(loops, 5)))
+    return loops
 
 
 def targets(noop: dict[Layout, list[Measured]], busy: dict[Layout, list[Measured]], calls: list[float]) -> list[Target]:
