@@ -43,9 +43,12 @@ CONTENDERS = {
                      "| no-op, process executor, 4 ranks: mini-batches per command second |",
                      "| 5,000-path filelist, one rank: seconds from launch to the dispatch loop |",
                      "| 5,000-path filelist, one rank: rank 0's peak memory |"],
+    "groups": ["| `mpiexec -n 3` | 3 | ", "| `mpiexec -n 1` + `mpiexec -n 2 mpibatch join` | 3 | ",
+               "| `mpiexec -n 4` | 4 | ", "| `mpiexec -n 1` + 3 x `mpiexec -n 1 mpibatch join` | 4 | ",
+               "| no-op runs | 1 | ", "| all | 2 | "],
     "gpu": ["--only dispatch,efficiency,demo --ranks 8,16"],
 }
-PLOTS = ["dispatch", "efficiency", "coordinator", "planning", "demo", "datapath"]
+PLOTS = ["dispatch", "efficiency", "coordinator", "planning", "demo", "datapath", "groups"]
 
 
 def run_all(*args: str, timeout: float = 280, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
