@@ -144,7 +144,9 @@ def machine_words(points: list[Point], c: int, load: str) -> str:
             "The numpy run() needs its core too, so with a worker on every core nothing can overlap and "
             f"{c} / (X + Y) is the ceiling (shown beside the ratio). Remote files: Azurite is a Node.js server on the "
             "same two cores, so Y there is partly the emulator's CPU; with the added latency Y is mostly waiting, "
-            "which prefetch hides on any number of cores.")
+            "which prefetch hides on any number of cores. Y is measured once, at the start, and X derived from it: when "
+            "the machine was busier then than during a run, a ratio to the ideal can pass 1, and the other way "
+            "round.")
 
 
 def render(ctx: Context, sizes: Sizes, rounds: int, c: int, prefetch: bool, why_no_ray: str | None,
@@ -195,11 +197,13 @@ def render(ctx: Context, sizes: Sizes, rounds: int, c: int, prefetch: bool, why_
          "'{\"path\": FOLDER, \"type\": \"tabular\"}' --mini-batch-size ROWSrows --executor process "
          f"--output-action summary_only -- --sleep-ms X` (rank 0 works too: {c} workers); one worker: `mpiexec -n 2 "
          "... --no-coordinator-works` (rank 0 only coordinates). Its time is `timing.dispatch_s` of "
-         "job_result.json. The prefetch depth is given in a job YAML (`prefetch: N`)."),
+         "job_result.json. A job YAML gives the prefetch depth (`prefetch: N`) and `environment_variables` "
+         "OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS = 1 (else mpibatch gives one worker on 2 cores "
+         "2 BLAS threads, which fight the prefetch thread for the second core)."),
         (f"- **run()**: `time.sleep(X)` (the GIL released, the core idle, as a model call waiting on a GPU); or "
          f"**numpy**: a loop of {N}×{N} float64 `np.dot` products (BLAS releases the GIL, the core busy), "
          f"one product measured once at the start at {matmul_ms:.3f} ms single-threaded, the loop sized to X; every "
-         "mpibatch run has OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS=1."),
+         "mpibatch run has BLAS on one thread (above)."),
         (f"- **Ray Data** (`scripts/bench/datapath_ray.py`): a fresh `ray.init(num_cpus={c})` per run; the workers "
          "first read one file through the same pipeline; then `read_parquet(FOLDER)` (`read_csv` for csv)"
          f"`.map_batches(fn, batch_size=ROWS, concurrency={c}, batch_format='pandas').materialize()` is timed, "

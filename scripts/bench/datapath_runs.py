@@ -68,9 +68,14 @@ class RankPeaks:
             pass
 
 
-def prefetch_job(scratch: Path, depth: int) -> Path:
-    path = scratch / f"prefetch-{depth}.yaml"
-    path.write_text(f"prefetch: {depth}\n")
+def job_yaml(scratch: Path, depth: int | None) -> Path:
+    """The prefetch depth (None: not given) and single-threaded BLAS in the entry-script process, as a user
+    sets them: `environment_variables` overrides the thread caps mpibatch derives from the cores per worker
+    (2 for one worker on 2 cores), and the numpy run() was calibrated on one thread."""
+    path = scratch / f"job-prefetch-{depth}.yaml"
+    lines = [*([f"prefetch: {depth}"] if depth is not None else []), "environment_variables:",
+             *(f"  {name}: '{value}'" for name, value in ONE_THREAD.items())]
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
@@ -82,16 +87,16 @@ def checked_rows(work: Workload, seen: int, who: str) -> None:
 def run_mpibatch(work: Workload, prefetch: int | None, script_args: list[str], workers: int, c: int, scratch: Path,
                  timeout: float) -> Run:
     """`mpiexec -n C` (rank 0 works too) or, for fewer workers than cores, `mpiexec -n workers+1
-    --no-coordinator-works`; BLAS single-threaded, as the matmul run() was calibrated."""
+    --no-coordinator-works`."""
     output = scratch / "out"
     shutil.rmtree(output, ignore_errors=True)
-    job = [str(prefetch_job(scratch, prefetch))] if prefetch is not None else []
+    job = [str(job_yaml(scratch, prefetch))]
     ranks = c if workers >= c else workers + 1
     command = mpibatch_command("datapath_entry.py", work.inputs, output, ranks, coordinator_works=workers >= c,
                                mini_batch_size=work.mini_batch_size,
                                extra=["--output-action", "summary_only", *job], script_args=script_args)
     peaks = RankPeaks(ranks)
-    done, noise = watched(command, timeout, peaks, 0.05, env={**os.environ, **ONE_THREAD})
+    done, noise = watched(command, timeout, peaks, 0.05)
     result = completed(output, done, work.slices)
     checked_rows(work, result["items"]["succeeded"], "mpibatch")
     shutil.rmtree(output, ignore_errors=True)
