@@ -24,7 +24,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 
 from datapath_data import FULL, NAME, QUICK, Sizes, Workload, local_workload
-from datapath_points import MORE_DEPTHS, Case, Contender, Point, mpibatch_field
+from datapath_points import Case, Contender, Point, mpibatch_field
 from datapath_remote import remote_workloads
 from datapath_render import render, targets
 from datapath_runs import Run, matmul_ms, ray_missing, run_mpibatch, run_pool, run_ray
@@ -52,11 +52,11 @@ def cases(sizes: Sizes, works: dict[str, Workload], c: int, product_ms: float) -
     return grid
 
 
-def contenders(case: Case, work: Workload, c: int, prefetch: bool, ray: bool) -> list[Contender]:
+def contenders(case: Case, work: Workload, sizes: Sizes, c: int, prefetch: bool, ray: bool) -> list[Contender]:
     """Ray Data and the Pool race on local slices with run() sleeping and a worker per core; mpibatch everywhere,
     at more prefetch depths where a worker has a spare core."""
     if case.workers < c:
-        return mpibatch_field(prefetch, MORE_DEPTHS)
+        return mpibatch_field(prefetch, sizes.more_depths)
     if not (work.local and case.kernel == "sleep"):
         return mpibatch_field(prefetch)
     return [*mpibatch_field(prefetch), *([Contender("ray")] if ray else []), Contender("pool")]
@@ -80,7 +80,7 @@ def measure(ctx: Context) -> Section:
         log(f"[{NAME}] prefetch {'available' if prefetch else 'not available'}; Ray: {why_no_ray or 'available'}; "
             f"remote: {why_no_remote or 'available'}; one {product_ms:.3f} ms matrix product; {c} cores")
         grid = cases(sizes, works, c, product_ms)
-        fields = {case: contenders(case, works[case.data], c, prefetch, why_no_ray is None) for case in grid}
+        fields = {case: contenders(case, works[case.data], sizes, c, prefetch, why_no_ray is None) for case in grid}
         keys = [(case, k) for case in grid for k in fields[case]]
 
         def run(key: tuple[Case, Contender]) -> Run:

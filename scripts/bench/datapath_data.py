@@ -25,16 +25,17 @@ class Sizes:
     remote_files: int  # csv files uploaded to the emulator, one per mini-batch
     remote_ratios: tuple[float, ...]
     numpy_workers: tuple[str, ...]  # "all" and/or "one": where the matmul run() is measured (parquet, X/Y 1)
+    more_depths: tuple[int, ...]  # prefetch depths beside 0 and 2 where the worker has a spare core
     rounds: int
     timeout_s: float
 
 
 FULL = Sizes(rows=28_000, slices_per_file=4, files=75, ratios=(0.25, 1.0, 4.0), csv_rows=16_000, csv_files=150,
              csv_ratios=(1.0,), one_worker_ratios=(0.25, 1.0, 4.0), remote_files=100, remote_ratios=(0.25, 1.0, 4.0),
-             numpy_workers=("all", "one"), rounds=3, timeout_s=300)
+             numpy_workers=("all", "one"), more_depths=(1, 4), rounds=3, timeout_s=300)
 QUICK = Sizes(rows=2_000, slices_per_file=2, files=4, ratios=(1.0,), csv_rows=1_000, csv_files=4, csv_ratios=(1.0,),
-              one_worker_ratios=(), remote_files=4, remote_ratios=(1.0,), numpy_workers=("one",), rounds=1,
-              timeout_s=120)
+              one_worker_ratios=(), remote_files=4, remote_ratios=(1.0,), numpy_workers=("one",), more_depths=(),
+              rounds=1, timeout_s=120)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from datapath_runs import Run
 from report import median
 
 PREFETCH = 2
-MORE_DEPTHS = (1, 4)  # where the prefetch thread has a core of its own: the default depth 1, and a deeper one
 NO_PREFETCH = "prefetch not available in this version"
 
 
