@@ -328,6 +328,36 @@ def test_a_group_that_stops_beating_is_lost_once(hub: Hub, key: bytes):
     link.close()
 
 
+def test_a_flood_without_the_key_neither_holds_the_hub_nor_keeps_a_silent_group_alive(
+        hub: Hub, key: bytes, context: zmq.Context, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(hub_module, "WARN_EVERY_S", 10.0)
+    link = joined(hub, key)
+    stop = threading.Event()
+
+    def flood() -> None:
+        peer = context.socket(zmq.DEALER)
+        peer.connect(hub.address)
+        while not stop.is_set():
+            peer.send_multipart([b"x", b"y", b"z"])
+        peer.close(linger=0)
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    stopped = time.monotonic()
+    events: list = []
+    try:
+        while not events and time.monotonic() - stopped < 2.0:
+            now = time.monotonic()
+            events = hub.receive(now) + hub.housekeeping(now)
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        thread.join()
+    assert [(e.group, e.lost) for e in events] == [(1, True)]
+    assert time.monotonic() - stopped < LOST_AFTER_S + 0.7
+    link.close()
+
+
 def test_the_link_notices_a_silent_or_dead_coordinator(hub: Hub, key: bytes):
     link = joined(hub, key)
     assert serve(hub, link, 2 * LOST_AFTER_S, beat=True) == []

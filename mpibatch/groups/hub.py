@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import zmq
 
 from . import wire
-from .wire import PROTOCOL, WRONG_KEY, BadMessage, direction_keys, pack, shut, unpack
+from .wire import PROTOCOL, RECEIVE_AT_MOST, WRONG_KEY, BadMessage, direction_keys, pack, shut, unpack
 
 WARN_EVERY_S = 10.0  # refused peers are logged at most this often (an attacker cannot flood the log)
 
@@ -107,6 +107,7 @@ class Hub:
         self.groups: dict[int, GroupInfo] = {}
         self._up, self._down = direction_keys(key)
         self._sessions: dict[str, _Session] = {}
+        self._answered: set[bytes] = set()
         self._warnings = _Warnings(log)
         self._now = self._read_at = time.monotonic()
         self._context = zmq.Context()
@@ -126,20 +127,22 @@ class Hub:
     # ---- in ----------------------------------------------------------------------------------------------
 
     def receive(self, now: float) -> list[Event]:
-        """Everything that waits, decoded only where signed with the job's key; never blocks."""
+        """What waits (RECEIVE_AT_MOST at a time), decoded only where signed with the job's key; never blocks."""
         if now - self._read_at > self.lost_after_s / 2:  # the coordinator did not read (stopped, blocked): not the
             for info in self.groups.values():  # groups' silence, and what they sent may not be in yet
                 info.last_seen += now - self._read_at
-        self._now = self._read_at = now
+        self._now = now
         events: list[Event] = []
-        while True:
+        for _ in range(RECEIVE_AT_MOST):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return events
+                break
             event = self._take(frames, now)
             if event is not None:
                 events.append(event)
+        self._read_at = max(now, time.monotonic())  # the gap to the next call, not this call's own work
+        return events
 
     def _take(self, frames: list[zmq.Frame], now: float) -> Optional[Event]:
         identity = frames[0].bytes
@@ -147,7 +150,11 @@ class Hub:
             header, body = unpack(self._up, [frame.buffer for frame in frames[1:]])
         except BadMessage as error:
             self._warnings.warn(f"refused a peer at {_peer(frames)} (identity {identity[:16].hex()}): {error}")
-            self._answer(identity, [WRONG_KEY])
+            if identity not in self._answered:  # once per connection: a flood gets no flood back
+                if len(self._answered) >= RECEIVE_AT_MOST:
+                    self._answered.clear()
+                self._answered.add(identity)
+                self._answer(identity, [WRONG_KEY])
             return None
         kind, session, seq = header["kind"], header["session"], header["seq"]
         known = self._sessions.get(session)

@@ -14,7 +14,7 @@ from typing import Any
 import zmq
 
 from . import wire
-from .wire import PROTOCOL, WRONG_KEY, BadMessage, JoinError, direction_keys, pack, shut, unpack
+from .wire import PROTOCOL, RECEIVE_AT_MOST, WRONG_KEY, BadMessage, JoinError, direction_keys, pack, shut, unpack
 
 LINGER_MS = 500  # a bye or the last results still get out when the link closes
 
@@ -65,18 +65,17 @@ class Link:
         self._send("msg", message)
 
     def receive(self) -> list[tuple]:
-        """What waits, in order: ("to", rank, message) | ("release", code, reason) | ("ended", code) |
-        ("written_off", reason). Beats and anything unsigned or replayed are consumed silently."""
+        """What waits (RECEIVE_AT_MOST at a time), in order: ("to", rank, message) | ("release", code, reason) |
+        ("ended", code) | ("written_off", reason). Beats and anything unsigned or replayed are consumed silently."""
         now = time.monotonic()
         if now - self._read_at > self.lost_after_s / 2:  # this side did not read (stopped, starved): not the
             self._heard_at += now - self._read_at  # coordinator's silence, and what it sent may not be in yet
-        self._read_at = now
         out: list[tuple] = []
-        while True:
+        for _ in range(RECEIVE_AT_MOST):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return out
+                break
             try:
                 header, body = unpack(self._down, [frame.buffer for frame in frames])
             except BadMessage:
@@ -92,6 +91,8 @@ class Link:
                 out.append(("release", *body))
             elif kind in ("ended", "written_off"):
                 out.append((kind, body))
+        self._read_at = time.monotonic()  # the gap to the next call, not this call's own work
+        return out
 
     def beat(self, now: float) -> None:
         """Tell the coordinator this group lives, if nothing else did for heartbeat_s; call it every loop pass."""

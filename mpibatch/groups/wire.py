@@ -24,6 +24,7 @@ PROTOCOL = 1  # a join from another mpibatch speaking another protocol is refuse
 WRONG_KEY = b"refused: wrong key"  # the one unsigned frame the hub answers a bad signature with
 KEY_BYTES = 32
 HWM = 100_000  # messages queued per direction before a send is dropped (and its sender written off)
+RECEIVE_AT_MOST = 10_000  # frames taken per receive(): a flood, even of refused frames, never holds the caller
 _INCREMENTAL = 1 << 16  # payloads above this are hashed in pieces rather than copied into one buffer
 
 Buffer = Union[bytes, bytearray, memoryview]
