@@ -131,7 +131,7 @@ def test_a_wrong_key_is_refused_at_once_and_logged(hub: Hub, key: bytes, caplog:
     assert record.getMessage().startswith("refused a peer at 127.0.0.1 (identity ") and "bad signature" in record.getMessage()
 
 
-def test_refusals_are_logged_at_most_every_few_seconds(hub: Hub, key: bytes, context: zmq.Context,
+def test_refusals_are_logged_and_answered_sparingly(hub: Hub, key: bytes, context: zmq.Context,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        caplog: pytest.LogCaptureFixture):
     monkeypatch.setattr(hub_module, "WARN_EVERY_S", 60.0)
@@ -146,9 +146,9 @@ def test_refusals_are_logged_at_most_every_few_seconds(hub: Hub, key: bytes, con
             events.extend(hub.receive(time.monotonic()))
             return [peer.recv_multipart()] if peer.poll(0) else []
 
-        answers = collect(answers_so_far, 50)
+        answers = collect(answers_so_far, 1)
     assert events == []
-    assert answers == [[WRONG_KEY]] * 50
+    assert answers == [[WRONG_KEY]]  # once per connection: a flood gets no flood back
     assert len(caplog.records) == 1
 
 
@@ -197,7 +197,7 @@ def test_a_forged_pickle_reaches_neither_side_undecoded(hub: Hub, key: bytes, co
         events.extend(hub.receive(time.monotonic()))
         return [peer.recv_multipart()] if peer.poll(0) else []
 
-    assert collect(answers_so_far, 2) == [[WRONG_KEY]] * 2 and events == []
+    assert collect(answers_so_far, 1) == [[WRONG_KEY]] and events == []  # once per connection
     fake = context.socket(zmq.ROUTER)  # the link's side: a forged message from someone posing as the hub
     port = fake.bind_to_random_port("tcp://127.0.0.1")
     link.socket.connect(f"tcp://127.0.0.1:{port}")
@@ -346,15 +346,16 @@ def test_a_flood_without_the_key_neither_holds_the_hub_nor_keeps_a_silent_group_
     stopped = time.monotonic()
     events: list = []
     try:
-        while not events and time.monotonic() - stopped < 2.0:
+        while not events and time.monotonic() - stopped < 5.0:
             now = time.monotonic()
             events = hub.receive(now) + hub.housekeeping(now)
             time.sleep(0.002)
+        waited = time.monotonic() - stopped
     finally:
         stop.set()
         thread.join()
     assert [(e.group, e.lost) for e in events] == [(1, True)]
-    assert time.monotonic() - stopped < LOST_AFTER_S + 0.7
+    assert waited < LOST_AFTER_S + 1.5  # a receive() of 10000 refused frames, on shared cores
     link.close()
 
 
