@@ -3,8 +3,8 @@
 Every call returns at once: the coordinator's loop also serves MPI ranks and must never wait on a group.
 A send to a group whose queue is full (it stopped reading) or that is not connected is dropped, and the
 group is written off at the next housekeeping: a group that missed a message may hold work the engine can
-no longer account for, so it is lost rather than trusted. Replies are routed by the identity each link chose (its session), so a group
-whose TCP connection breaks and comes back is still the same group.
+no longer account for, so it is lost rather than trusted. Replies are routed by the identity each link
+chose (its session), so a group whose TCP connection breaks and comes back is still the same group.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import errno
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import zmq
