@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import os
 import secrets
 import signal
@@ -331,12 +332,14 @@ def processes_with(gate: Path) -> list[psutil.Process]:
 
 
 def test_a_group_exits_when_the_coordinator_dies_and_the_resumed_job_takes_a_new_group(tmp_path: Path, runs) -> None:
-    words = {f"a{i:02d}": "ok" for i in range(10)} | gates(30, "b")
+    # not "ok": after mini-batches of a few ms, auto credits hand every one left to the main rank at once
+    # (nothing waits, so the group would be refused)
+    words = {f"a{i:02d}": "sleep0.05" for i in range(10)} | gates(30, "b")
     run = runs(tmp_path, words)
     main = run.start()
     group = run.join("g", 2)
     run.until(lambda: run.ranks_running() >= {1, 2}, JOINED_S, "both ranks of the group at work")
-    run.until(lambda: len((run.out / "parallel_run_step.txt").read_text().splitlines()) >= 10, 60, "the ok items")
+    run.until(lambda: len((run.out / "parallel_run_step.txt").read_text().splitlines()) >= 10, 60, "the a items")
     kill_tree(main.pid)
     killed = time.monotonic()
     gone = group_exit(group, run, 60, "the group after its coordinator died")
@@ -362,3 +365,48 @@ def test_a_group_exits_when_the_coordinator_dies_and_the_resumed_job_takes_a_new
     rejoined = group_exit(again, run, 60, "the new group")
     assert rejoined.rc == 0
     assert rejoined.stderr.splitlines() == [left_line(run.out, group2["group"], "the job ended (exit 0)")]
+
+
+# --- 8. a frozen group is written off --------------------------------------------------------------------
+
+def tree_of(pid: int) -> list[psutil.Process]:
+    """A launcher, its ranks and their entry-script processes."""
+    return [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+
+
+def test_a_frozen_group_is_written_off_by_the_heartbeat_and_nothing_is_written_twice(tmp_path: Path, runs) -> None:
+    """SIGSTOP keeps the group's TCP connection up: only the missing heartbeat tells the coordinator it is gone.
+    Its mini-batches go back to the queue without a try; the main rank then waits at its "hold" item, so the
+    job still runs when SIGCONT wakes the group: it hears it was written off and exits 1. A late result it
+    sends on its way out may be committed only while its mini-batch still waits; every line is written once."""
+    run = runs(tmp_path, gates(20) | {"z000": "hold"})
+    main = run.start("--run-max-try", "1")
+    group = run.join("f", 2)
+    run.until(lambda: run.ranks_running() >= {1, 2}, JOINED_S, "both ranks of the group at work")
+    frozen = tree_of(group.pid)
+    for proc in frozen:
+        proc.suspend()
+    try:
+        run.open_gate(0, 1, 2)  # the main rank runs the rest and waits at "hold"; the frozen group sees nothing
+        run.until(lambda: "group 1 lost: no heartbeat" in run.rank0_log(), 60, "the frozen group written off")
+        run.until(lambda: (run.gate / "run-0-z000").exists(), 30, "the main rank at hold")
+    finally:
+        for proc in frozen:
+            proc.resume()
+    gone = group_exit(group, run, 60, "the written-off group")
+    (line,) = gone.stderr.splitlines()
+    assert gone.rc == 1, line
+    assert line.startswith("mpibatch: error: group 1: written off by the coordinator: no heartbeat for "), line
+    assert line.endswith("; it exits (rejoin once the job runs again)"), line
+    (run.gate / "release").touch()
+    job = run.finish(main)
+    assert_exactly_once(job, run)
+    rows = {row["id"]: row for row in csv_rows(run.out)}
+    assert len(rows) == 21 and all(row["attempts"] == "1" for row in rows.values())
+    log = run.rank0_log()
+    assert "mini-batch(es) it held go back to the queue (no try used)" in log
+    for batch, fate in re.findall(r"group 1: late result of mini-batch (\d+) (committed|ignored)", log):
+        assert fate == "committed" and rows[batch]["rank"] in ("1", "2"), (batch, fate, rows[batch])
+    (lost,) = job.result["groups"]
+    assert lost["state"] == "lost" and lost["why"].startswith("no heartbeat"), lost
+    assert lost["mini_batches"] == sum(row["rank"] in ("1", "2") for row in rows.values())
