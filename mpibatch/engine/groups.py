@@ -24,6 +24,9 @@ from ..output.logs import Layout
 from ..records import InputInfo
 
 POLL_IDLE_S = 0.02  # with no group joined, the hub is looked at this often (a join waits that long at most)
+# with groups at work, at most this often: a busy dispatch loop turns ~10^5 times a second, and a receive on the
+# hub each turn cost rank 0 ~2 points of a core with 3 groups (docs/benchmarks.md, groups); credits hide 1 ms
+POLL_ACTIVE_S = 0.001
 ACTIVE, LEAVING, LEFT, LOST = "active", "leaving", "left", "lost"
 
 
@@ -85,9 +88,9 @@ class Groups:
     def poll(self, now: float, on_message: Callable[[Group, tuple], None],
              on_gone: Callable[[Group, bool, str], None]) -> bool:
         """Hand every waiting message on; admit or refuse joins. True if anything came."""
-        if not self.active() and now < self._next_poll:
+        if now < self._next_poll:
             return False
-        self._next_poll = now + POLL_IDLE_S
+        self._next_poll = now + (POLL_ACTIVE_S if self.active() else POLL_IDLE_S)
         got = False
         for event in self.hub.receive(now):
             got = True
