@@ -2,9 +2,9 @@
 
 ok -> one line; gate -> waits for the file GATE_DIR/open, or GATE_DIR/open-RANK for its global rank alone
 (at most 120 s), then one line; hold -> the same, for GATE_DIR/release; sleepX -> sleeps X seconds, then one
-line. init() leaves GATE_DIR/init-TAG-RANK (TAG: env GROUP_TAG, "main" unset) and every item leaves GATE_DIR/run-RANK-NAME as it
-starts, so a test knows which rank (and so which group) is up and holds what, and can hold the job still at
-the gate while groups join, die or leave.
+line. init() leaves GATE_DIR/init-TAG-RANK (TAG: env GROUP_TAG, "main" unset) and every item leaves
+GATE_DIR/run-RANK-NAME as it starts, so a test knows which rank (and so which group) is up and holds what,
+and can hold the job still at the gate while groups join, die or leave.
 """
 import os
 import time
