@@ -77,6 +77,7 @@ class Coordinator:
         # auto credits: 2 (one running, one queued) and the prefetch depth more, so that right after a run()
         # ends the next ones are already in the entry-script process for their data to be read meanwhile
         self._least_credits = MIN_CREDITS + config.prefetch_depth
+        self._sharing = False  # a busy worker's queue is being shared out: credits stay at the least
         self.speculation = Speculation(config.speculative and config.executor == "process",
                                        config.speculation_factor, config.run_invocation_timeout)
         self.walltime = walltime or Walltime(None)
@@ -211,6 +212,25 @@ class Coordinator:
                              self.speculation.limit(self.walltime.durations), helper)
             self.to_worker(helper, ("tasks", [task]))
 
+    def spare_work(self) -> bool:
+        """Some worker holds more queued than it needs to stay busy: a worker with none could share it."""
+        return any(len(queue) > self._least_credits for queue in self.outstanding.values())
+
+    def _share_out(self) -> None:
+        """With nothing left to hand out and a worker idle (joined late, or ran dry), the busiest worker
+        gives back part of what it holds unstarted, and until that is handed out again every worker's
+        credits stay at the least: the idle ones get work instead of waiting for the others' tails."""
+        if self.stops.stopping or self.pending or self.retries or self.config.credits_per_worker != "auto":
+            return
+        idle = [r for r in self.live if not self.outstanding[r]]
+        if not idle:
+            return
+        busiest = max(self.live, key=lambda r: len(self.outstanding[r]))
+        spare = len(self.outstanding[busiest]) - self._least_credits
+        if spare > 0:
+            self._sharing = True
+            self.to_worker(busiest, ("give_back", max(1, spare * len(idle) // (len(idle) + 1))))
+
     def _settle_copies(self, task: Task, outcome: Outcome) -> bool:
         """A copy's outcome. True when the caller must not go on (a failed copy while another copy
         still runs: no retry, no second commit); a success aborts the copies that lost."""
@@ -239,7 +259,7 @@ class Coordinator:
         setting = self.config.credits_per_worker
         if setting != "auto":
             return int(setting)
-        if self._mean_seconds is None:
+        if self._mean_seconds is None or self._sharing:
             return self._least_credits
         return max(self._least_credits, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
@@ -270,6 +290,7 @@ class Coordinator:
                 queue.update((task.batch.id, task) for task in tasks)
                 self.to_worker(rank, ("tasks", tasks))
                 if not (self.pending or self.retries):
+                    self._sharing = False
                     return
 
     def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
@@ -371,6 +392,7 @@ class Coordinator:
         self._check_walltime()
         if self.group_work is not None:
             self.group_work.housekeeping(now)
+        self._share_out()
         self._speculate()
         self.files.snapshot(now, self.snapshot)
         self.mail.reap()

@@ -27,8 +27,8 @@ class GroupWork:
         c = self.c
         if c.stops.stopping:
             return "the job is stopping"
-        if not (c.pending or c.retries):
-            return "no work is waiting: every mini-batch is done or handed out"
+        if not (c.pending or c.retries or c.spare_work()):
+            return "no work is waiting: every mini-batch is done or running"
         return ""
 
     def poll(self, now: float) -> bool:

@@ -48,6 +48,8 @@ class Mail:
                 self.local.cancel()
             elif kind == "abort":
                 self.local.abort(body)
+            elif kind == "give_back":
+                self.local.give_back(body)
         elif rank >= self.n_ranks and self.to_group is not None:
             self.to_group(rank, message)
         else:

@@ -55,6 +55,13 @@ class Worker:
         self.queue.clear()
         self._send(("returned", self.rank, dropped))
 
+    def give_back(self, n: int) -> None:
+        """Return up to n of the tasks not yet handed to the executor (never started), the last first, so
+        that a worker with none (one that joined late) gets them."""
+        back = [self.queue.pop() for _ in range(min(n, len(self.queue)))]
+        if back:
+            self._send(("returned", self.rank, [t.batch.id for t in reversed(back)]))
+
     def abort(self, batch_id: object) -> None:
         """A speculative copy of this mini-batch won elsewhere: drop it, queued or running."""
         self.queue = deque(t for t in self.queue if t.batch.id != batch_id)
@@ -166,6 +173,8 @@ def serve(comm: Any, worker: Worker, signals: StopSignals) -> int:
                 worker.cancel()
             elif kind == "abort":
                 worker.abort(body)
+            elif kind == "give_back":
+                worker.give_back(body)
             elif kind == "stop":
                 code, close_s = body
                 worker.close(close_s)
