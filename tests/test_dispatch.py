@@ -108,14 +108,14 @@ def test_a_worker_that_starts_late_gets_a_share_of_what_another_holds_unstarted(
     coord._dispatch()
     assert len(coord.outstanding[1]) == 40 and not coord.pending
     coord.live.append(2)  # ready now, nothing left to hand out
-    coord._share_out()
-    spare = 40 - coord._least_credits
+    coord.idle.share_out()
+    spare = 40 - coord.least_credits
     assert comm.other == [(1, ("give_back", spare // 2))], "half of what rank 1 holds beyond its least credits"
     back = list(coord.outstanding[1])[-(spare // 2):]
     coord.handle(("returned", 1, back))  # what rank 1 had not started, last first
     coord._dispatch()
     given = [t.batch.id for m in comm.by_rank[2] for t in m]
-    assert given and set(given) <= set(back) and len(given) == coord._least_credits
+    assert given and set(given) <= set(back) and len(given) == coord.least_credits
     assert len(coord.outstanding[1]) == 40 - spare // 2, "rank 1 is not topped up again from what it gave back"
     assert not set(coord.outstanding[1]) & set(coord.outstanding[2])
     store.close("Completed")
@@ -125,6 +125,6 @@ def test_no_sharing_with_every_worker_busy_or_fixed_credits(tmp_path: Path) -> N
     coord, comm, store = make_coordinator(tmp_path, credits="auto", items=60)
     coord._mean_seconds = 1e-4
     coord._dispatch()
-    coord._share_out()
+    coord.idle.share_out()
     assert comm.other == [], "work still waits or nobody is idle"
     store.close("Completed")

@@ -19,6 +19,7 @@ from .bisection import Bisection, halves_to_redo, rewrite_failed_items
 from .files import JobFiles
 from .group_work import GroupWork
 from .groups import Groups
+from .idle_work import IdleWork
 from .mail import SHARED_GIL_SWITCH_S, Mail, switch_interval
 from .pending import Pending
 from .polling import LATENCY_TO_HIDE_S, QUIET_MAX_SLEEP_S, Backoff
@@ -76,8 +77,9 @@ class Coordinator:
         self._mean_seconds: Optional[float] = None  # of run() calls, for the credits
         # auto credits: 2 (one running, one queued) and the prefetch depth more, so that right after a run()
         # ends the next ones are already in the entry-script process for their data to be read meanwhile
-        self._least_credits = MIN_CREDITS + config.prefetch_depth
-        self._sharing = False  # a busy worker's queue is being shared out: credits stay at the least
+        self.least_credits = MIN_CREDITS + config.prefetch_depth
+        self.sharing = False  # a busy worker's queue is being shared out: credits stay at the least
+        self.idle = IdleWork(self)
         self.speculation = Speculation(config.speculative and config.executor == "process",
                                        config.speculation_factor, config.run_invocation_timeout)
         self.walltime = walltime or Walltime(None)
@@ -179,7 +181,7 @@ class Coordinator:
         task = self.outstanding[outcome.rank].pop(outcome.batch_id, None)
         if task is None:
             return None
-        if task.batch.id in self.speculation.copies and self._settle_copies(task, outcome):
+        if task.batch.id in self.speculation.copies and self.idle.settle_copies(task, outcome):
             return None
         self._dirty = True
         seconds = outcome.seconds
@@ -196,56 +198,6 @@ class Coordinator:
         if halves and not self.stops.stopping:
             self.pending.extendleft(reversed(halves))
 
-    # ---- speculation: the loop's side of speculation.Speculation ------------------------------
-
-    def _speculate(self) -> None:
-        """With nothing left to hand out, start the copies the policy picks on idle workers."""
-        if self.stops.stopping or self.pending or self.retries or not self.speculation.enabled:
-            return
-        idle = [r for r in self.live if not self.outstanding[r]]
-        now = time.monotonic()
-        for task, rank, helper, ran_s in self.speculation.copies_to_start(now, self.walltime.durations, idle,
-                                                                          self.outstanding):
-            self.outstanding[helper][task.batch.id] = task
-            self.log.warning("speculation: mini-batch %s has run %.1f s on rank %d (limit %.1f s); starting a copy "
-                             "on idle rank %d", task.batch.id, ran_s, rank,
-                             self.speculation.limit(self.walltime.durations), helper)
-            self.to_worker(helper, ("tasks", [task]))
-
-    def spare_work(self) -> bool:
-        """Some worker holds more queued than it needs to stay busy: a worker with none could share it."""
-        return any(len(queue) > self._least_credits for queue in self.outstanding.values())
-
-    def _share_out(self) -> None:
-        """With nothing left to hand out and a worker idle (joined late, or ran dry), the busiest worker
-        gives back part of what it holds unstarted, and until that is handed out again every worker's
-        credits stay at the least: the idle ones get work instead of waiting for the others' tails."""
-        if self.stops.stopping or self.pending or self.retries or self.config.credits_per_worker != "auto":
-            return
-        idle = [r for r in self.live if not self.outstanding[r]]
-        if not idle:
-            return
-        busiest = max(self.live, key=lambda r: len(self.outstanding[r]))
-        spare = len(self.outstanding[busiest]) - self._least_credits
-        if spare > 0:
-            self._sharing = True
-            self.to_worker(busiest, ("give_back", max(1, spare * len(idle) // (len(idle) + 1))))
-
-    def _settle_copies(self, task: Task, outcome: Outcome) -> bool:
-        """A copy's outcome. True when the caller must not go on (a failed copy while another copy
-        still runs: no retry, no second commit); a success aborts the copies that lost."""
-        losers = self.speculation.settle(task.batch.id, outcome.rank, outcome.ok)
-        if losers is None:
-            self.settle.copy_failed(task, outcome)
-            return True
-        for other in losers:
-            self.outstanding[other].pop(task.batch.id, None)
-            self.speculation.mark(other, self.outstanding.get(other), time.monotonic())
-            self.to_worker(other, ("abort", task.batch.id))
-            self.log.info("speculation: mini-batch %s finished first on rank %d; its copy on rank %d is aborted",
-                          task.batch.id, outcome.rank, other)
-        return False
-
     def _next_tasks(self, rank: int, n: int) -> list[Task]:
         """Up to n tasks for a worker: retries that last failed elsewhere first, then new work."""
         tasks = self.retries.take(rank, n, len(self.live)) if self.retries.waiting else []
@@ -259,9 +211,9 @@ class Coordinator:
         setting = self.config.credits_per_worker
         if setting != "auto":
             return int(setting)
-        if self._mean_seconds is None or self._sharing:
-            return self._least_credits
-        return max(self._least_credits, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
+        if self._mean_seconds is None or self.sharing:
+            return self.least_credits
+        return max(self.least_credits, min(MAX_CREDITS, int(LATENCY_TO_HIDE_S / max(self._mean_seconds, 1e-6)) + 1))
 
     def _dispatch(self) -> None:
         """Top up every worker's queue to its credits (runs after each message: workers whose queue
@@ -290,7 +242,7 @@ class Coordinator:
                 queue.update((task.batch.id, task) for task in tasks)
                 self.to_worker(rank, ("tasks", tasks))
                 if not (self.pending or self.retries):
-                    self._sharing = False
+                    self.sharing = False
                     return
 
     def begin_stop(self, status: str, exit_code: int, reason: str) -> None:
@@ -392,8 +344,8 @@ class Coordinator:
         self._check_walltime()
         if self.group_work is not None:
             self.group_work.housekeeping(now)
-        self._share_out()
-        self._speculate()
+        self.idle.share_out()
+        self.idle.speculate()
         self.files.snapshot(now, self.snapshot)
         self.mail.reap()
 

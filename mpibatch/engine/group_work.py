@@ -27,7 +27,7 @@ class GroupWork:
         c = self.c
         if c.stops.stopping:
             return "the job is stopping"
-        if not (c.pending or c.retries or c.spare_work()):
+        if not (c.pending or c.retries or c.idle.spare_work()):
             return "no work is waiting: every mini-batch is done or running"
         return ""
 
