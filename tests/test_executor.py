@@ -388,6 +388,17 @@ def test_process_take_back_returns_the_queued_tasks_and_the_child_skips_them(pro
     assert executor.poll() is None and executor.ready  # 1 and 2 never ran
 
 
+def test_process_take_back_of_the_last_few_shares_a_queue_and_keeps_the_rest(process_executor) -> None:
+    executor = started(process_executor())
+    executor.submit(task(0, "sleep:0.5"), task(1, "a"), task(2, "b"), task(3, "c"))
+    time.sleep(0.1)
+    assert [t.batch.id for t in executor.take_back(2)] == [2, 3], "the last ones: the next in line stay"
+    got = outcomes_until(executor, 2)
+    assert [o.batch_id for o in got] == [0, 1] and all(o.ok for o in got)
+    time.sleep(0.3)
+    assert executor.poll() is None and executor.ready  # 2 and 3 never ran
+
+
 def test_process_abort_of_a_queued_task_skips_it(process_executor) -> None:
     executor = started(process_executor())
     executor.submit(task(0, "sleep:0.3"), task(1, "a"), task(2, "b"))
@@ -556,6 +567,17 @@ def test_inline_timeout_stalls_and_gives_back_what_did_not_start(inline_executor
     assert isinstance(wait_event(executor, 5.0), InitDone)  # the late call returned: ready again
     assert executor.ready
     assert run_ok(executor, task(4, "d")).payload == b"d ok\n"
+
+
+def test_inline_take_back_of_the_last_few_keeps_the_rest(inline_executor) -> None:
+    executor = started(inline_executor())
+    executor.submit(task(0, "sleep:0.3"), task(1, "a"), task(2, "b"), task(3, "c"))
+    time.sleep(0.1)
+    assert [t.batch.id for t in executor.take_back(1)] == [3]
+    got = outcomes_until(executor, 3)
+    assert [o.batch_id for o in got] == [0, 1, 2]
+    time.sleep(0.2)
+    assert executor.poll() is None and executor.ready
 
 
 def test_inline_abort_of_a_queued_task_skips_it(inline_executor) -> None:

@@ -11,12 +11,15 @@ from ..records import Outcome, Task
 if TYPE_CHECKING:
     from .coordinator import Coordinator
 
+SHARE_EVERY_S = 1.0
+
 
 class IdleWork:
     """The coordinator's side of sharing out and speculation, kept out of its dispatch loop."""
 
     def __init__(self, coordinator: "Coordinator") -> None:
         self.c = coordinator
+        self._next_share = 0.0
 
     def speculate(self) -> None:
         """With nothing left to hand out, start the copies the policy picks on idle workers."""
@@ -45,14 +48,21 @@ class IdleWork:
         c = self.c
         if c.stops.stopping or c.pending or c.retries or c.config.credits_per_worker != "auto":
             return
+        now = time.monotonic()
+        if now < self._next_share:  # once a second: what comes back takes a message round trip
+            return
         idle = [r for r in c.live if not c.outstanding[r]]
         if not idle:
             return
         busiest = max(c.live, key=lambda r: len(c.outstanding[r]))
         spare = len(c.outstanding[busiest]) - c.least_credits
         if spare > 0:
+            self._next_share = now + SHARE_EVERY_S
             c.sharing = True
-            c.to_worker(busiest, ("give_back", max(1, spare * len(idle) // (len(idle) + 1))))
+            n = max(1, spare * len(idle) // (len(idle) + 1))
+            c.log.info("sharing out: rank %d gives back up to %d unstarted mini-batches for idle rank(s) %s",
+                       busiest, n, ",".join(map(str, idle)))
+            c.to_worker(busiest, ("give_back", n))
 
     def settle_copies(self, task: Task, outcome: Outcome) -> bool:
         """A copy's outcome. True when the caller must not go on (a failed copy while another copy

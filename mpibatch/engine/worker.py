@@ -58,9 +58,11 @@ class Worker:
     def give_back(self, n: int) -> None:
         """Return up to n of the tasks not yet handed to the executor (never started), the last first, so
         that a worker with none (one that joined late) gets them."""
-        back = [self.queue.pop() for _ in range(min(n, len(self.queue)))]
+        back = [self.queue.pop() for _ in range(min(n, len(self.queue)))][::-1]
+        if len(back) < n:
+            back = self.executor.take_back(n - len(back)) + back
         if back:
-            self._send(("returned", self.rank, [t.batch.id for t in reversed(back)]))
+            self._send(("returned", self.rank, [t.batch.id for t in back]))
 
     def abort(self, batch_id: object) -> None:
         """A speculative copy of this mini-batch won elsewhere: drop it, queued or running."""

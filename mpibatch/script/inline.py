@@ -197,11 +197,13 @@ class InlineExecutor:
                              "until it returns; executor: process kills hung calls)",
                        seconds=time.monotonic() - started)
 
-    def take_back(self) -> list[Task]:
-        """The submitted tasks the thread has not started (a stop, a stall)."""
+    def take_back(self, most: Optional[int] = None) -> list[Task]:
+        """The submitted tasks the thread has not started (a stop, a stall), or the last `most` of them."""
         with self._cond:
-            tasks = [t for t in self._queued if t is not None]
-            self._queued = deque(t for t in self._queued if t is None)
+            waiting = [t for t in self._queued if t is not None]
+            tasks = waiting if most is None else waiting[len(waiting) - min(most, len(waiting)):]
+            keep = {id(t) for t in tasks}
+            self._queued = deque(t for t in self._queued if t is None or id(t) not in keep)
         ids = {t.batch.id for t in tasks}
         self.inflight = deque(t for t in self.inflight if t.batch.id not in ids)
         return tasks

@@ -309,12 +309,17 @@ class ProcessExecutor:
         else:
             time.sleep(timeout)
 
-    def take_back(self) -> list[Task]:
-        """The submitted tasks that have not started (a stop): the child will skip them."""
-        if self.state != "ready":  # no child runs any of them: all come back
+    def take_back(self, most: Optional[int] = None) -> list[Task]:
+        """The submitted tasks that have not started (a stop), or the last `most` of them: the child will
+        skip them. (One the child began just now runs on; its outcome is dropped: rank 0 gets it back.)"""
+        if self.state != "ready":  # no child runs any of them: all come back on a stop, none to share
+            if most is not None:
+                return []
             tasks, self.inflight = list(self.inflight), deque()
             return tasks
         tasks = list(self.inflight)[1:]
+        if most is not None:
+            tasks = tasks[len(tasks) - min(most, len(tasks)):]
         self._drop(tasks)
         return tasks
 

@@ -186,6 +186,31 @@ def test_two_groups_of_two_ranks_join_a_one_rank_job_and_every_line_is_written_o
     assert not (run.out / ".mpibatch" / "coordinator.json").exists()
 
 
+# --- 1b. a group that joins when every mini-batch is queued on the main rank ---------------------------------
+
+def test_a_group_that_joins_when_everything_is_queued_elsewhere_gets_a_share(tmp_path: Path, runs) -> None:
+    """Millisecond items raise the main rank's auto credits until it holds every mini-batch left (here all the
+    gates, the first of them running): the join is still taken, and the main rank gives back part of its
+    unstarted queue to the group's ranks instead of leaving them idle for its tail."""
+    words = {f"a{i:03d}": "ok" for i in range(200)} | gates(12)
+    run = runs(tmp_path, words)
+    main = run.start("--no-speculative")  # no copies of the gated items: only a share gives the group work
+    run.until(lambda: "run-0-g000" in {m.name for m in run.gate.iterdir()}, 60, "the main rank at the gate")
+    group = run.join("late", 2)
+    run.until(lambda: len(run.ranks_running()) == 3, JOINED_S, "the group's ranks at work")
+    run.open_gate()
+    job = run.finish(main)
+    assert_exactly_once(job, run)
+    (late,) = job.result["groups"]
+    assert late["mini_batches"] > 0, late
+    held = [r for r in csv_rows(run.out) if int(r["rank"]) in run.ranks_of("late")]
+    assert {r["id"] for r in held} and all(r["attempts"] == "1" for r in csv_rows(run.out))
+    assert "sharing out: rank 0 gives back up to " in run.rank0_log()
+    started = run.marks("run")
+    assert not [m for m in started if m.startswith(("1-a", "2-a"))], "the group ran only what rank 0 gave back"
+    assert group_exit(group, run, 60, "the late group").rc == 0
+
+
 # --- 2. a group SIGKILLed ----------------------------------------------------------------------------------
 
 def test_a_sigkilled_group_loses_no_line_and_uses_no_try(tmp_path: Path, runs) -> None:
