@@ -95,8 +95,8 @@ def measure(ctx: Context) -> Section:
         def say(key: tuple[Case, Contender], r: Run) -> str:
             case, k = key
             return (f"{case.data:30s} {case.kernel:5s} {case.workers}w X/Y {case.ratio:<4g} {k.key:19s} "
-                    f"{works[case.data].slices / r.seconds:8.1f} slices/s ({r.seconds:.2f} s, command {r.wall_s:.2f} s, "
-                    f"others {r.others_percent:.0f}%)")
+                    f"{works[case.data].slices / r.seconds:8.1f} slices/s ({r.seconds:.2f} s, "
+                    f"command {r.wall_s:.2f} s, others {r.others_percent:.0f}%)")
 
         runs = contest(NAME, keys, rounds, run, say)
     points = [Point(case, works[case.data], c, fields[case], {k.key: runs[(case, k)] for k in fields[case]})

@@ -120,9 +120,10 @@ def rows(points: list[Point], c: int) -> tuple[list[str], list[str]]:
         for k in p.field:
             rate = p.rate(k.key)
             vs_ray = f"{p.versus(k.key, 'ray'):.2f}" if k.mpibatch and p.has("ray") else "–"
-            ideal = f"{rate / p.ideal:.2f}" + (f" (÷ {c}/(X+Y): {rate / (c * 1e3 / (p.case.x_ms + p.work.read_ms)):.2f})"
+            ideal = f"{rate / p.ideal:.2f}" + (f" (÷ {c}/(X+Y): {rate / (c * 1e3 / (p.case.x_ms + p.read_ms)):.2f})"
                                                if p.cpu_bound else "")
-            rates.append(f"{head}| {p.case.x_ms:.1f} | {p.work.read_ms:.1f} | {k.label(p.case.workers, c)} | {rate:,.1f} "
+            rates.append(f"{head}| {p.case.x_ms:.1f} | {p.work.read_ms:.1f} / {p.read_ms:.1f} | "
+                         f"{k.label(p.case.workers, c)} | {rate:,.1f} "
                          f"| {min(p.rates(k.key)):,.1f} | {max(p.rates(k.key)):,.1f} | {ideal} | {rate / p.serial:.2f} "
                          f"| {vs_ray} |")
             if p.case.kernel == "sleep" and p.case.workers >= c:
@@ -144,9 +145,8 @@ def machine_words(points: list[Point], c: int, load: str) -> str:
             "The numpy run() needs its core too, so with a worker on every core nothing can overlap and "
             f"{c} / (X + Y) is the ceiling (shown beside the ratio). Remote files: Azurite is a Node.js server on the "
             "same two cores, so Y there is partly the emulator's CPU; with the added latency Y is mostly waiting, "
-            "which prefetch hides on any number of cores. Y is measured once, at the start, and X derived from it: when "
-            "the machine was busier then than during a run, a ratio to the ideal can pass 1, and the other way "
-            "round.")
+            "which prefetch hides on any number of cores. X is derived from the Y measured at the start: when the "
+            "machine was busier then than during the runs, X/Y is really larger than its label.")
 
 
 def render(ctx: Context, sizes: Sizes, rounds: int, c: int, prefetch: bool, why_no_ray: str | None,
@@ -154,8 +154,8 @@ def render(ctx: Context, sizes: Sizes, rounds: int, c: int, prefetch: bool, why_
     ray = why_no_ray is None
     rates, memory = rows(points, c)
     works = {p.work.name: p.work for p in points}
-    datasets = [f"{w.name}: {w.slices:,} slices of {w.rows:,} rows (~{w.slice_mb:.2f} MB), Y = {w.read_ms:.2f} ms"
-                if w.local else f"{w.name}: {w.slices:,} files of ~{w.slice_mb:.2f} MB, Y = {w.read_ms:.2f} ms"
+    datasets = [(f"{w.name}: {w.slices:,} slices of {w.rows:,} rows (~{w.slice_mb:.2f} MB)" if w.local else
+                 f"{w.name}: {w.slices:,} files of ~{w.slice_mb:.2f} MB") + f", Y at the start {w.read_ms:.2f} ms"
                 for w in works.values()]
     return "\n".join([
         *targets_block(goals),
@@ -164,14 +164,17 @@ def render(ctx: Context, sizes: Sizes, rounds: int, c: int, prefetch: bool, why_
         ("Y: one mini-batch made ready by mpibatch's own code (a slice read into a DataFrame by `read_slice`; a remote "
          "file copied to scratch with `fsspec` `get_file`), measured once at the start in a fresh process: passes over "
          "16 distinct slices or files in order, each file opened once, as a job reads them; Y is the median of 3 "
-         "passes' means (after one to warm up). X = the ratio × Y. "
+         "passes' means (after one to warm up); X = the ratio × that Y. The ideal and the ratios use Y as the job saw "
+         "it: `phases.data_s` per mini-batch of job_result.json in the prefetch 0 runs of the same point (median over "
+         "rounds), so a load that came or went after the start does not bend them. "
          + (f"mpibatch runs with `prefetch: 0` and `prefetch: {PREFETCH}`." if prefetch else
             f"mpibatch: **{NO_PREFETCH}**; its ceiling is the no-overlap rate workers / (X + Y).")
          + ("" if ray else f" Ray Data: **not measured**: {why_no_ray}.")
          + (f" Remote files: **not measured**: {why_no_remote}." if why_no_remote else "")), "",
         machine_words(points, c, load), "",
         plot(ctx, points, c), "",
-        *table(["data", "run()", "workers", "X/Y", "X ms", "Y ms", "contender", "slices/s (median)", "min", "max",
+        *table(["data", "run()", "workers", "X/Y", "X ms", "Y ms: at the start / in the job", "contender",
+                "slices/s (median)", "min", "max",
                 "÷ ideal workers/max(X,Y)", "÷ no-overlap workers/(X+Y)", "mpibatch ÷ Ray Data (per round)"],
                "llrrrrlrrrrrr", rates), "",
         "### Peak memory (median over rounds, MiB; run() sleeping, a worker per core)", "",

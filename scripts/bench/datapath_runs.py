@@ -35,6 +35,7 @@ class Run:
     wall_s: float
     others_percent: float
     memory: dict[str, int] = field(default_factory=dict)  # what -> peak bytes
+    data_ms: float = 0.0  # mpibatch: mean ms per mini-batch making data ready (job_result.json phases.data_s)
 
 
 class RankPeaks:
@@ -100,8 +101,10 @@ def run_mpibatch(work: Workload, prefetch: int | None, script_args: list[str], w
     result = completed(output, done, work.slices)
     checked_rows(work, result["items"]["succeeded"], "mpibatch")
     shutil.rmtree(output, ignore_errors=True)
+    phases = result.get("phases") or {}
+    data_ms = 1e3 * phases.get("data_s", 0.0) / max(phases.get("mini_batches", 0), 1)
     return Run(dispatch_seconds(result), noise.wall_s, noise.others_percent,
-               {"rank 0": peaks.rank0, "largest entry-script process": peaks.entry})
+               {"rank 0": peaks.rank0, "largest entry-script process": peaks.entry}, data_ms)
 
 
 def last_json(done: subprocess.CompletedProcess) -> dict[str, Any]:
