@@ -118,7 +118,8 @@ class Allocator:
                 if job_ended(progress, self.started):
                     say(f"the job has ended ({progress['status']})")
                     break
-                self.round(waiting_work(progress, self.started))
+                if waiting_work(progress, self.started):  # no squeue while nothing waits
+                    self.round()
                 deadline = time.monotonic() + self.poll_s
                 while not self.stopping and time.monotonic() < deadline:
                     time.sleep(0.1)
@@ -126,11 +127,12 @@ class Allocator:
             self.cancel_waiting()
         return 0
 
-    def round(self, work: Optional[int]) -> None:
-        if not work:
+    def round(self) -> None:
+        states = queue_states()  # first: the work read after it is never older than the queue it is weighed
+        if states is None:       # against (an older count beside a job that just started submitted one too many)
             return
-        states = queue_states()
-        if states is None:
+        work = waiting_work(_read_json(self.output / PROGRESS), self.started)
+        if not work:
             return
         mine = [states[j] for j in self.jobs if j in states]
         waiting = sum(s in WAITING for s in mine)
