@@ -51,6 +51,7 @@ class IdleWork:
         now = time.monotonic()
         if now < self._next_share:  # once a second: what comes back takes a message round trip
             return
+        c.sharing = False  # what the last share gave back is handed out (or nothing came back)
         idle = [r for r in c.live if not c.outstanding[r]]
         if not idle:
             return
