@@ -157,6 +157,8 @@ class Relay:
             self.link.send(message)
 
     def _leave(self, why: str) -> None:
+        if self.leaving:  # each rank of the group says its signal once: the group leaves once
+            return
         self.leaving = True
         self.log.warning("group %d leaving: %s", self.group, why)
         self.link.send(("leaving", why))
@@ -180,6 +182,6 @@ class Relay:
             self.link.leave(why)
         self.link.close()
         line = f"mpibatch: group {self.group} left the job in {self.output}: {why}"
-        print(line if code == 0 else error_line(f"group {self.group}: {why}; it exits (rejoin once the job "
-                                                  "runs again)"), file=sys.stderr)
+        advice = "join again to help" if kind == "written_off" else "join again once the job runs again"
+        print(line if code == 0 else error_line(f"group {self.group}: {why}; it exits ({advice})"), file=sys.stderr)
         return code

@@ -380,7 +380,7 @@ def test_a_group_exits_when_the_coordinator_dies_and_the_resumed_job_takes_a_new
     took = time.monotonic() - killed
     assert gone.rc == 1 and took < 30, (gone.rc, took)
     assert gone.stderr.splitlines() == ["mpibatch: error: group 1: the coordinator stopped answering for 10 s; "
-                                        "it exits (rejoin once the job runs again)"]
+                                        "it exits (join again once the job runs again)"]
     run.until(lambda: not processes_with(run.gate), 30, "the group's workers and entry scripts gone")
     first = run.finish(main, 10)
     assert 10 <= len(first.lines) < len(words) and len(set(first.lines)) == len(first.lines)
@@ -431,7 +431,7 @@ def test_a_frozen_group_is_written_off_by_the_heartbeat_and_nothing_is_written_t
     (line,) = gone.stderr.splitlines()
     assert gone.rc == 1, line
     assert line.startswith("mpibatch: error: group 1: written off by the coordinator: no heartbeat for "), line
-    assert line.endswith("; it exits (rejoin once the job runs again)"), line
+    assert line.endswith("; it exits (join again to help)"), line
     (run.gate / "release").touch()
     job = run.finish(main)
     assert_exactly_once(job, run)
