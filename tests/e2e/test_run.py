@@ -36,6 +36,8 @@ def test_every_line_exactly_once(tmp_path, ok_files, ranks, executor):
     assert sum(int(r["succeeded"]) for r in rows) == 30
     for rank in range(ranks):
         assert (out / f"logs/sys/rank-{rank:04d}.txt").exists()
+    # a rank that got no mini-batch (8 of them, 3 credits each) may be stopped before its init() printed
+    for rank in {int(r["rank"]) for r in rows}:
         assert f"init on rank {rank}" in job.log(f"logs/user/stdout/rank-{rank:04d}.txt")
     assert "status: Completed" in job.result_txt
 
