@@ -72,7 +72,8 @@ jobs = json.load(open(q))
 job_id = str(900 + len(jobs))
 jobs.append({"id": job_id, "state": "PENDING", "args": sys.argv[1:], "script": sys.stdin.read(),
              "slurm_job_id": os.environ.get("SLURM_JOB_ID")})
-json.dump(jobs, open(q, "w"))
+json.dump(jobs, open(q + ".tmp", "w"))
+os.replace(q + ".tmp", q)
 print(job_id)
 """,
     "squeue": """
@@ -89,7 +90,8 @@ states = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--state=")]
 for job in jobs:
     if job["id"] in sys.argv[1:] and (not states or job["state"] in states):
         job["state"] = "CANCELLED"
-json.dump(jobs, open(q, "w"))
+json.dump(jobs, open(q + ".tmp", "w"))
+os.replace(q + ".tmp", q)
 with open(q + ".scancel", "a") as fh:
     fh.write(" ".join(sys.argv[1:]) + "\\n")
 """,
@@ -131,7 +133,9 @@ class Cluster:
     def set_state(self, job_id: str, state: str) -> None:
         jobs = self.jobs()
         next(j for j in jobs if j["id"] == job_id)["state"] = state
-        self.queue.write_text(json.dumps(jobs))
+        temp = self.queue.with_suffix(".tmp")  # whole or not at all: the fakes read it meanwhile
+        temp.write_text(json.dumps(jobs))
+        os.replace(temp, self.queue)
 
     def settle(self, count: int) -> list[dict]:
         """The queue once it has `count` jobs and has stayed so for a few rounds."""
