@@ -227,12 +227,14 @@ class Coordinator:
             credits = min(remote_credits, LOCAL_MAX_CREDITS) if rank == 0 and len(self.live) > 1 else remote_credits
             queue = self.outstanding[rank]
             room = credits - len(queue)
+            if room <= 0:  # most workers, most of the time: nothing more to work out for them
+                continue
             # only as many as would finish in time (a group's: in its own allocation), each behind the others
             end = self.walltime.end if rank < self.n_ranks or self.group_work is None else self.group_work.end_of(rank)
-            if room > 0 and end is not None:
+            if end is not None:
                 room = next((i for i in range(room) if not self.walltime.fits(len(queue) + i, end=end)), room)
-            if room <= 0:
-                continue
+                if room <= 0:
+                    continue
             tasks = self._next_tasks(rank, room)
             if tasks:
                 if self.timing.first_dispatch is None:
